@@ -88,10 +88,29 @@ pub static SCALAR: Kernels = {
     }
 };
 
-/// Whether this CPU can run kernels of `level`.
+/// Whether this CPU can run kernels of `level` (a property of the CPU, not of
+/// this build: see [`kernels_for`]).
 pub fn level_supported(level: SimdLevel) -> bool {
     match level {
         SimdLevel::Scalar => true,
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx2 => {
+            std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+                && std::arch::is_x86_feature_detected!("f16c")
+                && std::arch::is_x86_feature_detected!("popcnt")
+        }
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx512 => {
+            level_supported(SimdLevel::Avx2)
+                && std::arch::is_x86_feature_detected!("avx512f")
+                && std::arch::is_x86_feature_detected!("avx512bw")
+                && std::arch::is_x86_feature_detected!("avx512vl")
+                && std::arch::is_x86_feature_detected!("avx512dq")
+        }
+        #[cfg(target_arch = "aarch64")]
+        SimdLevel::Neon => std::arch::is_aarch64_feature_detected!("neon"),
+        #[allow(unreachable_patterns)]
         _ => false,
     }
 }
