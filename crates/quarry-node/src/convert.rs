@@ -1,0 +1,74 @@
+//! JS byte views to typed core slices.
+//!
+//! The facade passes every vector argument as a `Uint8Array` view over the
+//! caller's typed array plus a dtype name; here it becomes a typed slice,
+//! borrowed when the view is aligned for the element type, copied otherwise.
+
+use crate::errors::{Result, invalid_argument};
+use half::{bf16, f16};
+use quarry_simd::VectorsRef;
+use std::borrow::Cow;
+
+/// Vector elements of one dtype, borrowed from JS or owned.
+pub enum Elements<'a> {
+    F32(Cow<'a, [f32]>),
+    F16(Cow<'a, [f16]>),
+    BF16(Cow<'a, [bf16]>),
+    I8(Cow<'a, [i8]>),
+    U8(Cow<'a, [u8]>),
+    Bits(Cow<'a, [u8]>),
+}
+
+fn cast<'a, T: bytemuck::Pod>(bytes: &'a [u8], dtype: &str) -> Result<Cow<'a, [T]>> {
+    let size = std::mem::size_of::<T>();
+    if bytes.len() % size != 0 {
+        return Err(invalid_argument(format!("{} bytes are not a whole number of {dtype} elements", bytes.len())));
+    }
+    Ok(match bytemuck::try_cast_slice(bytes) {
+        Ok(s) => Cow::Borrowed(s),
+        Err(_) => Cow::Owned(bytemuck::allocation::pod_collect_to_vec(bytes)),
+    })
+}
+
+impl<'a> Elements<'a> {
+    /// Interprets `bytes` as elements of `dtype` (`f32`, `f16`, `bf16`, `i8`, `u8`, `binary`).
+    pub fn from_bytes(bytes: &'a [u8], dtype: &str) -> Result<Self> {
+        Ok(match dtype {
+            "f32" => Elements::F32(cast(bytes, dtype)?),
+            "f16" => Elements::F16(cast(bytes, dtype)?),
+            "bf16" => Elements::BF16(cast(bytes, dtype)?),
+            "i8" => Elements::I8(Cow::Borrowed(bytemuck::cast_slice(bytes))),
+            "u8" => Elements::U8(Cow::Borrowed(bytes)),
+            "binary" => Elements::Bits(Cow::Borrowed(bytes)),
+            other => {
+                return Err(invalid_argument(format!(
+                    "unknown dtype '{other}' (expected f32, f16, bf16, i8, u8 or binary)"
+                )));
+            }
+        })
+    }
+
+    /// Copies borrowed data so it can leave the JS call (async tasks).
+    pub fn into_owned(self) -> Elements<'static> {
+        match self {
+            Elements::F32(c) => Elements::F32(Cow::Owned(c.into_owned())),
+            Elements::F16(c) => Elements::F16(Cow::Owned(c.into_owned())),
+            Elements::BF16(c) => Elements::BF16(Cow::Owned(c.into_owned())),
+            Elements::I8(c) => Elements::I8(Cow::Owned(c.into_owned())),
+            Elements::U8(c) => Elements::U8(Cow::Owned(c.into_owned())),
+            Elements::Bits(c) => Elements::Bits(Cow::Owned(c.into_owned())),
+        }
+    }
+
+    /// The core crate's view.
+    pub fn view(&self) -> VectorsRef<'_> {
+        match self {
+            Elements::F32(c) => VectorsRef::F32(c),
+            Elements::F16(c) => VectorsRef::F16(c),
+            Elements::BF16(c) => VectorsRef::BF16(c),
+            Elements::I8(c) => VectorsRef::I8(c),
+            Elements::U8(c) => VectorsRef::U8(c),
+            Elements::Bits(c) => VectorsRef::Bits(c),
+        }
+    }
+}

@@ -1,0 +1,104 @@
+/**
+ * `quarry demo`: a short tour that exercises each capability on generated
+ * data and checks its answers against a plain-JS computation.
+ * @internal
+ * @module
+ */
+import * as distance from './distance.js';
+import { info } from './index.js';
+
+/** Deterministic pseudo-random numbers (mulberry32), so demo runs are comparable. */
+export function rng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function randomMatrix(rows: number, dim: number, seed: number): Float32Array {
+  const r = rng(seed);
+  const out = new Float32Array(rows * dim);
+  for (let i = 0; i < out.length; i++) out[i] = r() * 2 - 1;
+  return out;
+}
+
+function ms(t0: bigint): string {
+  return `${(Number(process.hrtime.bigint() - t0) / 1e6).toFixed(1)} ms`;
+}
+
+/** Runs the demo, writing to `log`. Returns false if any check failed. */
+export async function runDemo(log: (line: string) => void = console.log): Promise<boolean> {
+  let ok = true;
+  const check = (label: string, pass: boolean) => {
+    ok &&= pass;
+    log(`  ${pass ? 'ok  ' : 'FAIL'} ${label}`);
+  };
+  const i = info();
+  log(`quarry ${i.version} on ${i.target}: SIMD ${i.simdLevel} (CPU runs ${i.simdLevels.join(', ')}), ${i.threads} threads`);
+
+  log('\n1. Distance kernels');
+  const a = new Float32Array([1, 2, 3, 4]);
+  const b = new Float32Array([4, 3, 2, 1]);
+  log(`  l2sq([1,2,3,4],[4,3,2,1]) = ${distance.l2sq(a, b)}   dot = ${distance.dot(a, b)}   cosine = ${distance.cosine(a, b).toFixed(4)}`);
+  const bits1 = new Uint8Array([0b1011_0000, 0xff]);
+  const bits2 = new Uint8Array([0b0011_0001, 0x0f]);
+  log(`  hamming = ${distance.hamming(bits1, bits2)}   jaccard = ${distance.jaccard(bits1, bits2).toFixed(4)}`);
+  check('l2sq and dot match plain JS', distance.l2sq(a, b) === 20 && distance.dot(a, b) === 20);
+
+  const dim = 128;
+  const nb = 20_000;
+  const nq = 100;
+  const k = 10;
+  const base = randomMatrix(nb, dim, 1);
+  const queries = randomMatrix(nq, dim, 2);
+
+  log(`\n2. One-to-many: one query against ${nb.toLocaleString()} × ${dim} f32`);
+  let t0 = process.hrtime.bigint();
+  const dists = distance.oneToMany(queries.subarray(0, dim), base, { dim, metric: 'l2sq' });
+  log(`  ${ms(t0)}`);
+  let jsBest = Infinity;
+  let jsArg = -1;
+  for (let r = 0; r < nb; r++) {
+    let s = 0;
+    for (let d = 0; d < dim; d++) {
+      const x = queries[d] - base[r * dim + d];
+      s += x * x;
+    }
+    if (s < jsBest) [jsBest, jsArg] = [s, r];
+  }
+  let best = 0;
+  for (let r = 1; r < nb; r++) if (dists[r] < dists[best]) best = r;
+  check(`nearest row ${best} equals the plain-JS scan's ${jsArg}`, best === jsArg);
+
+  log(`\n3. Exact k-NN: ${nq} queries × ${nb.toLocaleString()} base, k = ${k}`);
+  for (const metric of ['l2sq', 'ip', 'cosine'] as const) {
+    t0 = process.hrtime.bigint();
+    const res = await distance.knnAsync(queries, base, { dim, k, metric });
+    log(`  ${metric.padEnd(6)} ${ms(t0).padStart(9)}   query 0 → ids ${Array.from(res.ids.subarray(0, 5)).join(', ')} …`);
+    if (metric === 'l2sq') check('k-NN top-1 of query 0 equals the one-to-many scan', res.ids[0] === best);
+  }
+
+  log('\n4. Other element types (same vectors, quantised)');
+  const toI8 = (m: Float32Array) => Int8Array.from(m, (x) => Math.round(x * 127));
+  const bi8 = toI8(base);
+  const qi8 = toI8(queries);
+  t0 = process.hrtime.bigint();
+  const ri8 = distance.knn(qi8, bi8, { dim, k, metric: 'l2sq' });
+  log(`  i8 l2sq k-NN ${ms(t0)}: query 0 → ${Array.from(ri8.ids.subarray(0, 5)).join(', ')} …`);
+  const toBits = (m: Float32Array) => {
+    const out = new Uint8Array(m.length / 8);
+    for (let j = 0; j < m.length; j++) if (m[j] > 0) out[j >> 3] |= 1 << (j & 7);
+    return out;
+  };
+  t0 = process.hrtime.bigint();
+  const rb = distance.knn(toBits(queries), toBits(base), { dim, k, metric: 'hamming' });
+  log(`  binary hamming k-NN ${ms(t0)}: query 0 → ${Array.from(rb.ids.subarray(0, 5)).join(', ')} …`);
+  check('i8 top-1 of query 0 is among the f32 top-10', Array.from((await distance.knnAsync(queries, base, { dim, k, metric: 'l2sq' })).ids).includes(ri8.ids[0]));
+
+  log(ok ? '\nAll demo checks passed.' : '\nSome demo checks FAILED.');
+  return ok;
+}

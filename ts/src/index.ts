@@ -1,0 +1,41 @@
+/**
+ * quarry: retrieval and long-context serving kernels for Node.js, in Rust.
+ *
+ * ```ts
+ * import { distance, info, QuarryError } from 'quarry';
+ * const d = distance.l2sq(new Float32Array([1, 2]), new Float32Array([3, 4])); // 8
+ * ```
+ * @module
+ */
+import { call, native } from './native.js';
+
+export * as distance from './distance.js';
+export type { DType, Metric, VectorData, PairOptions, OneToManyOptions, KnnOptions, KnnResult } from './distance.js';
+export {
+  QuarryError,
+  InvalidArgumentError,
+  DimensionMismatchError,
+  DtypeMismatchError,
+  type QuarryErrorCode,
+} from './errors.js';
+
+/** Build and runtime facts of the loaded native addon. */
+export interface Info {
+  /** Version of the native addon. */
+  version: string;
+  /** SIMD level the kernels run: `avx512`, `avx2`, `neon` or `scalar` (`QUARRY_SIMD` can lower it). */
+  simdLevel: string;
+  /** Every level this CPU can run, lowest first. */
+  simdLevels: string[];
+  /** Threads in the compute pool (`RAYON_NUM_THREADS` sets it). */
+  threads: number;
+  /** Cargo features compiled in (e.g. `cuda`). */
+  features: string[];
+  /** `os-arch` the addon was built for. */
+  target: string;
+}
+
+/** Reports version, SIMD dispatch level, compute threads and compiled-in features. */
+export function info(): Info {
+  return call(() => native.info());
+}
