@@ -122,6 +122,16 @@ pub fn kernels_for(level: SimdLevel) -> Option<&'static Kernels> {
     }
     match level {
         SimdLevel::Scalar => Some(&SCALAR),
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx2 => Some(&crate::x86::avx2::KERNELS),
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx512 => Some(if std::arch::is_x86_feature_detected!("avx512vpopcntdq") {
+            &crate::x86::avx512::KERNELS_VPOPCNT
+        } else {
+            &crate::x86::avx512::KERNELS
+        }),
+        #[cfg(target_arch = "aarch64")]
+        SimdLevel::Neon => Some(&crate::arm::neon::KERNELS),
         _ => None,
     }
 }

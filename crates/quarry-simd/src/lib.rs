@@ -23,6 +23,11 @@ pub mod knn;
 pub mod portable;
 pub mod reference;
 pub mod topk;
+mod util;
+#[cfg(target_arch = "x86_64")]
+mod x86;
+#[cfg(target_arch = "aarch64")]
+mod arm;
 
 pub use dispatch::{Kernels, SimdLevel, kernels, kernels_for, simd_level, supported_levels};
 pub use error::{Result, SimdError};
@@ -170,7 +175,7 @@ pub fn stored_len(dtype: DType, dim: usize) -> Result<usize> {
         return Err(SimdError::InvalidArgument("dim must be at least 1".into()));
     }
     match dtype {
-        DType::Bits if dim % 8 != 0 => Err(SimdError::InvalidArgument(format!(
+        DType::Bits if !dim.is_multiple_of(8) => Err(SimdError::InvalidArgument(format!(
             "binary vectors are packed 8 bits per byte: dim {dim} is not a multiple of 8"
         ))),
         DType::Bits => Ok(dim / 8),
@@ -277,7 +282,7 @@ pub fn distance(metric: Metric, a: VectorsRef, b: VectorsRef) -> Result<f64> {
 /// (stored elements per row, number of rows).
 pub fn matrix_shape(m: &VectorsRef, dim: usize, what: &str) -> Result<(usize, usize)> {
     let row = stored_len(m.dtype(), dim)?;
-    if m.len() % row != 0 {
+    if !m.len().is_multiple_of(row) {
         return Err(SimdError::DimMismatch(format!(
             "{what} has {} elements, which dim {dim} does not divide",
             m.len()
