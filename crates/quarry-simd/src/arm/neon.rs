@@ -19,9 +19,12 @@
 //!   holds up to `MAX_INT_DIM` elements.
 //! * bits: `cnt` per byte, `uaddlp` + `uadalp` into u32 lanes.
 //!
-//! Tails shorter than one block are copied into a zeroed stack block
-//! ([`tail`]) and processed with the same loads, so no load reads past the
-//! end of a slice. All loads are unaligned (`ld1`).
+//! Tails (the last `len % block` elements): when the vector is at least one
+//! block long, the last full block is loaded again (ending exactly at the
+//! end of the slice) and its lanes that the main loops already counted are
+//! zeroed with a mask before they are used; shorter vectors are copied into
+//! a zeroed stack block ([`tail`]). No load reads past the end of a slice,
+//! and zero lanes add nothing to any sum. All loads are unaligned (`ld1`).
 //!
 //! This file gets its intrinsics from `super::arch` and its target features
 //! from `neon_target!`; `tests/emulated_neon.rs` compiles it against scalar
@@ -183,16 +186,54 @@ neon_target! {
     }
 }
 
+/// 16 zero bytes then 16 all-ones bytes: the 16 bytes at offset `n` keep the
+/// last `n` bytes of a vector.
+static KEEP_LAST: [u8; 32] = {
+    let mut t = [0u8; 32];
+    let mut i = 16;
+    while i < 32 {
+        t[i] = 0xFF;
+        i += 1;
+    }
+    t
+};
+
+neon_target! {
+    /// A mask of all-ones in the last `n` bytes (1 <= n < 16) and zeros before.
+    #[inline]
+    fn keep_last_bytes(n: usize) -> uint8x16_t {
+        assert!(n < 16);
+        // SAFETY: n + 16 <= 32 bytes of KEEP_LAST.
+        unsafe { vld1q_u8(KEEP_LAST.as_ptr().add(n)) }
+    }
+
+    #[inline]
+    fn mask_f32(v: float32x4_t, keep: uint8x16_t) -> float32x4_t {
+        vreinterpretq_f32_u32(vandq_u32(vreinterpretq_u32_f32(v), vreinterpretq_u32_u8(keep)))
+    }
+
+    #[inline]
+    fn mask_s8(v: int8x16_t, keep: uint8x16_t) -> int8x16_t {
+        vreinterpretq_s8_u8(vandq_u8(vreinterpretq_u8_s8(v), keep))
+    }
+
+    #[inline]
+    fn mask_u8(v: uint8x16_t, keep: uint8x16_t) -> uint8x16_t {
+        vandq_u8(v, keep)
+    }
+}
+
 // ---------------------------------------------------------------- drivers --
 
 /// Runs `$step` over `$a`/`$b` in blocks of `$w` elements loaded with
-/// `$load`, with `$sets` independent sets of `$n` accumulators (`$acc` is a
-/// `&mut [V; $n]`), and returns the sets added lane-wise. The zeroed-block
-/// tail goes into set 1.
+/// `$load` (each load gives one 16-byte vector), with `$sets` independent
+/// sets of `$n` accumulators (`$acc` is a `&mut [V; $n]`), and returns the
+/// sets added lane-wise. The tail (see the module comment; `$mask` applies
+/// a byte mask to a loaded vector) goes into set 1.
 macro_rules! drive {
     (
-        $t:ty, $w:literal, $sets:literal, $load:ident, $zero:expr, $add:ident, $a:ident, $b:ident, $n:literal,
-        |$acc:ident, $x:ident, $y:ident| $step:block
+        $t:ty, $w:literal, $sets:literal, $load:ident, $mask:ident, $zero:expr, $add:ident, $a:ident, $b:ident,
+        $n:literal, |$acc:ident, $x:ident, $y:ident| $step:block
     ) => {{
         let len = $a.len();
         let (pa, pb) = ($a.as_ptr(), $b.as_ptr());
@@ -214,10 +255,18 @@ macro_rules! drive {
             i += $w;
         }
         if i < len {
-            let ta: [$t; $w] = tail(&$a[i..]);
-            let tb: [$t; $w] = tail(&$b[i..]);
-            // SAFETY: the blocks hold $w elements each.
-            let ($x, $y) = unsafe { ($load(ta.as_ptr()), $load(tb.as_ptr())) };
+            let ($x, $y) = if len >= $w {
+                // Lanes of the last block: the first $w - (len - i) were counted.
+                let keep = keep_last_bytes((len - i) * (16 / $w));
+                // SAFETY: len - $w + $w = len = a.len() = b.len().
+                let (x, y) = unsafe { ($load(pa.add(len - $w)), $load(pb.add(len - $w))) };
+                ($mask(x, keep), $mask(y, keep))
+            } else {
+                let ta: [$t; $w] = tail(&$a[i..]);
+                let tb: [$t; $w] = tail(&$b[i..]);
+                // SAFETY: the blocks hold $w elements each.
+                unsafe { ($load(ta.as_ptr()), $load(tb.as_ptr())) }
+            };
             let $acc = &mut sets[1];
             $step
         }
@@ -235,14 +284,14 @@ macro_rules! float_kernels {
     ($t:ty, $load:ident, $dot:ident, $l2:ident, $cos:ident) => {
         neon_target! {
             unsafe fn $dot(a: &[$t], b: &[$t]) -> f32 {
-                let [s] = drive!($t, 4, 8, $load, vdupq_n_f32(0.0), vaddq_f32, a, b, 1, |acc, x, y| {
+                let [s] = drive!($t, 4, 8, $load, mask_f32, vdupq_n_f32(0.0), vaddq_f32, a, b, 1, |acc, x, y| {
                     acc[0] = vfmaq_f32(acc[0], x, y);
                 });
                 vaddvq_f32(s)
             }
 
             unsafe fn $l2(a: &[$t], b: &[$t]) -> f32 {
-                let [s] = drive!($t, 4, 8, $load, vdupq_n_f32(0.0), vaddq_f32, a, b, 1, |acc, x, y| {
+                let [s] = drive!($t, 4, 8, $load, mask_f32, vdupq_n_f32(0.0), vaddq_f32, a, b, 1, |acc, x, y| {
                     let d = vsubq_f32(x, y);
                     acc[0] = vfmaq_f32(acc[0], d, d);
                 });
@@ -250,7 +299,7 @@ macro_rules! float_kernels {
             }
 
             unsafe fn $cos(a: &[$t], b: &[$t]) -> f32 {
-                let [ab, aa, bb] = drive!($t, 4, 8, $load, vdupq_n_f32(0.0), vaddq_f32, a, b, 3, |acc, x, y| {
+                let [ab, aa, bb] = drive!($t, 4, 8, $load, mask_f32, vdupq_n_f32(0.0), vaddq_f32, a, b, 3, |acc, x, y| {
                     acc[0] = vfmaq_f32(acc[0], x, y);
                     acc[1] = vfmaq_f32(acc[1], x, x);
                     acc[2] = vfmaq_f32(acc[2], y, y);
@@ -267,14 +316,14 @@ float_kernels!(bf16, load_bf16, bf16_dot_impl, bf16_l2sq_impl, bf16_cosine_impl)
 
 neon_target! {
     unsafe fn i8_dot_impl(a: &[i8], b: &[i8]) -> i32 {
-        let [s] = drive!(i8, 16, 4, load_i8, vdupq_n_s32(0), vaddq_s32, a, b, 1, |acc, x, y| {
+        let [s] = drive!(i8, 16, 4, load_i8, mask_s8, vdupq_n_s32(0), vaddq_s32, a, b, 1, |acc, x, y| {
             acc[0] = i8_mul_acc(acc[0], x, y);
         });
         vaddvq_s32(s)
     }
 
     unsafe fn i8_l2sq_impl(a: &[i8], b: &[i8]) -> u32 {
-        let [s] = drive!(i8, 16, 4, load_i8, vdupq_n_u32(0), vaddq_u32, a, b, 1, |acc, x, y| {
+        let [s] = drive!(i8, 16, 4, load_i8, mask_s8, vdupq_n_u32(0), vaddq_u32, a, b, 1, |acc, x, y| {
             // |x - y| <= 255: exact as u8.
             let d = vreinterpretq_u8_s8(vabdq_s8(x, y));
             acc[0] = u8_mul_acc(acc[0], d, d);
@@ -283,7 +332,7 @@ neon_target! {
     }
 
     unsafe fn i8_cosine_impl(a: &[i8], b: &[i8]) -> f32 {
-        let [ab, aa, bb] = drive!(i8, 16, 4, load_i8, vdupq_n_s32(0), vaddq_s32, a, b, 3, |acc, x, y| {
+        let [ab, aa, bb] = drive!(i8, 16, 4, load_i8, mask_s8, vdupq_n_s32(0), vaddq_s32, a, b, 3, |acc, x, y| {
             acc[0] = i8_mul_acc(acc[0], x, y);
             acc[1] = i8_mul_acc(acc[1], x, x);
             acc[2] = i8_mul_acc(acc[2], y, y);
@@ -293,14 +342,14 @@ neon_target! {
     }
 
     unsafe fn u8_dot_impl(a: &[u8], b: &[u8]) -> u32 {
-        let [s] = drive!(u8, 16, 4, load_u8, vdupq_n_u32(0), vaddq_u32, a, b, 1, |acc, x, y| {
+        let [s] = drive!(u8, 16, 4, load_u8, mask_u8, vdupq_n_u32(0), vaddq_u32, a, b, 1, |acc, x, y| {
             acc[0] = u8_mul_acc(acc[0], x, y);
         });
         vaddvq_u32(s)
     }
 
     unsafe fn u8_l2sq_impl(a: &[u8], b: &[u8]) -> u32 {
-        let [s] = drive!(u8, 16, 4, load_u8, vdupq_n_u32(0), vaddq_u32, a, b, 1, |acc, x, y| {
+        let [s] = drive!(u8, 16, 4, load_u8, mask_u8, vdupq_n_u32(0), vaddq_u32, a, b, 1, |acc, x, y| {
             let d = vabdq_u8(x, y);
             acc[0] = u8_mul_acc(acc[0], d, d);
         });
@@ -308,7 +357,7 @@ neon_target! {
     }
 
     unsafe fn u8_cosine_impl(a: &[u8], b: &[u8]) -> f32 {
-        let [ab, aa, bb] = drive!(u8, 16, 4, load_u8, vdupq_n_u32(0), vaddq_u32, a, b, 3, |acc, x, y| {
+        let [ab, aa, bb] = drive!(u8, 16, 4, load_u8, mask_u8, vdupq_n_u32(0), vaddq_u32, a, b, 3, |acc, x, y| {
             acc[0] = u8_mul_acc(acc[0], x, y);
             acc[1] = u8_mul_acc(acc[1], x, x);
             acc[2] = u8_mul_acc(acc[2], y, y);
@@ -317,14 +366,14 @@ neon_target! {
     }
 
     unsafe fn bits_hamming_impl(a: &[u8], b: &[u8]) -> u32 {
-        let [n] = drive!(u8, 16, 4, load_u8, vdupq_n_u32(0), vaddq_u32, a, b, 1, |acc, x, y| {
+        let [n] = drive!(u8, 16, 4, load_u8, mask_u8, vdupq_n_u32(0), vaddq_u32, a, b, 1, |acc, x, y| {
             acc[0] = popcount_acc(acc[0], veorq_u8(x, y));
         });
         vaddvq_u32(n)
     }
 
     unsafe fn bits_jaccard_impl(a: &[u8], b: &[u8]) -> f32 {
-        let [inter, union] = drive!(u8, 16, 4, load_u8, vdupq_n_u32(0), vaddq_u32, a, b, 2, |acc, x, y| {
+        let [inter, union] = drive!(u8, 16, 4, load_u8, mask_u8, vdupq_n_u32(0), vaddq_u32, a, b, 2, |acc, x, y| {
             acc[0] = popcount_acc(acc[0], vandq_u8(x, y));
             acc[1] = popcount_acc(acc[1], vorrq_u8(x, y));
         });

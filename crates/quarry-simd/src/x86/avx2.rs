@@ -12,9 +12,12 @@
 //!   i32 bit pattern as u32 is exact; i8 dot stays within ±2^30.
 //! * bits: 64-bit POPCNT over four independent words per iteration.
 //!
-//! Tails shorter than one block are copied into a zeroed stack block
-//! ([`tail`]) and processed with the same loads, so no load ever reads past
-//! the end of a slice. All loads are unaligned.
+//! Tails (the last `len % block` elements): when the vector is at least one
+//! block long, the last full block is loaded again (ending exactly at the
+//! end of the slice) and its lanes that the main loops already counted are
+//! zeroed with a mask before they are used; shorter vectors are copied into
+//! a zeroed stack block ([`tail`]). No load ever reads past the end of a
+//! slice, and zero lanes add nothing to any sum. All loads are unaligned.
 
 use crate::dispatch::{Kernels, SimdLevel};
 use crate::reference::{cosine_from_parts, jaccard_from_counts};
@@ -129,6 +132,39 @@ unsafe fn load_u8(p: *const u8) -> __m256i {
     _mm256_cvtepu8_epi16(unsafe { _mm_loadu_si128(p.cast()) })
 }
 
+/// 32 zero bytes then 32 all-ones bytes: the 32 bytes at offset `n` keep the
+/// last `n` bytes of a vector.
+static KEEP_LAST: [u8; 64] = {
+    let mut t = [0u8; 64];
+    let mut i = 32;
+    while i < 64 {
+        t[i] = 0xFF;
+        i += 1;
+    }
+    t
+};
+
+/// A mask of all-ones in the last `n` bytes (1 <= n < 32) and zeros before.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn keep_last_bytes(n: usize) -> __m256i {
+    assert!(n < 32);
+    // SAFETY: n + 32 <= 64 bytes of KEEP_LAST.
+    unsafe { _mm256_loadu_si256(KEEP_LAST.as_ptr().add(n).cast()) }
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn mask_ps(v: __m256, keep: __m256i) -> __m256 {
+    _mm256_and_ps(v, _mm256_castsi256_ps(keep))
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn mask_si(v: __m256i, keep: __m256i) -> __m256i {
+    _mm256_and_si256(v, keep)
+}
+
 // ----------------------------------------------------------- reductions --
 
 #[inline]
@@ -153,12 +189,13 @@ fn hsum_epi32(v: __m256i) -> i32 {
 // ---------------------------------------------------------------- drivers --
 
 /// Runs `$step` over `$a`/`$b` in blocks of `$w` elements loaded with
-/// `$load`, with four independent sets of `$n` accumulators (`$acc` is a
-/// `&mut [V; $n]`), and returns the four sets reduced lane-wise to one
-/// `[V; $n]`. The zeroed-block tail goes into set 1.
+/// `$load` (each load gives one 32-byte vector), with four independent sets
+/// of `$n` accumulators (`$acc` is a `&mut [V; $n]`), and returns the four
+/// sets reduced lane-wise to one `[V; $n]`. The tail (see the module
+/// comment; `$mask` applies a byte mask to a loaded vector) goes into set 1.
 macro_rules! drive {
     (
-        $t:ty, $w:literal, $load:ident, $zero:expr, $add:ident, $a:ident, $b:ident, $n:literal,
+        $t:ty, $w:literal, $load:ident, $mask:ident, $zero:expr, $add:ident, $a:ident, $b:ident, $n:literal,
         |$acc:ident, $x:ident, $y:ident| $step:block
     ) => {{
         let len = $a.len();
@@ -181,10 +218,18 @@ macro_rules! drive {
             i += $w;
         }
         if i < len {
-            let ta: [$t; $w] = tail(&$a[i..]);
-            let tb: [$t; $w] = tail(&$b[i..]);
-            // SAFETY: the blocks hold $w elements each.
-            let ($x, $y) = unsafe { ($load(ta.as_ptr()), $load(tb.as_ptr())) };
+            let ($x, $y) = if len >= $w {
+                // Lanes of the last block: the first $w - (len - i) were counted.
+                let keep = keep_last_bytes((len - i) * (32 / $w));
+                // SAFETY: len - $w + $w = len = a.len() = b.len().
+                let (x, y) = unsafe { ($load(pa.add(len - $w)), $load(pb.add(len - $w))) };
+                ($mask(x, keep), $mask(y, keep))
+            } else {
+                let ta: [$t; $w] = tail(&$a[i..]);
+                let tb: [$t; $w] = tail(&$b[i..]);
+                // SAFETY: the blocks hold $w elements each.
+                unsafe { ($load(ta.as_ptr()), $load(tb.as_ptr())) }
+            };
             let $acc = &mut sets[1];
             $step
         }
@@ -200,7 +245,7 @@ macro_rules! float_kernels {
     ($t:ty, $load:ident, $dot:ident, $l2:ident, $cos:ident) => {
         #[target_feature(enable = "avx2,fma,f16c")]
         unsafe fn $dot(a: &[$t], b: &[$t]) -> f32 {
-            let [s] = drive!($t, 8, $load, _mm256_setzero_ps(), _mm256_add_ps, a, b, 1, |acc, x, y| {
+            let [s] = drive!($t, 8, $load, mask_ps, _mm256_setzero_ps(), _mm256_add_ps, a, b, 1, |acc, x, y| {
                 acc[0] = _mm256_fmadd_ps(x, y, acc[0]);
             });
             hsum_ps(s)
@@ -208,7 +253,7 @@ macro_rules! float_kernels {
 
         #[target_feature(enable = "avx2,fma,f16c")]
         unsafe fn $l2(a: &[$t], b: &[$t]) -> f32 {
-            let [s] = drive!($t, 8, $load, _mm256_setzero_ps(), _mm256_add_ps, a, b, 1, |acc, x, y| {
+            let [s] = drive!($t, 8, $load, mask_ps, _mm256_setzero_ps(), _mm256_add_ps, a, b, 1, |acc, x, y| {
                 let d = _mm256_sub_ps(x, y);
                 acc[0] = _mm256_fmadd_ps(d, d, acc[0]);
             });
@@ -217,11 +262,12 @@ macro_rules! float_kernels {
 
         #[target_feature(enable = "avx2,fma,f16c")]
         unsafe fn $cos(a: &[$t], b: &[$t]) -> f32 {
-            let [ab, aa, bb] = drive!($t, 8, $load, _mm256_setzero_ps(), _mm256_add_ps, a, b, 3, |acc, x, y| {
-                acc[0] = _mm256_fmadd_ps(x, y, acc[0]);
-                acc[1] = _mm256_fmadd_ps(x, x, acc[1]);
-                acc[2] = _mm256_fmadd_ps(y, y, acc[2]);
-            });
+            let [ab, aa, bb] =
+                drive!($t, 8, $load, mask_ps, _mm256_setzero_ps(), _mm256_add_ps, a, b, 3, |acc, x, y| {
+                    acc[0] = _mm256_fmadd_ps(x, y, acc[0]);
+                    acc[1] = _mm256_fmadd_ps(x, x, acc[1]);
+                    acc[2] = _mm256_fmadd_ps(y, y, acc[2]);
+                });
             cosine_from_parts(hsum_ps(ab) as f64, hsum_ps(aa) as f64, hsum_ps(bb) as f64) as f32
         }
     };
@@ -236,7 +282,7 @@ macro_rules! int_kernels {
     ($t:ty, $load:ident, $dot:ident, $l2:ident, $parts:ident) => {
         #[target_feature(enable = "avx2,fma,f16c")]
         unsafe fn $dot(a: &[$t], b: &[$t]) -> i32 {
-            let [s] = drive!($t, 16, $load, _mm256_setzero_si256(), _mm256_add_epi32, a, b, 1, |acc, x, y| {
+            let [s] = drive!($t, 16, $load, mask_si, _mm256_setzero_si256(), _mm256_add_epi32, a, b, 1, |acc, x, y| {
                 acc[0] = _mm256_add_epi32(acc[0], _mm256_madd_epi16(x, y));
             });
             hsum_epi32(s)
@@ -244,7 +290,7 @@ macro_rules! int_kernels {
 
         #[target_feature(enable = "avx2,fma,f16c")]
         unsafe fn $l2(a: &[$t], b: &[$t]) -> u32 {
-            let [s] = drive!($t, 16, $load, _mm256_setzero_si256(), _mm256_add_epi32, a, b, 1, |acc, x, y| {
+            let [s] = drive!($t, 16, $load, mask_si, _mm256_setzero_si256(), _mm256_add_epi32, a, b, 1, |acc, x, y| {
                 let d = _mm256_sub_epi16(x, y);
                 acc[0] = _mm256_add_epi32(acc[0], _mm256_madd_epi16(d, d));
             });
@@ -253,11 +299,12 @@ macro_rules! int_kernels {
 
         #[target_feature(enable = "avx2,fma,f16c")]
         unsafe fn $parts(a: &[$t], b: &[$t]) -> [i32; 3] {
-            let [ab, aa, bb] = drive!($t, 16, $load, _mm256_setzero_si256(), _mm256_add_epi32, a, b, 3, |acc, x, y| {
-                acc[0] = _mm256_add_epi32(acc[0], _mm256_madd_epi16(x, y));
-                acc[1] = _mm256_add_epi32(acc[1], _mm256_madd_epi16(x, x));
-                acc[2] = _mm256_add_epi32(acc[2], _mm256_madd_epi16(y, y));
-            });
+            let [ab, aa, bb] =
+                drive!($t, 16, $load, mask_si, _mm256_setzero_si256(), _mm256_add_epi32, a, b, 3, |acc, x, y| {
+                    acc[0] = _mm256_add_epi32(acc[0], _mm256_madd_epi16(x, y));
+                    acc[1] = _mm256_add_epi32(acc[1], _mm256_madd_epi16(x, x));
+                    acc[2] = _mm256_add_epi32(acc[2], _mm256_madd_epi16(y, y));
+                });
             [hsum_epi32(ab), hsum_epi32(aa), hsum_epi32(bb)]
         }
     };
@@ -293,9 +340,21 @@ fn word(s: &[u8]) -> u64 {
     u64::from_le_bytes(s.try_into().expect("8-byte chunk"))
 }
 
+/// The last `len % 8` bytes of `s` (1..=7 of them) as the low bytes of a
+/// word: the last 8 bytes shifted right when `s` is that long, else
+/// assembled byte by byte.
+#[inline(always)]
+fn last_partial_word(s: &[u8], rem: usize) -> u64 {
+    if s.len() >= 8 {
+        word(&s[s.len() - 8..]) >> (64 - 8 * rem)
+    } else {
+        s.iter().rev().fold(0u64, |w, &b| (w << 8) | b as u64)
+    }
+}
+
 /// Calls `$each(wx, wy, k)` for every pair of 64-bit words of `$a`/`$b`,
 /// `k` in 0..4 naming one of four independent counters; the last partial
-/// word is zero-padded.
+/// word is zero-extended.
 macro_rules! for_each_word {
     ($a:ident, $b:ident, |$wx:ident, $wy:ident, $k:ident| $each:block) => {{
         let mut ca = $a.chunks_exact(32);
@@ -306,9 +365,17 @@ macro_rules! for_each_word {
                 $each
             }
         }
-        for (x, y) in ca.remainder().chunks(8).zip(cb.remainder().chunks(8)) {
-            let ($wx, $wy) = (u64::from_le_bytes(tail(x)), u64::from_le_bytes(tail(y)));
+        let mut ra = ca.remainder().chunks_exact(8);
+        let mut rb = cb.remainder().chunks_exact(8);
+        for (x, y) in (&mut ra).zip(&mut rb) {
+            let ($wx, $wy) = (word(x), word(y));
             let $k = 0;
+            $each
+        }
+        let rem = ra.remainder().len();
+        if rem > 0 {
+            let ($wx, $wy) = (last_partial_word($a, rem), last_partial_word($b, rem));
+            let $k = 1;
             $each
         }
     }};

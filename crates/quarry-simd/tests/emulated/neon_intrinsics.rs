@@ -207,6 +207,17 @@ pub fn vabdq_u8(a: uint8x16_t, b: uint8x16_t) -> uint8x16_t {
 pub fn vreinterpretq_u8_s8(a: int8x16_t) -> uint8x16_t {
     uint8x16_t(map(a.0, |x| x as u8))
 }
+pub fn vreinterpretq_s8_u8(a: uint8x16_t) -> int8x16_t {
+    int8x16_t(map(a.0, |x| x as i8))
+}
+/// Little-endian lane order, as on AArch64 Linux/macOS/Windows.
+pub fn vreinterpretq_u32_u8(a: uint8x16_t) -> uint32x4_t {
+    let mut r = [0u32; 4];
+    for i in 0..4 {
+        r[i] = u32::from_le_bytes(a.0[4 * i..4 * i + 4].try_into().unwrap());
+    }
+    uint32x4_t(r)
+}
 /// CNT: population count per byte.
 pub fn vcntq_u8(a: uint8x16_t) -> uint8x16_t {
     uint8x16_t(map(a.0, |x| x.count_ones() as u8))
