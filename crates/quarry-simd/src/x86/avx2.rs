@@ -1,9 +1,15 @@
 //! The `Avx2` level: AVX2 + FMA + F16C + POPCNT.
 //!
-//! * f32/f16/bf16: blocks of 8 lanes widened to f32 (`vcvtph2ps` for f16, a
-//!   16-bit left shift of the zero-extended bits for bf16), FMA into four
-//!   independent accumulator sets (32 elements per iteration) so the FMA
-//!   latency is hidden; cosine keeps dot and both squared norms in one pass.
+//! * f32/f16: blocks of 8 lanes (f16 widened exactly by `vcvtph2ps`), FMA
+//!   into four independent accumulator sets (32 elements per iteration) so
+//!   the FMA latency is hidden; cosine keeps dot and both squared norms in
+//!   one pass.
+//! * bf16: blocks of 16 loaded as 32-bit lanes of two bf16 each; a bf16 is
+//!   the upper half of the f32 with the same bits, so a 16-bit left shift
+//!   gives the even-indexed elements as f32 and clearing the low halves the
+//!   odd ones. The metrics are sums over index pairs, so evens of `a` meet
+//!   evens of `b` and odds meet odds; this takes one load, one shift and one
+//!   AND per 16 elements instead of two widening loads and two shifts.
 //! * i8/u8: blocks of 16 sign-/zero-extended to i16, `vpmaddwd` into i32
 //!   lanes. l2sq takes differences in i16 (|d| <= 255, so `d*d + d*d` fits the
 //!   i32 pair sum). Lane sums are added with wrapping i32 adds: for dot/norms
@@ -106,14 +112,21 @@ unsafe fn load_f16(p: *const f16) -> __m256 {
     _mm256_cvtph_ps(unsafe { _mm_loadu_si128(p.cast()) })
 }
 
-/// Eight bf16 from `p`, widened exactly to f32: a bf16 is the upper half of
-/// the f32 with the same bits.
+/// Sixteen bf16 from `p`, as raw bits.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn load_bf16(p: *const bf16) -> __m256 {
-    // SAFETY: the caller guarantees 8 readable elements (16 bytes) at `p`.
-    let w = _mm256_cvtepu16_epi32(unsafe { _mm_loadu_si128(p.cast()) });
-    _mm256_castsi256_ps(_mm256_slli_epi32::<16>(w))
+unsafe fn load_bf16(p: *const bf16) -> __m256i {
+    // SAFETY: the caller guarantees 16 readable elements (32 bytes) at `p`.
+    unsafe { _mm256_loadu_si256(p.cast()) }
+}
+
+/// The even- and odd-indexed elements of 16 raw bf16, widened exactly to f32.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn split_bf16(v: __m256i) -> (__m256, __m256) {
+    let even = _mm256_slli_epi32::<16>(v);
+    let odd = _mm256_and_si256(v, _mm256_set1_epi32(0xFFFF_0000_u32 as i32));
+    (_mm256_castsi256_ps(even), _mm256_castsi256_ps(odd))
 }
 
 /// Sixteen i8 from `p`, sign-extended to i16.
@@ -275,7 +288,39 @@ macro_rules! float_kernels {
 
 float_kernels!(f32, load_f32, f32_dot_impl, f32_l2sq_impl, f32_cosine_impl);
 float_kernels!(f16, load_f16, f16_dot_impl, f16_l2sq_impl, f16_cosine_impl);
-float_kernels!(bf16, load_bf16, bf16_dot_impl, bf16_l2sq_impl, bf16_cosine_impl);
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn bf16_dot_impl(a: &[bf16], b: &[bf16]) -> f32 {
+    let [even, odd] = drive!(bf16, 16, load_bf16, mask_si, _mm256_setzero_ps(), _mm256_add_ps, a, b, 2, |acc, x, y| {
+        let ((xe, xo), (ye, yo)) = (split_bf16(x), split_bf16(y));
+        acc[0] = _mm256_fmadd_ps(xe, ye, acc[0]);
+        acc[1] = _mm256_fmadd_ps(xo, yo, acc[1]);
+    });
+    hsum_ps(_mm256_add_ps(even, odd))
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn bf16_l2sq_impl(a: &[bf16], b: &[bf16]) -> f32 {
+    let [even, odd] = drive!(bf16, 16, load_bf16, mask_si, _mm256_setzero_ps(), _mm256_add_ps, a, b, 2, |acc, x, y| {
+        let ((xe, xo), (ye, yo)) = (split_bf16(x), split_bf16(y));
+        let (de, d_o) = (_mm256_sub_ps(xe, ye), _mm256_sub_ps(xo, yo));
+        acc[0] = _mm256_fmadd_ps(de, de, acc[0]);
+        acc[1] = _mm256_fmadd_ps(d_o, d_o, acc[1]);
+    });
+    hsum_ps(_mm256_add_ps(even, odd))
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn bf16_cosine_impl(a: &[bf16], b: &[bf16]) -> f32 {
+    let [ab, aa, bb] =
+        drive!(bf16, 16, load_bf16, mask_si, _mm256_setzero_ps(), _mm256_add_ps, a, b, 3, |acc, x, y| {
+            let ((xe, xo), (ye, yo)) = (split_bf16(x), split_bf16(y));
+            acc[0] = _mm256_fmadd_ps(xo, yo, _mm256_fmadd_ps(xe, ye, acc[0]));
+            acc[1] = _mm256_fmadd_ps(xo, xo, _mm256_fmadd_ps(xe, xe, acc[1]));
+            acc[2] = _mm256_fmadd_ps(yo, yo, _mm256_fmadd_ps(ye, ye, acc[2]));
+        });
+    cosine_from_parts(hsum_ps(ab) as f64, hsum_ps(aa) as f64, hsum_ps(bb) as f64) as f32
+}
 
 /// `(dot, |a|², |b|²)` and l2sq for 8-bit integers, as wrapping i32 lane sums.
 macro_rules! int_kernels {

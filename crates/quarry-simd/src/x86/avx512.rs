@@ -1,9 +1,12 @@
 //! The `Avx512` level: AVX-512 F/BW/VL/DQ (plus the AVX2-level features).
 //!
-//! * f32/f16/bf16: blocks of 16 lanes widened to f32 (`vcvtph2ps zmm` for
-//!   f16, zero-extension and a 16-bit left shift for bf16), FMA into four
-//!   independent accumulator sets (64 elements per iteration); cosine keeps
-//!   dot and both squared norms in one pass.
+//! * f32/f16: blocks of 16 lanes (f16 widened exactly by `vcvtph2ps zmm`),
+//!   FMA into four independent accumulator sets (64 elements per
+//!   iteration); cosine keeps dot and both squared norms in one pass.
+//! * bf16: blocks of 32 loaded as 32-bit lanes of two bf16 each; a 16-bit
+//!   left shift gives the even-indexed elements as f32 and clearing the low
+//!   halves the odd ones (a bf16 is the upper half of the same f32), and
+//!   evens meet evens, odds meet odds (as on the AVX2 level).
 //! * i8/u8: blocks of 32 sign-/zero-extended to i16 (`vpmovsxbw`/`vpmovzxbw`),
 //!   `vpmaddwd` into i32 lanes, l2sq on i16 differences. The i32 lane sums
 //!   wrap; as on the AVX2 level the true totals are within ±2^30 (i8 dot) or
@@ -129,23 +132,25 @@ avx512_target! {
         _mm512_cvtph_ps(unsafe { _mm256_maskz_loadu_epi16(m, p.cast()) })
     }
 
-    /// Widens 16 bf16 (as u16 lanes) to f32: bf16 bits are the upper half of
-    /// the f32 bits.
+    /// Thirty-two bf16, as raw bits.
     #[inline]
-    fn widen_bf16(v: __m256i) -> __m512 {
-        _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(v)))
+    unsafe fn load_bf16(p: *const bf16) -> __m512i {
+        // SAFETY: the caller guarantees 32 readable elements (64 bytes) at `p`.
+        unsafe { _mm512_loadu_si512(p.cast()) }
     }
 
     #[inline]
-    unsafe fn load_bf16(p: *const bf16) -> __m512 {
-        // SAFETY: the caller guarantees 16 readable elements (32 bytes) at `p`.
-        widen_bf16(unsafe { _mm256_loadu_si256(p.cast()) })
-    }
-
-    #[inline]
-    unsafe fn load_bf16_masked(m: __mmask16, p: *const bf16) -> __m512 {
+    unsafe fn load_bf16_masked(m: __mmask32, p: *const bf16) -> __m512i {
         // SAFETY: the caller guarantees the lanes enabled in `m` are readable.
-        widen_bf16(unsafe { _mm256_maskz_loadu_epi16(m, p.cast()) })
+        unsafe { _mm512_maskz_loadu_epi16(m, p.cast()) }
+    }
+
+    /// The even- and odd-indexed elements of 32 raw bf16, widened exactly to f32.
+    #[inline]
+    fn split_bf16(v: __m512i) -> (__m512, __m512) {
+        let even = _mm512_slli_epi32::<16>(v);
+        let odd = _mm512_and_si512(v, _mm512_set1_epi32(0xFFFF_0000_u32 as i32));
+        (_mm512_castsi512_ps(even), _mm512_castsi512_ps(odd))
     }
 
     /// Thirty-two i8, sign-extended to i16.
@@ -261,7 +266,44 @@ macro_rules! float_kernels {
 
 float_kernels!(f32, load_f32, load_f32_masked, f32_dot_impl, f32_l2sq_impl, f32_cosine_impl);
 float_kernels!(f16, load_f16, load_f16_masked, f16_dot_impl, f16_l2sq_impl, f16_cosine_impl);
-float_kernels!(bf16, load_bf16, load_bf16_masked, bf16_dot_impl, bf16_l2sq_impl, bf16_cosine_impl);
+
+avx512_target! {
+    unsafe fn bf16_dot_impl(a: &[bf16], b: &[bf16]) -> f32 {
+        let [even, odd] = drive!(32, load_bf16, load_bf16_masked, __mmask32, _mm512_setzero_ps(), _mm512_add_ps, a, b, 2,
+            |acc, x, y| {
+                let ((xe, xo), (ye, yo)) = (split_bf16(x), split_bf16(y));
+                acc[0] = _mm512_fmadd_ps(xe, ye, acc[0]);
+                acc[1] = _mm512_fmadd_ps(xo, yo, acc[1]);
+            });
+        _mm512_reduce_add_ps(_mm512_add_ps(even, odd))
+    }
+
+    unsafe fn bf16_l2sq_impl(a: &[bf16], b: &[bf16]) -> f32 {
+        let [even, odd] = drive!(32, load_bf16, load_bf16_masked, __mmask32, _mm512_setzero_ps(), _mm512_add_ps, a, b, 2,
+            |acc, x, y| {
+                let ((xe, xo), (ye, yo)) = (split_bf16(x), split_bf16(y));
+                let (de, d_o) = (_mm512_sub_ps(xe, ye), _mm512_sub_ps(xo, yo));
+                acc[0] = _mm512_fmadd_ps(de, de, acc[0]);
+                acc[1] = _mm512_fmadd_ps(d_o, d_o, acc[1]);
+            });
+        _mm512_reduce_add_ps(_mm512_add_ps(even, odd))
+    }
+
+    unsafe fn bf16_cosine_impl(a: &[bf16], b: &[bf16]) -> f32 {
+        let [ab, aa, bb] = drive!(32, load_bf16, load_bf16_masked, __mmask32, _mm512_setzero_ps(), _mm512_add_ps, a, b, 3,
+            |acc, x, y| {
+                let ((xe, xo), (ye, yo)) = (split_bf16(x), split_bf16(y));
+                acc[0] = _mm512_fmadd_ps(xo, yo, _mm512_fmadd_ps(xe, ye, acc[0]));
+                acc[1] = _mm512_fmadd_ps(xo, xo, _mm512_fmadd_ps(xe, xe, acc[1]));
+                acc[2] = _mm512_fmadd_ps(yo, yo, _mm512_fmadd_ps(ye, ye, acc[2]));
+            });
+        cosine_from_parts(
+            _mm512_reduce_add_ps(ab) as f64,
+            _mm512_reduce_add_ps(aa) as f64,
+            _mm512_reduce_add_ps(bb) as f64,
+        ) as f32
+    }
+}
 
 /// Integer dot, l2sq and `[dot, |a|², |b|²]` as wrapping i32 sums.
 macro_rules! int_kernels {

@@ -74,6 +74,15 @@ pub unsafe fn _mm256_maskz_loadu_epi16(k: __mmask16, mem_addr: *const i16) -> __
     }
     from_u16x16(r)
 }
+pub unsafe fn _mm512_maskz_loadu_epi16(k: __mmask32, mem_addr: *const i16) -> __m512i {
+    let mut r = [0i16; 32];
+    for (i, x) in r.iter_mut().enumerate() {
+        if k >> i & 1 == 1 {
+            *x = unsafe { mem_addr.add(i).read_unaligned() };
+        }
+    }
+    from_i16x32(r)
+}
 pub unsafe fn _mm256_maskz_loadu_epi8(k: __mmask32, mem_addr: *const i8) -> __m256i {
     let mut r = [0u8; 32];
     for (i, x) in r.iter_mut().enumerate() {
@@ -141,13 +150,12 @@ pub fn _mm512_castsi512_ps(a: __m512i) -> __m512 {
 pub fn _mm512_setzero_si512() -> __m512i {
     __m512i([0; 64])
 }
+pub fn _mm512_set1_epi32(a: i32) -> __m512i {
+    from_i32x16([a; 16])
+}
 /// VPSLLD: shift each u32 lane left; counts above 31 give 0.
 pub fn _mm512_slli_epi32<const IMM8: u32>(a: __m512i) -> __m512i {
     from_i32x16(i32x16(a).map(|x| if IMM8 > 31 { 0 } else { ((x as u32) << IMM8) as i32 }))
-}
-/// VPMOVZXWD.
-pub fn _mm512_cvtepu16_epi32(a: __m256i) -> __m512i {
-    from_i32x16(u16x16(a).map(|x| x as i32))
 }
 /// VPMOVSXBW.
 pub fn _mm512_cvtepi8_epi16(a: __m256i) -> __m512i {
