@@ -16,7 +16,8 @@
 //!   of u8 and every l2sq the partial sums are non-negative and the true total
 //!   is below 2^32 for up to `MAX_INT_DIM` elements, so reading the wrapped
 //!   i32 bit pattern as u32 is exact; i8 dot stays within ±2^30.
-//! * bits: 64-bit POPCNT over four independent words per iteration.
+//! * bits: 32-byte blocks counted with a nibble table (`vpshufb`) and
+//!   summed per 8 bytes with `vpsadbw`; the last < 32 bytes with 64-bit POPCNT.
 //!
 //! Tails (the last `len % block` elements): when the vector is at least one
 //! block long, the last full block is loaded again (ending exactly at the
@@ -397,50 +398,94 @@ fn last_partial_word(s: &[u8], rem: usize) -> u64 {
     }
 }
 
-/// Calls `$each(wx, wy, k)` for every pair of 64-bit words of `$a`/`$b`,
-/// `k` in 0..4 naming one of four independent counters; the last partial
-/// word is zero-extended.
-macro_rules! for_each_word {
-    ($a:ident, $b:ident, |$wx:ident, $wy:ident, $k:ident| $each:block) => {{
-        let mut ca = $a.chunks_exact(32);
-        let mut cb = $b.chunks_exact(32);
-        for (x, y) in (&mut ca).zip(&mut cb) {
-            for $k in 0..4 {
-                let ($wx, $wy) = (word(&x[8 * $k..8 * $k + 8]), word(&y[8 * $k..8 * $k + 8]));
-                $each
+/// Per-byte popcounts of `x` (a 16-entry nibble table looked up with
+/// `vpshufb`), summed into the four u64 lanes with `vpsadbw`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,popcnt")]
+fn popcount_lanes(x: __m256i) -> __m256i {
+    let table = _mm256_setr_epi8(
+        0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,
+    );
+    let low = _mm256_set1_epi8(0x0f);
+    let lo = _mm256_shuffle_epi8(table, _mm256_and_si256(x, low));
+    let hi = _mm256_shuffle_epi8(table, _mm256_and_si256(_mm256_srli_epi16::<4>(x), low));
+    _mm256_sad_epu8(_mm256_add_epi8(lo, hi), _mm256_setzero_si256())
+}
+
+/// Sum of the four u64 lanes.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,popcnt")]
+fn hsum_epi64(v: __m256i) -> u64 {
+    let s = _mm_add_epi64(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
+    (_mm_cvtsi128_si64(s) as u64).wrapping_add(_mm_extract_epi64::<1>(s) as u64)
+}
+
+/// Bit counts of `$a`/`$b`: `$block(x, y)` (returning `[__m256i; N]` of
+/// per-lane counts) for every 32-byte block, two blocks in flight; then
+/// `$word(wx, wy)` (returning `[u64; N]`) for the remaining whole words and
+/// the zero-extended last partial word. Returns the `[u64; N]` totals.
+macro_rules! bit_counts {
+    ($a:ident, $b:ident, $n:literal, |$x:ident, $y:ident| $block:block, |$wx:ident, $wy:ident| $word:block) => {{
+        let len = $a.len();
+        let (pa, pb) = ($a.as_ptr(), $b.as_ptr());
+        let mut acc = [[_mm256_setzero_si256(); $n]; 2];
+        let mut count = |off: usize, set: usize| {
+            // SAFETY: callers keep off + 32 <= len = a.len() = b.len().
+            let ($x, $y) = unsafe { (_mm256_loadu_si256(pa.add(off).cast()), _mm256_loadu_si256(pb.add(off).cast())) };
+            let c: [__m256i; $n] = $block;
+            for (s, c) in acc[set].iter_mut().zip(c) {
+                *s = _mm256_add_epi64(*s, c);
             }
+        };
+        let mut i = 0;
+        while i + 64 <= len {
+            count(i, 0);
+            count(i + 32, 1);
+            i += 64;
         }
-        let mut ra = ca.remainder().chunks_exact(8);
-        let mut rb = cb.remainder().chunks_exact(8);
-        for (x, y) in (&mut ra).zip(&mut rb) {
-            let ($wx, $wy) = (word(x), word(y));
-            let $k = 0;
-            $each
+        if i + 32 <= len {
+            count(i, 0);
+            i += 32;
         }
+        let mut total = [0u64; $n];
+        for (j, t) in total.iter_mut().enumerate() {
+            *t = hsum_epi64(_mm256_add_epi64(acc[0][j], acc[1][j]));
+        }
+        let mut add = |c: [u64; $n]| {
+            for (t, c) in total.iter_mut().zip(c) {
+                *t += c;
+            }
+        };
+        let (ra, rb) = ($a[i..].chunks_exact(8), $b[i..].chunks_exact(8));
         let rem = ra.remainder().len();
+        for (x, y) in ra.zip(rb) {
+            let ($wx, $wy) = (word(x), word(y));
+            add($word);
+        }
         if rem > 0 {
             let ($wx, $wy) = (last_partial_word($a, rem), last_partial_word($b, rem));
-            let $k = 1;
-            $each
+            add($word);
         }
+        total
     }};
 }
 
 #[target_feature(enable = "avx2,fma,f16c,popcnt")]
 unsafe fn bits_hamming_impl(a: &[u8], b: &[u8]) -> u32 {
-    let mut n = [0u64; 4];
-    for_each_word!(a, b, |x, y, k| {
-        n[k] += (x ^ y).count_ones() as u64;
+    let [n] = bit_counts!(a, b, 1, |x, y| { [popcount_lanes(_mm256_xor_si256(x, y))] }, |x, y| {
+        [(x ^ y).count_ones() as u64]
     });
-    n.iter().sum::<u64>() as u32
+    n as u32
 }
 
 #[target_feature(enable = "avx2,fma,f16c,popcnt")]
 unsafe fn bits_jaccard_impl(a: &[u8], b: &[u8]) -> f32 {
-    let (mut inter, mut union) = ([0u64; 4], [0u64; 4]);
-    for_each_word!(a, b, |x, y, k| {
-        inter[k] += (x & y).count_ones() as u64;
-        union[k] += (x | y).count_ones() as u64;
-    });
-    jaccard_from_counts(inter.iter().sum(), union.iter().sum()) as f32
+    let [inter, union] = bit_counts!(
+        a,
+        b,
+        2,
+        |x, y| { [popcount_lanes(_mm256_and_si256(x, y)), popcount_lanes(_mm256_or_si256(x, y))] },
+        |x, y| { [(x & y).count_ones() as u64, (x | y).count_ones() as u64] }
+    );
+    jaccard_from_counts(inter, union) as f32
 }
