@@ -41,6 +41,19 @@ pub type Kernel<T, R> = fn(&[T], &[T]) -> R;
 /// counts in u32. Integer kernels are exact for vectors of up to
 /// [`crate::MAX_INT_DIM`] elements. Cosine kernels return the cosine
 /// *distance* as defined by [`crate::reference::cosine_from_parts`].
+///
+/// Accuracy against [`crate::reference`] (what `tests/kernels.rs` checks for
+/// every level): integer and bit kernels are exact (cosine and Jaccard equal
+/// the reference rounded to f32). Float kernels differ from the f64
+/// reference only by f32 accumulation (f16/bf16 widen exactly): with `n` the
+/// length and `rel(n) = 1e-5 + n·2⁻²⁴`,
+/// `|dot - ref| <= rel(n)·Σ|aᵢbᵢ| + 1e-30`,
+/// `|l2sq - ref| <= rel(n)·Σ(aᵢ-bᵢ)² + 1e-30` and
+/// `|cosine - ref| <= 2·rel(n) + 2⁻²³`; NaN exactly where the reference is
+/// NaN, the same infinity where it is infinite, as long as no f32 partial
+/// sum overflows (then ±inf or NaN) and, for cosine, the squared norms do not
+/// underflow to 0 in f32 (then the zero-vector convention applies).
+/// Different levels (and lengths) may round differently within these bounds.
 #[derive(Debug, Clone, Copy)]
 pub struct Kernels {
     pub level: SimdLevel,
@@ -122,6 +135,16 @@ pub fn kernels_for(level: SimdLevel) -> Option<&'static Kernels> {
     }
     match level {
         SimdLevel::Scalar => Some(&SCALAR),
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx2 => Some(&crate::x86::avx2::KERNELS),
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx512 => Some(if std::arch::is_x86_feature_detected!("avx512vpopcntdq") {
+            &crate::x86::avx512::KERNELS_VPOPCNT
+        } else {
+            &crate::x86::avx512::KERNELS
+        }),
+        #[cfg(target_arch = "aarch64")]
+        SimdLevel::Neon => Some(&crate::arm::neon::KERNELS),
         _ => None,
     }
 }

@@ -23,6 +23,11 @@ pub mod knn;
 pub mod portable;
 pub mod reference;
 pub mod topk;
+mod util;
+#[cfg(target_arch = "x86_64")]
+mod x86;
+#[cfg(target_arch = "aarch64")]
+mod arm;
 
 pub use dispatch::{Kernels, SimdLevel, kernels, kernels_for, simd_level, supported_levels};
 pub use error::{Result, SimdError};
@@ -170,7 +175,7 @@ pub fn stored_len(dtype: DType, dim: usize) -> Result<usize> {
         return Err(SimdError::InvalidArgument("dim must be at least 1".into()));
     }
     match dtype {
-        DType::Bits if dim % 8 != 0 => Err(SimdError::InvalidArgument(format!(
+        DType::Bits if !dim.is_multiple_of(8) => Err(SimdError::InvalidArgument(format!(
             "binary vectors are packed 8 bits per byte: dim {dim} is not a multiple of 8"
         ))),
         DType::Bits => Ok(dim / 8),
@@ -277,7 +282,7 @@ pub fn distance(metric: Metric, a: VectorsRef, b: VectorsRef) -> Result<f64> {
 /// (stored elements per row, number of rows).
 pub fn matrix_shape(m: &VectorsRef, dim: usize, what: &str) -> Result<(usize, usize)> {
     let row = stored_len(m.dtype(), dim)?;
-    if m.len() % row != 0 {
+    if !m.len().is_multiple_of(row) {
         return Err(SimdError::DimMismatch(format!(
             "{what} has {} elements, which dim {dim} does not divide",
             m.len()
@@ -290,10 +295,28 @@ pub fn matrix_shape(m: &VectorsRef, dim: usize, what: &str) -> Result<(usize, us
 /// calling thread.
 const ONE_TO_MANY_CHUNK_ROWS: usize = 2048;
 
+/// Writes `f(q, row)` for every `row_len`-element row of `m` to `out`,
+/// splitting large matrices over the rayon pool. `f` is called directly (one
+/// indirect call per row, no boxed closure in between).
+fn scan_rows<T: Sync, R: Into<f64>>(f: dispatch::Kernel<T, R>, q: &[T], m: &[T], row_len: usize, out: &mut [f32]) {
+    use rayon::prelude::*;
+    let scan = |rows: &[T], out: &mut [f32]| {
+        for (r, o) in rows.chunks_exact(row_len).zip(out.iter_mut()) {
+            *o = f(q, r).into() as f32;
+        }
+    };
+    if m.len() < ONE_TO_MANY_CHUNK_ROWS * 64 || rayon::current_num_threads() == 1 {
+        scan(m, out);
+    } else {
+        m.par_chunks(row_len * ONE_TO_MANY_CHUNK_ROWS)
+            .zip(out.par_chunks_mut(ONE_TO_MANY_CHUNK_ROWS))
+            .for_each(|(mc, oc)| scan(mc, oc));
+    }
+}
+
 /// Distances from `query` to every row of the row-major `matrix`, written to
 /// `out` (one value per row). Large matrices are split over the rayon pool.
 pub fn one_to_many_into(metric: Metric, query: VectorsRef, matrix: VectorsRef, dim: usize, out: &mut [f32]) -> Result<()> {
-    use rayon::prelude::*;
     check_same_dtype(&query, &matrix)?;
     check_metric(metric, query.dtype())?;
     let (row, rows) = matrix_shape(&matrix, dim, "matrix")?;
@@ -303,20 +326,34 @@ pub fn one_to_many_into(metric: Metric, query: VectorsRef, matrix: VectorsRef, d
     if out.len() != rows {
         return Err(SimdError::DimMismatch(format!("output has {} slots for {rows} rows", out.len())));
     }
-    with_kernel!(kernels(), metric, query, matrix, |q, m, k| {
-        let scan = |rows_chunk: &[_], out_chunk: &mut [f32]| {
-            for (r, o) in rows_chunk.chunks_exact(row).zip(out_chunk.iter_mut()) {
-                *o = k(q, r) as f32;
-            }
-        };
-        if rows * row < ONE_TO_MANY_CHUNK_ROWS * 64 || rayon::current_num_threads() == 1 {
-            scan(m, out);
-        } else {
-            m.par_chunks(row * ONE_TO_MANY_CHUNK_ROWS)
-                .zip(out.par_chunks_mut(ONE_TO_MANY_CHUNK_ROWS))
-                .for_each(|(mc, oc)| scan(mc, oc));
+    let k = kernels();
+    let (l2, ip) = (metric == Metric::L2sq, metric == Metric::InnerProduct);
+    match (query, matrix) {
+        (VectorsRef::F32(q), VectorsRef::F32(m)) => {
+            scan_rows(if l2 { k.f32_l2sq } else if ip { k.f32_dot } else { k.f32_cosine }, q, m, row, out)
         }
-    });
+        (VectorsRef::F16(q), VectorsRef::F16(m)) => {
+            scan_rows(if l2 { k.f16_l2sq } else if ip { k.f16_dot } else { k.f16_cosine }, q, m, row, out)
+        }
+        (VectorsRef::BF16(q), VectorsRef::BF16(m)) => {
+            scan_rows(if l2 { k.bf16_l2sq } else if ip { k.bf16_dot } else { k.bf16_cosine }, q, m, row, out)
+        }
+        (VectorsRef::I8(q), VectorsRef::I8(m)) => match metric {
+            Metric::L2sq => scan_rows(k.i8_l2sq, q, m, row, out),
+            Metric::InnerProduct => scan_rows(k.i8_dot, q, m, row, out),
+            _ => scan_rows(k.i8_cosine, q, m, row, out),
+        },
+        (VectorsRef::U8(q), VectorsRef::U8(m)) => match metric {
+            Metric::L2sq => scan_rows(k.u8_l2sq, q, m, row, out),
+            Metric::InnerProduct => scan_rows(k.u8_dot, q, m, row, out),
+            _ => scan_rows(k.u8_cosine, q, m, row, out),
+        },
+        (VectorsRef::Bits(q), VectorsRef::Bits(m)) => match metric {
+            Metric::Hamming => scan_rows(k.bits_hamming, q, m, row, out),
+            _ => scan_rows(k.bits_jaccard, q, m, row, out),
+        },
+        _ => unreachable!("dtypes were checked to agree"),
+    }
     Ok(())
 }
 
