@@ -1,0 +1,335 @@
+//! GEMM-style building blocks for exact k-NN over floats: packing of query and
+//! base rows into register-tile panels, and one register-blocked micro-kernel
+//! per SIMD level that computes an `MR × NR` tile of inner products.
+//!
+//! # Layout
+//!
+//! A *panel* of `R` rows (`R` = `MR` for queries, `NR` for base rows) is stored
+//! dim-major: `panel[d * R + j] = row[r0 + j][d]`, zero-padded past the last
+//! row. A micro-kernel walks `d` once, broadcasting the `MR` query values and
+//! multiplying them with the `NR` base values (one or more vector registers),
+//! keeping all `MR × NR` accumulators in registers, then stores the tile
+//! row-major (`tile[i * NR + j]`).
+//!
+//! Every `(query, base)` pair is accumulated by the same sequence of
+//! operations (`acc = fma(q[d], b[d], acc)` for `d = 0, 1, ...`) whatever its
+//! position in the tile, so a result never depends on how rows were blocked
+//! or split between threads.
+//!
+//! | level  | MR | NR | accumulators |
+//! |--------|----|----|--------------|
+//! | scalar | 4  | 8  | 32 scalars (auto-vectorised) |
+//! | avx2   | 6  | 16 | 12 ymm |
+//! | avx512 | 8  | 32 | 16 zmm |
+//! | neon   | 4  | 16 | 16 q-registers |
+
+use crate::SimdLevel;
+use crate::dispatch::level_supported;
+use half::{bf16, f16};
+use std::sync::OnceLock;
+
+/// Largest `MR * NR` of any level (the tile buffer size).
+pub const MAX_TILE: usize = 256;
+
+/// A micro-kernel: `qp` points at an `MR`-row query panel and `bp` at an
+/// `NR`-row base panel, both of `dim` steps; writes the `MR × NR` inner
+/// products row-major to `out`.
+///
+/// # Safety
+/// `qp` must be valid for `MR * dim` reads, `bp` for `NR * dim` reads, `out`
+/// for `MR * NR` writes, and the CPU must support the kernel's level.
+pub type TileFn = unsafe fn(qp: *const f32, bp: *const f32, dim: usize, out: *mut f32);
+
+/// A micro-kernel with its tile shape.
+#[derive(Clone, Copy)]
+pub struct MicroKernel {
+    pub level: SimdLevel,
+    pub mr: usize,
+    pub nr: usize,
+    pub tile: TileFn,
+}
+
+impl std::fmt::Debug for MicroKernel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "MicroKernel({}, {}x{})", self.level.name(), self.mr, self.nr)
+    }
+}
+
+/// The micro-kernel of `level`, if this build has one for it (whether the
+/// CPU runs it is [`level_available`]'s business).
+pub fn micro_kernel(level: SimdLevel) -> Option<MicroKernel> {
+    match level {
+        SimdLevel::Scalar => Some(MicroKernel { level, mr: 4, nr: 8, tile: tile_scalar }),
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx2 => Some(MicroKernel { level, mr: 6, nr: 16, tile: x86::tile_avx2 }),
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx512 => Some(MicroKernel { level, mr: 8, nr: 32, tile: x86::tile_avx512 }),
+        #[cfg(target_arch = "aarch64")]
+        SimdLevel::Neon => Some(MicroKernel { level, mr: 4, nr: 16, tile: arm::tile_neon }),
+        #[allow(unreachable_patterns)]
+        _ => None,
+    }
+}
+
+/// Whether this build has a GEMM micro-kernel for `level` and this CPU runs
+/// it. Independent of the one-to-one kernel tables.
+pub fn level_available(level: SimdLevel) -> bool {
+    micro_kernel(level).is_some() && level_supported(level)
+}
+
+/// Every level with a runnable GEMM micro-kernel, lowest first.
+pub fn gemm_levels() -> Vec<SimdLevel> {
+    [SimdLevel::Scalar, SimdLevel::Neon, SimdLevel::Avx2, SimdLevel::Avx512]
+        .into_iter()
+        .filter(|&l| level_available(l))
+        .collect()
+}
+
+fn parse_level(name: &str) -> Option<SimdLevel> {
+    [SimdLevel::Scalar, SimdLevel::Neon, SimdLevel::Avx2, SimdLevel::Avx512]
+        .into_iter()
+        .find(|l| l.name().eq_ignore_ascii_case(name.trim()))
+}
+
+/// The GEMM level for this process: the level of the dispatched one-to-one
+/// kernels ([`crate::kernels`]) when that is a SIMD level with a GEMM kernel;
+/// otherwise the highest level with a runnable micro-kernel that is not above
+/// the one named by `QUARRY_SIMD` (when set to a known level name).
+pub fn gemm_level() -> SimdLevel {
+    static CHOSEN: OnceLock<SimdLevel> = OnceLock::new();
+    *CHOSEN.get_or_init(|| {
+        let dispatched = crate::kernels().level;
+        if dispatched != SimdLevel::Scalar && level_available(dispatched) {
+            return dispatched;
+        }
+        let cap = std::env::var("QUARRY_SIMD").ok().and_then(|v| parse_level(&v));
+        gemm_levels()
+            .into_iter()
+            .rev()
+            .find(|&l| cap.is_none_or(|c| l <= c))
+            .unwrap_or(SimdLevel::Scalar)
+    })
+}
+
+/// The portable micro-kernel (4 × 8). Plain loops over fixed-size arrays,
+/// which the compiler keeps in registers and vectorises at the baseline
+/// target features.
+///
+/// # Safety
+/// See [`TileFn`] (with `MR = 4`, `NR = 8`).
+unsafe fn tile_scalar(qp: *const f32, bp: *const f32, dim: usize, out: *mut f32) {
+    const MR: usize = 4;
+    const NR: usize = 8;
+    // SAFETY: the caller guarantees the panel and tile sizes.
+    let (q, b, out) = unsafe {
+        (
+            std::slice::from_raw_parts(qp, MR * dim),
+            std::slice::from_raw_parts(bp, NR * dim),
+            std::slice::from_raw_parts_mut(out, MR * NR),
+        )
+    };
+    let mut acc = [[0f32; NR]; MR];
+    for (qd, bd) in q.chunks_exact(MR).zip(b.chunks_exact(NR)) {
+        for i in 0..MR {
+            let a = qd[i];
+            for j in 0..NR {
+                acc[i][j] += a * bd[j];
+            }
+        }
+    }
+    for i in 0..MR {
+        out[i * NR..(i + 1) * NR].copy_from_slice(&acc[i]);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use core::arch::x86_64::*;
+
+    /// AVX2 + FMA micro-kernel, 6 × 16: two ymm of base values per step,
+    /// six broadcast query values, twelve accumulators (of 16 ymm).
+    ///
+    /// # Safety
+    /// See [`super::TileFn`] (`MR = 6`, `NR = 16`); needs AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn tile_avx2(qp: *const f32, bp: *const f32, dim: usize, out: *mut f32) {
+        const MR: usize = 6;
+        const NR: usize = 16;
+        let mut c = [[_mm256_setzero_ps(); 2]; MR];
+        let mut q = qp;
+        let mut b = bp;
+        // SAFETY: reads stay within the MR*dim and NR*dim panels, writes within
+        // the MR*NR tile (caller's contract).
+        unsafe {
+            for _ in 0..dim {
+                let b0 = _mm256_loadu_ps(b);
+                let b1 = _mm256_loadu_ps(b.add(8));
+                for (i, ci) in c.iter_mut().enumerate() {
+                    let a = _mm256_broadcast_ss(&*q.add(i));
+                    ci[0] = _mm256_fmadd_ps(a, b0, ci[0]);
+                    ci[1] = _mm256_fmadd_ps(a, b1, ci[1]);
+                }
+                q = q.add(MR);
+                b = b.add(NR);
+            }
+            for (i, ci) in c.iter().enumerate() {
+                _mm256_storeu_ps(out.add(i * NR), ci[0]);
+                _mm256_storeu_ps(out.add(i * NR + 8), ci[1]);
+            }
+        }
+    }
+
+    /// AVX-512F micro-kernel, 8 × 32: two zmm of base values per step, eight
+    /// broadcast query values, sixteen accumulators (of 32 zmm).
+    ///
+    /// # Safety
+    /// See [`super::TileFn`] (`MR = 8`, `NR = 32`); needs AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn tile_avx512(qp: *const f32, bp: *const f32, dim: usize, out: *mut f32) {
+        const MR: usize = 8;
+        const NR: usize = 32;
+        let mut c = [[_mm512_setzero_ps(); 2]; MR];
+        let mut q = qp;
+        let mut b = bp;
+        // SAFETY: as in `tile_avx2`, with this kernel's panel sizes.
+        unsafe {
+            for _ in 0..dim {
+                let b0 = _mm512_loadu_ps(b);
+                let b1 = _mm512_loadu_ps(b.add(16));
+                for (i, ci) in c.iter_mut().enumerate() {
+                    let a = _mm512_set1_ps(*q.add(i));
+                    ci[0] = _mm512_fmadd_ps(a, b0, ci[0]);
+                    ci[1] = _mm512_fmadd_ps(a, b1, ci[1]);
+                }
+                q = q.add(MR);
+                b = b.add(NR);
+            }
+            for (i, ci) in c.iter().enumerate() {
+                _mm512_storeu_ps(out.add(i * NR), ci[0]);
+                _mm512_storeu_ps(out.add(i * NR + 16), ci[1]);
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "aarch64")]
+mod arm {
+    use core::arch::aarch64::*;
+
+    /// NEON micro-kernel, 4 × 16: the four query values of a step are one
+    /// q-register, used lane by lane (`fmla v.4s, v.4s, v.s[lane]`) against
+    /// four q-registers of base values; sixteen accumulators (of 32).
+    ///
+    /// # Safety
+    /// See [`super::TileFn`] (`MR = 4`, `NR = 16`); needs NEON.
+    #[target_feature(enable = "neon")]
+    pub(super) unsafe fn tile_neon(qp: *const f32, bp: *const f32, dim: usize, out: *mut f32) {
+        const MR: usize = 4;
+        const NR: usize = 16;
+        let mut c = [[vdupq_n_f32(0.0); 4]; MR];
+        let mut q = qp;
+        let mut b = bp;
+        // SAFETY: reads stay within the MR*dim and NR*dim panels, writes within
+        // the MR*NR tile (caller's contract).
+        unsafe {
+            for _ in 0..dim {
+                let a = vld1q_f32(q);
+                let bv = [vld1q_f32(b), vld1q_f32(b.add(4)), vld1q_f32(b.add(8)), vld1q_f32(b.add(12))];
+                for j in 0..4 {
+                    // c[i][j] += bv[j] * a[i]
+                    c[0][j] = vfmaq_laneq_f32::<0>(c[0][j], bv[j], a);
+                    c[1][j] = vfmaq_laneq_f32::<1>(c[1][j], bv[j], a);
+                    c[2][j] = vfmaq_laneq_f32::<2>(c[2][j], bv[j], a);
+                    c[3][j] = vfmaq_laneq_f32::<3>(c[3][j], bv[j], a);
+                }
+                q = q.add(MR);
+                b = b.add(NR);
+            }
+            for (i, ci) in c.iter().enumerate() {
+                for (j, &v) in ci.iter().enumerate() {
+                    vst1q_f32(out.add(i * NR + j * 4), v);
+                }
+            }
+        }
+    }
+}
+
+/// A 64-byte-aligned, zero-initialised `f32` buffer (panels start on cache
+/// lines when their size is a multiple of 16 floats).
+#[derive(Default)]
+pub struct AlignedBuf {
+    lines: Vec<Line>,
+    len: usize,
+}
+
+#[repr(C, align(64))]
+#[derive(Clone, Copy)]
+struct Line([f32; 16]);
+
+impl AlignedBuf {
+    /// Resizes to `len` floats (contents unspecified; packing overwrites).
+    pub fn resize(&mut self, len: usize) {
+        self.lines.resize(len.div_ceil(16), Line([0.0; 16]));
+        self.len = len;
+    }
+
+    pub fn as_slice(&self) -> &[f32] {
+        // SAFETY: `lines` holds at least `len` contiguous, initialised f32s.
+        unsafe { std::slice::from_raw_parts(self.lines.as_ptr().cast::<f32>(), self.len) }
+    }
+
+    pub fn as_mut_slice(&mut self) -> &mut [f32] {
+        // SAFETY: as in `as_slice`, uniquely borrowed.
+        unsafe { std::slice::from_raw_parts_mut(self.lines.as_mut_ptr().cast::<f32>(), self.len) }
+    }
+}
+
+/// Row-major float rows of any of the float element types, read as f32.
+#[derive(Debug, Clone, Copy)]
+pub enum FloatRows<'a> {
+    F32(&'a [f32]),
+    F16(&'a [f16]),
+    BF16(&'a [bf16]),
+}
+
+impl FloatRows<'_> {
+    /// Converts row `r` (of `dim` elements) into `out` (exactly: f16 and
+    /// bf16 values are all representable in f32).
+    #[inline]
+    pub fn row_into(&self, r: usize, dim: usize, out: &mut [f32]) {
+        use half::slice::HalfFloatSliceExt;
+        let range = r * dim..(r + 1) * dim;
+        match self {
+            FloatRows::F32(s) => out.copy_from_slice(&s[range]),
+            FloatRows::F16(s) => s[range].convert_to_f32_slice(out),
+            FloatRows::BF16(s) => s[range].convert_to_f32_slice(out),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every runnable micro-kernel against a plain f64 tile.
+    #[test]
+    fn micro_kernels_match_plain_products() {
+        for level in gemm_levels() {
+            let mk = micro_kernel(level).unwrap();
+            for dim in [1usize, 2, 3, 7, 16, 33] {
+                let qp: Vec<f32> = (0..mk.mr * dim).map(|i| ((i * 7 % 13) as f32 - 6.0) * 0.25).collect();
+                let bp: Vec<f32> = (0..mk.nr * dim).map(|i| ((i * 5 % 11) as f32 - 5.0) * 0.5).collect();
+                let mut out = vec![f32::NAN; mk.mr * mk.nr];
+                // SAFETY: sizes match the kernel's contract; the level is available.
+                unsafe { (mk.tile)(qp.as_ptr(), bp.as_ptr(), dim, out.as_mut_ptr()) };
+                for i in 0..mk.mr {
+                    for j in 0..mk.nr {
+                        let want: f64 = (0..dim).map(|d| qp[d * mk.mr + i] as f64 * bp[d * mk.nr + j] as f64).sum();
+                        // Products of quarter/half integers are exact in f32.
+                        assert_eq!(out[i * mk.nr + j] as f64, want, "{level:?} dim {dim} ({i},{j})");
+                    }
+                }
+            }
+        }
+    }
+}
