@@ -11,6 +11,13 @@
 //! keeping all `MR × NR` accumulators in registers, then stores the tile
 //! row-major (`tile[i * NR + j]`).
 //!
+//! Each kernel then evaluates the k-NN key of every pair of the tile,
+//! `(qadd[i] + badd[j]) + alpha * dot` (clamped at 0 for distances, see
+//! [`key_from_dot`]), compares it with its query's current top-k threshold
+//! and returns a bit mask of the tile rows holding at least one candidate
+//! that may enter; the caller only revisits those rows, almost never after the
+//! first few chunks.
+//!
 //! Every `(query, base)` pair is accumulated by the same sequence of
 //! operations (`acc = fma(q[d], b[d], acc)` for `d = 0, 1, ...`) whatever its
 //! position in the tile, so a result never depends on how rows were blocked
@@ -33,12 +40,82 @@ pub const MAX_TILE: usize = 256;
 
 /// A micro-kernel: `qp` points at an `MR`-row query panel and `bp` at an
 /// `NR`-row base panel, both of `dim` steps; writes the `MR × NR` inner
-/// products row-major to `out`.
+/// products row-major to `out` and returns the candidate-row mask: bit `i` is
+/// set when some `j` has `!(key(i, j) > ep.thr[i])` (see [`Epilogue`]).
 ///
 /// # Safety
 /// `qp` must be valid for `MR * dim` reads, `bp` for `NR * dim` reads, `out`
-/// for `MR * NR` writes, and the CPU must support the kernel's level.
-pub type TileFn = unsafe fn(qp: *const f32, bp: *const f32, dim: usize, out: *mut f32);
+/// for `MR * NR` writes, `ep`'s pointers as [`Epilogue`] says, and the CPU
+/// must support the kernel's level.
+pub type TileFn = unsafe fn(qp: *const f32, bp: *const f32, dim: usize, out: *mut f32, ep: &Epilogue) -> u32;
+
+/// Terms of the key `(qadd[i] + badd[j]) + alpha * dot(i, j)` and the
+/// per-row thresholds a micro-kernel compares keys with.
+#[derive(Debug, Clone, Copy)]
+pub struct Epilogue {
+    /// `MR` per-query terms.
+    pub qadd: *const f32,
+    /// `NR` per-base-row terms.
+    pub badd: *const f32,
+    /// `MR` thresholds (the queries' [`crate::topk::TopK::threshold`]).
+    pub thr: *const f32,
+    pub alpha: f32,
+    /// Clamp keys below at 0 (distances).
+    pub clamp: bool,
+}
+
+/// The key of a pair from its inner product: `(qa + ba) + alpha * dot`,
+/// clamped below at 0 (NaN kept) when `CLAMP`. Every micro-kernel's vector
+/// evaluation performs exactly these IEEE operations (no fused multiply-add),
+/// so the key is bitwise the same wherever it is computed.
+#[inline(always)]
+pub fn key_from_dot<const CLAMP: bool>(qa: f32, ba: f32, alpha: f32, dot: f32) -> f32 {
+    let x = (qa + ba) + alpha * dot;
+    if CLAMP && x < 0.0 { 0.0 } else { x }
+}
+
+/// Portable candidate-row mask of a stored tile (inlined into each level's
+/// kernel, so it is vectorised with that level's instructions).
+///
+/// # Safety
+/// `tile` must hold `MR * NR` floats; `ep` as [`Epilogue`] says.
+#[inline(always)]
+unsafe fn tile_mask<const MR: usize, const NR: usize>(tile: *const f32, ep: &Epilogue) -> u32 {
+    #[inline(always)]
+    fn rows<const MR: usize, const NR: usize, const CLAMP: bool>(
+        tile: &[f32],
+        qadd: &[f32],
+        badd: &[f32],
+        thr: &[f32],
+        alpha: f32,
+    ) -> u32 {
+        let mut mask = 0;
+        for i in 0..MR {
+            let row: &[f32; NR] = tile[i * NR..(i + 1) * NR].try_into().expect("tile row");
+            let badd: &[f32; NR] = badd.try_into().expect("NR terms");
+            let mut any = false;
+            for j in 0..NR {
+                any |= !(key_from_dot::<CLAMP>(qadd[i], badd[j], alpha, row[j]) > thr[i]);
+            }
+            mask |= (any as u32) << i;
+        }
+        mask
+    }
+    // SAFETY: sizes per the caller's contract.
+    let (tile, qadd, badd, thr) = unsafe {
+        (
+            std::slice::from_raw_parts(tile, MR * NR),
+            std::slice::from_raw_parts(ep.qadd, MR),
+            std::slice::from_raw_parts(ep.badd, NR),
+            std::slice::from_raw_parts(ep.thr, MR),
+        )
+    };
+    if ep.clamp {
+        rows::<MR, NR, true>(tile, qadd, badd, thr, ep.alpha)
+    } else {
+        rows::<MR, NR, false>(tile, qadd, badd, thr, ep.alpha)
+    }
+}
 
 /// A micro-kernel with its tile shape.
 #[derive(Clone, Copy)]
@@ -117,7 +194,7 @@ pub fn gemm_level() -> SimdLevel {
 ///
 /// # Safety
 /// See [`TileFn`] (with `MR = 4`, `NR = 8`).
-unsafe fn tile_scalar(qp: *const f32, bp: *const f32, dim: usize, out: *mut f32) {
+unsafe fn tile_scalar(qp: *const f32, bp: *const f32, dim: usize, out_ptr: *mut f32, ep: &Epilogue) -> u32 {
     const MR: usize = 4;
     const NR: usize = 8;
     // SAFETY: the caller guarantees the panel and tile sizes.
@@ -125,7 +202,7 @@ unsafe fn tile_scalar(qp: *const f32, bp: *const f32, dim: usize, out: *mut f32)
         (
             std::slice::from_raw_parts(qp, MR * dim),
             std::slice::from_raw_parts(bp, NR * dim),
-            std::slice::from_raw_parts_mut(out, MR * NR),
+            std::slice::from_raw_parts_mut(out_ptr, MR * NR),
         )
     };
     let mut acc = [[0f32; NR]; MR];
@@ -140,10 +217,13 @@ unsafe fn tile_scalar(qp: *const f32, bp: *const f32, dim: usize, out: *mut f32)
     for i in 0..MR {
         out[i * NR..(i + 1) * NR].copy_from_slice(&acc[i]);
     }
+    // SAFETY: the tile was just written; `ep` per the caller's contract.
+    unsafe { tile_mask::<MR, NR>(out_ptr, ep) }
 }
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
+    use super::{Epilogue, tile_mask};
     use core::arch::x86_64::*;
 
     /// AVX2 + FMA micro-kernel, 6 × 16: two ymm of base values per step,
@@ -151,8 +231,14 @@ mod x86 {
     ///
     /// # Safety
     /// See [`super::TileFn`] (`MR = 6`, `NR = 16`); needs AVX2 and FMA.
+    ///
+    /// The key evaluation and threshold test run on the accumulators in
+    /// registers: `(qa + ba) + alpha * dot` as separate add/mul/add (the same
+    /// IEEE operations as [`super::key_from_dot`]), `max(0, x)` for the clamp
+    /// (`vmaxps` returns its second operand, `x`, when `x` is NaN or a zero),
+    /// and `!(key > thr)` as an unordered not-greater-than compare.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn tile_avx2(qp: *const f32, bp: *const f32, dim: usize, out: *mut f32) {
+    pub(super) unsafe fn tile_avx2(qp: *const f32, bp: *const f32, dim: usize, out: *mut f32, ep: &Epilogue) -> u32 {
         const MR: usize = 6;
         const NR: usize = 16;
         let mut c = [[_mm256_setzero_ps(); 2]; MR];
@@ -176,6 +262,24 @@ mod x86 {
                 _mm256_storeu_ps(out.add(i * NR), ci[0]);
                 _mm256_storeu_ps(out.add(i * NR + 8), ci[1]);
             }
+            let alpha = _mm256_set1_ps(ep.alpha);
+            let ba0 = _mm256_loadu_ps(ep.badd);
+            let ba1 = _mm256_loadu_ps(ep.badd.add(8));
+            let zero = _mm256_setzero_ps();
+            let mut mask = 0u32;
+            for (i, ci) in c.iter().enumerate() {
+                let qa = _mm256_broadcast_ss(&*ep.qadd.add(i));
+                let thr = _mm256_broadcast_ss(&*ep.thr.add(i));
+                let mut k0 = _mm256_add_ps(_mm256_add_ps(qa, ba0), _mm256_mul_ps(alpha, ci[0]));
+                let mut k1 = _mm256_add_ps(_mm256_add_ps(qa, ba1), _mm256_mul_ps(alpha, ci[1]));
+                if ep.clamp {
+                    k0 = _mm256_max_ps(zero, k0);
+                    k1 = _mm256_max_ps(zero, k1);
+                }
+                let pass = _mm256_or_ps(_mm256_cmp_ps::<_CMP_NGT_UQ>(k0, thr), _mm256_cmp_ps::<_CMP_NGT_UQ>(k1, thr));
+                mask |= ((_mm256_movemask_ps(pass) != 0) as u32) << i;
+            }
+            mask
         }
     }
 
@@ -185,7 +289,7 @@ mod x86 {
     /// # Safety
     /// See [`super::TileFn`] (`MR = 8`, `NR = 32`); needs AVX-512F.
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn tile_avx512(qp: *const f32, bp: *const f32, dim: usize, out: *mut f32) {
+    pub(super) unsafe fn tile_avx512(qp: *const f32, bp: *const f32, dim: usize, out: *mut f32, ep: &Epilogue) -> u32 {
         const MR: usize = 8;
         const NR: usize = 32;
         let mut c = [[_mm512_setzero_ps(); 2]; MR];
@@ -208,12 +312,14 @@ mod x86 {
                 _mm512_storeu_ps(out.add(i * NR), ci[0]);
                 _mm512_storeu_ps(out.add(i * NR + 16), ci[1]);
             }
+            tile_mask::<MR, NR>(out, ep)
         }
     }
 }
 
 #[cfg(target_arch = "aarch64")]
 mod arm {
+    use super::{Epilogue, tile_mask};
     use core::arch::aarch64::*;
 
     /// NEON micro-kernel, 4 × 16: the four query values of a step are one
@@ -223,7 +329,7 @@ mod arm {
     /// # Safety
     /// See [`super::TileFn`] (`MR = 4`, `NR = 16`); needs NEON.
     #[target_feature(enable = "neon")]
-    pub(super) unsafe fn tile_neon(qp: *const f32, bp: *const f32, dim: usize, out: *mut f32) {
+    pub(super) unsafe fn tile_neon(qp: *const f32, bp: *const f32, dim: usize, out: *mut f32, ep: &Epilogue) -> u32 {
         const MR: usize = 4;
         const NR: usize = 16;
         let mut c = [[vdupq_n_f32(0.0); 4]; MR];
@@ -250,6 +356,7 @@ mod arm {
                     vst1q_f32(out.add(i * NR + j * 4), v);
                 }
             }
+            tile_mask::<MR, NR>(out, ep)
         }
     }
 }
@@ -320,14 +427,93 @@ mod tests {
                 let qp: Vec<f32> = (0..mk.mr * dim).map(|i| ((i * 7 % 13) as f32 - 6.0) * 0.25).collect();
                 let bp: Vec<f32> = (0..mk.nr * dim).map(|i| ((i * 5 % 11) as f32 - 5.0) * 0.5).collect();
                 let mut out = vec![f32::NAN; mk.mr * mk.nr];
-                // SAFETY: sizes match the kernel's contract; the level is available.
-                unsafe { (mk.tile)(qp.as_ptr(), bp.as_ptr(), dim, out.as_mut_ptr()) };
-                for i in 0..mk.mr {
-                    for j in 0..mk.nr {
-                        let want: f64 = (0..dim).map(|d| qp[d * mk.mr + i] as f64 * bp[d * mk.nr + j] as f64).sum();
-                        // Products of quarter/half integers are exact in f32.
-                        assert_eq!(out[i * mk.nr + j] as f64, want, "{level:?} dim {dim} ({i},{j})");
+                let qadd: Vec<f32> = (0..mk.mr).map(|i| i as f32 * 0.5).collect();
+                let mut badd: Vec<f32> = (0..mk.nr).map(|j| j as f32 * 0.25).collect();
+                badd[mk.nr - 1] = f32::INFINITY;
+                for clamp in [false, true] {
+                    for alpha in [-1.0f32, -2.0] {
+                        // Thresholds: each row's median key, -inf, +inf, NaN, ...
+                        let mut keys = vec![0f32; mk.mr * mk.nr];
+                        for i in 0..mk.mr {
+                            for j in 0..mk.nr {
+                                let dot: f32 = (0..dim).map(|d| qp[d * mk.mr + i] * bp[d * mk.nr + j]).sum();
+                                keys[i * mk.nr + j] = if clamp {
+                                    key_from_dot::<true>(qadd[i], badd[j], alpha, dot)
+                                } else {
+                                    key_from_dot::<false>(qadd[i], badd[j], alpha, dot)
+                                };
+                            }
+                        }
+                        let thr: Vec<f32> = (0..mk.mr)
+                            .map(|i| match i % 4 {
+                                0 => f32::NEG_INFINITY,
+                                1 => f32::NAN,
+                                2 => keys[i * mk.nr + (i * 3) % mk.nr],
+                                _ => -1e30,
+                            })
+                            .collect();
+                        let ep = Epilogue { qadd: qadd.as_ptr(), badd: badd.as_ptr(), thr: thr.as_ptr(), alpha, clamp };
+                        // SAFETY: sizes match the kernel's contract; the level is available.
+                        let mask = unsafe { (mk.tile)(qp.as_ptr(), bp.as_ptr(), dim, out.as_mut_ptr(), &ep) };
+                        let mut want_mask = 0u32;
+                        for i in 0..mk.mr {
+                            for j in 0..mk.nr {
+                                let want: f64 =
+                                    (0..dim).map(|d| qp[d * mk.mr + i] as f64 * bp[d * mk.nr + j] as f64).sum();
+                                // Products of quarter/half integers are exact in f32.
+                                assert_eq!(out[i * mk.nr + j] as f64, want, "{level:?} dim {dim} ({i},{j})");
+                                if !(keys[i * mk.nr + j] > thr[i]) {
+                                    want_mask |= 1 << i;
+                                }
+                            }
+                        }
+                        assert_eq!(mask, want_mask, "{level:?} dim {dim} clamp {clamp} alpha {alpha}");
                     }
+                }
+            }
+        }
+    }
+
+    /// The candidate mask, column by column: with zero queries every dot is
+    /// 0 and the key is `qadd + badd` (clamped), so one column at a time can
+    /// be made the only possible candidate. Checks ties at the threshold,
+    /// NaN keys, NaN and -inf thresholds and the clamp.
+    #[test]
+    fn micro_kernel_masks_column_by_column() {
+        for level in gemm_levels() {
+            let mk = micro_kernel(level).unwrap();
+            let dim = 3;
+            let qp = vec![0f32; mk.mr * dim];
+            let bp: Vec<f32> = (0..mk.nr * dim).map(|i| i as f32).collect();
+            let mut out = vec![0f32; mk.mr * mk.nr];
+            let qadd = vec![0f32; mk.mr];
+            for j0 in 0..mk.nr {
+                for (v, clamp) in [(2.0f32, false), (2.0, true), (-3.0, true), (-3.0, false), (f32::NAN, true)] {
+                    let mut badd = vec![10f32; mk.nr];
+                    badd[j0] = v;
+                    let key = if clamp && v < 0.0 { 0.0 } else { v };
+                    // Row i's threshold: key (tie: passes), key - 1 (fails
+                    // unless NaN), NaN (passes), -inf (fails unless NaN),
+                    // 9.5 (passes), cycling.
+                    let thr: Vec<f32> = (0..mk.mr)
+                        .map(|i| match (i + j0) % 5 {
+                            0 => key,
+                            1 => key - 1.0,
+                            2 => f32::NAN,
+                            3 => f32::NEG_INFINITY,
+                            _ => 9.5,
+                        })
+                        .collect();
+                    let want: u32 = (0..mk.mr)
+                        .map(|i| {
+                            let pass = key.is_nan() || thr[i].is_nan() || !(key > thr[i]);
+                            (pass as u32) << i
+                        })
+                        .sum();
+                    let ep = Epilogue { qadd: qadd.as_ptr(), badd: badd.as_ptr(), thr: thr.as_ptr(), alpha: -2.0, clamp };
+                    // SAFETY: sizes match the kernel's contract; the level is available.
+                    let mask = unsafe { (mk.tile)(qp.as_ptr(), bp.as_ptr(), dim, out.as_mut_ptr(), &ep) };
+                    assert_eq!(mask, want, "{level:?} column {j0} value {v} clamp {clamp} thresholds {thr:?}");
                 }
             }
         }

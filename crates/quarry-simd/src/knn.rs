@@ -26,7 +26,7 @@
 //! the number of threads: every pair's value is computed the same way wherever
 //! it falls, and the top-k order (key, then id) is total.
 
-use crate::gemm::{self, AlignedBuf, FloatRows, MAX_TILE, MicroKernel};
+use crate::gemm::{self, AlignedBuf, Epilogue, FloatRows, MAX_TILE, MicroKernel, key_from_dot};
 use crate::reference::cosine_from_parts;
 use crate::topk::TopK;
 use crate::{DType, Metric, Result, SimdError, SimdLevel, VectorsRef, check_metric, kernels, matrix_shape, with_kernel};
@@ -315,7 +315,8 @@ struct Packed {
     data: AlignedBuf,
     /// Per row (padded to whole panels): the additive term of the key.
     add: Vec<f32>,
-    /// Per row: squared norm in f64 (of the f32 values).
+    /// Per row: squared norm in f64 of the f32 values (not computed, 0, for
+    /// the inner product, which does not use it).
     norm: Vec<f64>,
     /// Per panel: bit `j` set when row `j` needs the exact path.
     flags: Vec<u64>,
@@ -366,7 +367,7 @@ impl Packed {
                             continue;
                         }
                         src.row_into(first + j, dim, buf);
-                        let n: f64 = buf.iter().map(|&x| (x as f64) * (x as f64)).sum();
+                        let n = if metric == Metric::InnerProduct { 0.0 } else { sum_squares(buf) };
                         norm[j] = n;
                         let (a, exact) = match metric {
                             Metric::L2sq => {
@@ -399,14 +400,19 @@ impl Packed {
     }
 }
 
-/// The key of a pair from its inner product: `(qa + ba) + alpha * dot`,
-/// clamped below at 0 (NaN kept) for the distance metrics. The fast and the
-/// slow epilogue both use exactly this, so a pair's key is bitwise the same
-/// wherever it is computed.
-#[inline(always)]
-fn key_from_dot<const CLAMP: bool>(qa: f32, ba: f32, alpha: f32, dot: f32) -> f32 {
-    let x = (qa + ba) + alpha * dot;
-    if CLAMP && x < 0.0 { 0.0 } else { x }
+/// Squared norm in f64, with independent partial sums (vectorisable); zero
+/// exactly when every element is ±0, NaN or inf when any element is.
+#[inline]
+fn sum_squares(x: &[f32]) -> f64 {
+    let mut acc = [0f64; 8];
+    let mut chunks = x.chunks_exact(8);
+    for c in &mut chunks {
+        for i in 0..8 {
+            acc[i] += c[i] as f64 * c[i] as f64;
+        }
+    }
+    let tail: f64 = chunks.remainder().iter().map(|&v| v as f64 * v as f64).sum();
+    acc.iter().sum::<f64>() + tail
 }
 
 /// Read-only state of one base chunk's GEMM pass.
@@ -425,37 +431,6 @@ struct GemmCtx<'a> {
 
 #[repr(C, align(64))]
 struct TileBuf([f32; MAX_TILE]);
-
-/// Folds one tile row (`NR` inner products of query `top`'s query) into its
-/// top-k: keys are computed for the whole row (vectorisable), and the heap is
-/// only touched when some key passes the current threshold.
-#[inline(always)]
-fn fold_row<const NR: usize, const CLAMP: bool>(
-    dots: &[f32],
-    qa: f32,
-    badd: &[f32; NR],
-    alpha: f32,
-    nreal: usize,
-    id0: usize,
-    top: &mut TopK,
-) {
-    let dots: &[f32; NR] = dots.try_into().expect("tile row");
-    let thr = top.threshold();
-    let mut keys = [0f32; NR];
-    let mut any = false;
-    for j in 0..NR {
-        let x = key_from_dot::<CLAMP>(qa, badd[j], alpha, dots[j]);
-        keys[j] = x;
-        any |= !(x > thr);
-    }
-    if any {
-        for (j, &x) in keys.iter().enumerate().take(nreal) {
-            if !(x > top.threshold()) {
-                top.push(x, (id0 + j) as u32);
-            }
-        }
-    }
-}
 
 /// The exact key of one pair (rows flagged at packing): f64 arithmetic with
 /// the conventions of [`crate::reference`].
@@ -494,18 +469,36 @@ fn gemm_task<const MR: usize, const NR: usize, const CLAMP: bool>(ctx: &GemmCtx,
         let nreal = NR.min(ctx.chunk.end - id0);
         for qp in task.q0 / MR..task.q1.div_ceil(MR) {
             let qpanel = &qdata[qp * MR * dim..(qp + 1) * MR * dim];
-            // SAFETY: the panels hold MR*dim and NR*dim floats, the tile
-            // buffer MAX_TILE >= MR*NR, and the kernel's level was checked to
-            // run on this CPU when it was chosen.
-            unsafe { (ctx.mk.tile)(qpanel.as_ptr(), bpanel.as_ptr(), dim, tile.0.as_mut_ptr()) };
             let qbase = qp * MR;
             let mreal = MR.min(task.q1 - qbase);
             let qadd = &ctx.q.add[qbase..qbase + MR];
             let tops = &mut task.tops[qbase - task.q0..qbase - task.q0 + mreal];
+            let mut thr = [f32::NEG_INFINITY; MR];
+            for (t, top) in thr.iter_mut().zip(tops.iter()) {
+                *t = top.threshold();
+            }
+            let ep = Epilogue { qadd: qadd.as_ptr(), badd: badd.as_ptr(), thr: thr.as_ptr(), alpha: ctx.alpha, clamp: CLAMP };
+            // SAFETY: the panels hold MR*dim and NR*dim floats, the tile
+            // buffer MAX_TILE >= MR*NR, `ep` points at MR, NR and MR terms,
+            // and the kernel's level was checked to run on this CPU when it
+            // was chosen.
+            let mask = unsafe { (ctx.mk.tile)(qpanel.as_ptr(), bpanel.as_ptr(), dim, tile.0.as_mut_ptr(), &ep) };
             let qflags = ctx.q.flags[qp];
             if qflags | bflags == 0 {
-                for (i, top) in tops.iter_mut().enumerate() {
-                    fold_row::<NR, CLAMP>(&tile.0[i * NR..(i + 1) * NR], qadd[i], badd, ctx.alpha, nreal, id0, top);
+                // Only rows with a candidate that may enter (padding rows have
+                // a -inf threshold: nothing passes).
+                let mut m = mask & ((1u32 << mreal) - 1);
+                while m != 0 {
+                    let i = m.trailing_zeros() as usize;
+                    m &= m - 1;
+                    let top = &mut tops[i];
+                    let row = &tile.0[i * NR..i * NR + nreal];
+                    for (j, &dot) in row.iter().enumerate() {
+                        let x = key_from_dot::<CLAMP>(qadd[i], badd[j], ctx.alpha, dot);
+                        if !(x > top.threshold()) {
+                            top.push(x, (id0 + j) as u32);
+                        }
+                    }
                 }
             } else {
                 for (i, top) in tops.iter_mut().enumerate() {
