@@ -32,6 +32,7 @@
 
 use crate::SimdLevel;
 use crate::dispatch::level_supported;
+use crate::topk::may_enter;
 use half::{bf16, f16};
 use std::sync::OnceLock;
 
@@ -95,7 +96,7 @@ unsafe fn tile_mask<const MR: usize, const NR: usize>(tile: *const f32, ep: &Epi
             let badd: &[f32; NR] = badd.try_into().expect("NR terms");
             let mut any = false;
             for j in 0..NR {
-                any |= !(key_from_dot::<CLAMP>(qadd[i], badd[j], alpha, row[j]) > thr[i]);
+                any |= may_enter(key_from_dot::<CLAMP>(qadd[i], badd[j], alpha, row[j]), thr[i]);
             }
             mask |= (any as u32) << i;
         }
@@ -288,6 +289,68 @@ mod x86 {
     ///
     /// # Safety
     /// See [`super::TileFn`] (`MR = 8`, `NR = 32`); needs AVX-512F.
+    /// [`super::transpose_rows`] for `r % 8 == 0`: 8 rows × 8 dims at a time
+    /// through registers (unpack, shuffle, 128-bit lane permute), the
+    /// `dim % 8` tail element by element.
+    ///
+    /// # Safety
+    /// Needs AVX2; `rows` and `panel` hold `r * dim` floats; `r % 8 == 0`.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn transpose_rows_avx2(rows: &[f32], r: usize, dim: usize, panel: &mut [f32]) {
+        debug_assert!(r % 8 == 0 && rows.len() == r * dim && panel.len() == r * dim);
+        let src = rows.as_ptr();
+        let dst = panel.as_mut_ptr();
+        let d8 = dim - dim % 8;
+        for g in (0..r).step_by(8) {
+            let mut d0 = 0;
+            while d0 < d8 {
+                // SAFETY: rows g..g+8 and dims d0..d0+8 are in bounds, as are
+                // panel lines d0..d0+8 at columns g..g+8.
+                unsafe {
+                    let ld = |j: usize| _mm256_loadu_ps(src.add((g + j) * dim + d0));
+                    let (r0, r1, r2, r3) = (ld(0), ld(1), ld(2), ld(3));
+                    let (r4, r5, r6, r7) = (ld(4), ld(5), ld(6), ld(7));
+                    // Pairs of rows interleaved per 128-bit lane.
+                    let t0 = _mm256_unpacklo_ps(r0, r1);
+                    let t1 = _mm256_unpackhi_ps(r0, r1);
+                    let t2 = _mm256_unpacklo_ps(r2, r3);
+                    let t3 = _mm256_unpackhi_ps(r2, r3);
+                    let t4 = _mm256_unpacklo_ps(r4, r5);
+                    let t5 = _mm256_unpackhi_ps(r4, r5);
+                    let t6 = _mm256_unpacklo_ps(r6, r7);
+                    let t7 = _mm256_unpackhi_ps(r6, r7);
+                    // s0: column 0 | column 4 of rows 0..4; s1: 1 | 5; ...
+                    let s0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+                    let s1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+                    let s2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+                    let s3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+                    let s4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+                    let s5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+                    let s6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+                    let s7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+                    let st = |t: usize, v: __m256| _mm256_storeu_ps(dst.add((d0 + t) * r + g), v);
+                    st(0, _mm256_permute2f128_ps::<0x20>(s0, s4));
+                    st(1, _mm256_permute2f128_ps::<0x20>(s1, s5));
+                    st(2, _mm256_permute2f128_ps::<0x20>(s2, s6));
+                    st(3, _mm256_permute2f128_ps::<0x20>(s3, s7));
+                    st(4, _mm256_permute2f128_ps::<0x31>(s0, s4));
+                    st(5, _mm256_permute2f128_ps::<0x31>(s1, s5));
+                    st(6, _mm256_permute2f128_ps::<0x31>(s2, s6));
+                    st(7, _mm256_permute2f128_ps::<0x31>(s3, s7));
+                }
+                d0 += 8;
+            }
+            for d in d8..dim {
+                for j in g..g + 8 {
+                    panel[d * r + j] = rows[j * dim + d];
+                }
+            }
+        }
+    }
+
+    // AVX-512 intrinsics and `target_feature(enable = "avx512f")` are stable
+    // since Rust 1.89 (the workspace still says 1.85).
+    #[clippy::msrv = "1.89"]
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn tile_avx512(qp: *const f32, bp: *const f32, dim: usize, out: *mut f32, ep: &Epilogue) -> u32 {
         const MR: usize = 8;
@@ -341,12 +404,12 @@ mod arm {
             for _ in 0..dim {
                 let a = vld1q_f32(q);
                 let bv = [vld1q_f32(b), vld1q_f32(b.add(4)), vld1q_f32(b.add(8)), vld1q_f32(b.add(12))];
-                for j in 0..4 {
-                    // c[i][j] += bv[j] * a[i]
-                    c[0][j] = vfmaq_laneq_f32::<0>(c[0][j], bv[j], a);
-                    c[1][j] = vfmaq_laneq_f32::<1>(c[1][j], bv[j], a);
-                    c[2][j] = vfmaq_laneq_f32::<2>(c[2][j], bv[j], a);
-                    c[3][j] = vfmaq_laneq_f32::<3>(c[3][j], bv[j], a);
+                for (j, &bj) in bv.iter().enumerate() {
+                    // c[i][j] += bj * a[i]
+                    c[0][j] = vfmaq_laneq_f32::<0>(c[0][j], bj, a);
+                    c[1][j] = vfmaq_laneq_f32::<1>(c[1][j], bj, a);
+                    c[2][j] = vfmaq_laneq_f32::<2>(c[2][j], bj, a);
+                    c[3][j] = vfmaq_laneq_f32::<3>(c[3][j], bj, a);
                 }
                 q = q.add(MR);
                 b = b.add(NR);
@@ -414,6 +477,54 @@ impl FloatRows<'_> {
     }
 }
 
+/// Squared norm in f64 with eight independent partial sums (vectorised; the
+/// same value whichever instruction set runs it). Zero exactly when every
+/// element is ±0; NaN or inf when an element is.
+pub fn sum_squares(x: &[f32]) -> f64 {
+    #[inline(always)]
+    fn body(x: &[f32]) -> f64 {
+        let mut acc = [0f64; 8];
+        let mut chunks = x.chunks_exact(8);
+        for c in &mut chunks {
+            for i in 0..8 {
+                acc[i] += c[i] as f64 * c[i] as f64;
+            }
+        }
+        let tail: f64 = chunks.remainder().iter().map(|&v| v as f64 * v as f64).sum();
+        acc.iter().sum::<f64>() + tail
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx2")]
+        fn avx2(x: &[f32]) -> f64 {
+            body(x)
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: AVX2 was just detected.
+            return unsafe { avx2(x) };
+        }
+    }
+    body(x)
+}
+
+/// Transposes `r` rows of `dim` floats (`rows[j * dim + d]`) into a panel
+/// (`panel[d * r + j]`). Uses 8 × 8 AVX2 transposes when `r` is a multiple
+/// of 8 and the CPU has AVX2.
+pub fn transpose_rows(rows: &[f32], r: usize, dim: usize, panel: &mut [f32]) {
+    assert!(rows.len() == r * dim && panel.len() == r * dim, "transpose_rows: sizes");
+    #[cfg(target_arch = "x86_64")]
+    if r % 8 == 0 && std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: AVX2 was just detected; sizes were checked.
+        unsafe { x86::transpose_rows_avx2(rows, r, dim, panel) };
+        return;
+    }
+    for (d, line) in panel.chunks_exact_mut(r).enumerate() {
+        for (j, x) in line.iter_mut().enumerate() {
+            *x = rows[j * dim + d];
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -462,7 +573,7 @@ mod tests {
                                     (0..dim).map(|d| qp[d * mk.mr + i] as f64 * bp[d * mk.nr + j] as f64).sum();
                                 // Products of quarter/half integers are exact in f32.
                                 assert_eq!(out[i * mk.nr + j] as f64, want, "{level:?} dim {dim} ({i},{j})");
-                                if !(keys[i * mk.nr + j] > thr[i]) {
+                                if may_enter(keys[i * mk.nr + j], thr[i]) {
                                     want_mask |= 1 << i;
                                 }
                             }
@@ -506,7 +617,7 @@ mod tests {
                         .collect();
                     let want: u32 = (0..mk.mr)
                         .map(|i| {
-                            let pass = key.is_nan() || thr[i].is_nan() || !(key > thr[i]);
+                            let pass = key.is_nan() || thr[i].is_nan() || key <= thr[i];
                             (pass as u32) << i
                         })
                         .sum();
@@ -517,5 +628,32 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn transpose_matches_plain_loop() {
+        for r in [4usize, 6, 8, 16, 32] {
+            for dim in [1usize, 7, 8, 9, 16, 31, 100] {
+                let rows: Vec<f32> = (0..r * dim).map(|i| i as f32).collect();
+                let mut panel = vec![f32::NAN; r * dim];
+                transpose_rows(&rows, r, dim, &mut panel);
+                for d in 0..dim {
+                    for j in 0..r {
+                        assert_eq!(panel[d * r + j], rows[j * dim + d], "r {r} dim {dim} ({d},{j})");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn sum_squares_exact_on_small_ints() {
+        for n in 0..40 {
+            let x: Vec<f32> = (0..n).map(|i| (i % 7) as f32 - 3.0).collect();
+            let want: f64 = x.iter().map(|&v| (v * v) as f64).sum();
+            assert_eq!(sum_squares(&x), want);
+        }
+        assert!(sum_squares(&[1.0, f32::NAN]).is_nan());
+        assert_eq!(sum_squares(&[-0.0; 9]), 0.0);
     }
 }

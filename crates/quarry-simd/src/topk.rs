@@ -45,6 +45,15 @@ fn decode(e: u64) -> (f32, u32) {
     (order_key((e >> 32) as u32), e as u32)
 }
 
+/// Whether a candidate with `key` may enter a selection whose
+/// [`TopK::threshold`] is `threshold`: `!(key > threshold)`, true for NaN
+/// keys and NaN thresholds too (the heap then decides). A `false` is final.
+#[inline(always)]
+#[allow(clippy::neg_cmp_op_on_partial_ord)] // NaN must pass: not `key <= threshold`
+pub fn may_enter(key: f32, threshold: f32) -> bool {
+    !(key > threshold)
+}
+
 /// A max-heap of the `k` smallest keys seen so far.
 #[derive(Debug, Clone)]
 pub struct TopK {
@@ -129,9 +138,9 @@ impl TopK {
     }
 
     /// The current k-th best key (worst kept), or +inf while fewer than `k`
-    /// are held: a candidate with a larger key cannot enter. A candidate
-    /// `key` can only enter if `!(key > threshold())` (NaN keys and NaN
-    /// thresholds must still be offered to [`TopK::push`], which decides).
+    /// are held: a candidate with a larger key cannot enter (see
+    /// [`may_enter`]; NaN keys and NaN thresholds must still be offered to
+    /// [`TopK::push`], which decides).
     #[inline]
     pub fn threshold(&self) -> f32 {
         self.thr
