@@ -18,10 +18,11 @@
 //! that may enter; the caller only revisits those rows, almost never after the
 //! first few chunks.
 //!
-//! Every `(query, base)` pair is accumulated by the same sequence of
-//! operations (`acc = fma(q[d], b[d], acc)` for `d = 0, 1, ...`) whatever its
-//! position in the tile, so a result never depends on how rows were blocked
-//! or split between threads.
+//! Within a level, every `(query, base)` pair is accumulated by the same
+//! sequence of operations (`acc += q[d] * b[d]` for `d = 0, 1, ...`, fused on
+//! the SIMD levels) whatever its position in the tile, so a result never
+//! depends on how rows were blocked or split between threads. (Different
+//! levels may round differently.)
 //!
 //! | level  | MR | NR | accumulators |
 //! |--------|----|----|--------------|
