@@ -445,22 +445,26 @@ fn gemm_task<const MR: usize, const NR: usize, const CLAMP: bool>(ctx: &GemmCtx,
     let bdata = ctx.b.data.as_slice();
     let mut tile = TileBuf([0.0; MAX_TILE]);
     let mut scratch = None;
+    // The task's thresholds, whole panels (padding rows: -inf, nothing
+    // passes), kept up to date after every push.
+    let (qp0, qp1) = (task.q0 / MR, task.q1.div_ceil(MR));
+    let mut thr = vec![f32::NEG_INFINITY; (qp1 - qp0) * MR];
+    for (t, top) in thr.iter_mut().zip(&task.tops) {
+        *t = top.threshold();
+    }
     for p in panels {
         let bpanel = &bdata[p * NR * dim..(p + 1) * NR * dim];
         let badd: &[f32; NR] = ctx.b.add[p * NR..(p + 1) * NR].try_into().expect("panel terms");
         let bflags = ctx.b.flags[p];
         let id0 = ctx.chunk.start + p * NR;
         let nreal = NR.min(ctx.chunk.end - id0);
-        for qp in task.q0 / MR..task.q1.div_ceil(MR) {
+        for qp in qp0..qp1 {
             let qpanel = &qdata[qp * MR * dim..(qp + 1) * MR * dim];
             let qbase = qp * MR;
             let mreal = MR.min(task.q1 - qbase);
             let qadd = &ctx.q.add[qbase..qbase + MR];
             let tops = &mut task.tops[qbase - task.q0..qbase - task.q0 + mreal];
-            let mut thr = [f32::NEG_INFINITY; MR];
-            for (t, top) in thr.iter_mut().zip(tops.iter()) {
-                *t = top.threshold();
-            }
+            let thr = &mut thr[qbase - task.q0..qbase - task.q0 + MR];
             let ep = Epilogue { qadd: qadd.as_ptr(), badd: badd.as_ptr(), thr: thr.as_ptr(), alpha: ctx.alpha, clamp: CLAMP };
             // SAFETY: the panels hold MR*dim and NR*dim floats, the tile
             // buffer MAX_TILE >= MR*NR, `ep` points at MR, NR and MR terms,
@@ -483,6 +487,7 @@ fn gemm_task<const MR: usize, const NR: usize, const CLAMP: bool>(ctx: &GemmCtx,
                             top.push(x, (id0 + j) as u32);
                         }
                     }
+                    thr[i] = top.threshold();
                 }
             } else {
                 for (i, top) in tops.iter_mut().enumerate() {
@@ -496,6 +501,7 @@ fn gemm_task<const MR: usize, const NR: usize, const CLAMP: bool>(ctx: &GemmCtx,
                         };
                         top.push(key, (id0 + j) as u32);
                     }
+                    thr[i] = top.threshold();
                 }
             }
         }
