@@ -19,6 +19,7 @@
 
 pub mod dispatch;
 pub mod error;
+pub mod gemm;
 pub mod knn;
 pub mod portable;
 pub mod reference;

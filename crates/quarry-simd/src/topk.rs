@@ -2,81 +2,222 @@
 //!
 //! Keys are "smaller is nearer"; callers negate similarities. NaN keys rank
 //! after every number; ties are broken by the smaller id, so results are
-//! deterministic whatever order candidates arrive in.
+//! deterministic whatever order candidates arrive in. `-0.0` and `+0.0` are
+//! the same key (a tie).
+//!
+//! Each candidate is encoded as one `u64` whose unsigned order is exactly that
+//! ranking (high half: the key mapped to an order-preserving integer, NaN
+//! largest; low half: the id), held in a flat binary max-heap. The k-th best
+//! key is cached as a plain `f32` ([`TopK::threshold`]) so hot loops can reject
+//! almost every candidate with one float comparison before touching the heap.
 
-use std::cmp::Ordering;
-use std::collections::BinaryHeap;
-
-#[derive(Debug, Clone, Copy)]
-struct Entry {
-    key: f32,
-    id: u32,
+/// Maps a key to a `u32` whose unsigned order is the ranking order: every NaN
+/// maps to `u32::MAX` (worst), `-0.0` to the same value as `+0.0`.
+#[inline]
+fn key_order(key: f32) -> u32 {
+    if key.is_nan() {
+        return u32::MAX;
+    }
+    // `-0.0 + 0.0 == +0.0`: zeros of both signs are one key.
+    let b = (key + 0.0).to_bits();
+    if b & 0x8000_0000 != 0 { !b } else { b | 0x8000_0000 }
 }
 
-impl Entry {
-    fn cmp_key(&self, other: &Self) -> Ordering {
-        // NaN is the worst key of all.
-        match (self.key.is_nan(), other.key.is_nan()) {
-            (true, true) => Ordering::Equal,
-            (true, false) => Ordering::Greater,
-            (false, true) => Ordering::Less,
-            _ => self.key.partial_cmp(&other.key).unwrap(),
-        }
-        .then(self.id.cmp(&other.id))
+/// Inverse of [`key_order`] (NaN comes back as the canonical NaN).
+#[inline]
+fn order_key(o: u32) -> f32 {
+    if o == u32::MAX {
+        f32::NAN
+    } else if o & 0x8000_0000 != 0 {
+        f32::from_bits(o & 0x7fff_ffff)
+    } else {
+        f32::from_bits(!o)
     }
 }
-impl PartialEq for Entry {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp_key(other) == Ordering::Equal
-    }
+
+#[inline]
+fn encode(key: f32, id: u32) -> u64 {
+    ((key_order(key) as u64) << 32) | id as u64
 }
-impl Eq for Entry {}
-impl PartialOrd for Entry {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
+
+#[inline]
+fn decode(e: u64) -> (f32, u32) {
+    (order_key((e >> 32) as u32), e as u32)
 }
-impl Ord for Entry {
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.cmp_key(other)
-    }
+
+/// Whether a candidate with `key` may enter a selection whose
+/// [`TopK::threshold`] is `threshold`: `!(key > threshold)`, true for NaN
+/// keys and NaN thresholds too (the heap then decides). A `false` is final.
+#[inline(always)]
+#[allow(clippy::neg_cmp_op_on_partial_ord)] // NaN must pass: not `key <= threshold`
+pub fn may_enter(key: f32, threshold: f32) -> bool {
+    !(key > threshold)
 }
 
 /// A max-heap of the `k` smallest keys seen so far.
 #[derive(Debug, Clone)]
 pub struct TopK {
     k: usize,
-    heap: BinaryHeap<Entry>,
+    /// Binary max-heap of encoded candidates (`heap[0]` is the worst kept).
+    heap: Vec<u64>,
+    /// `threshold()`: +inf until `k` are held, then the worst kept key.
+    thr: f32,
 }
 
 impl TopK {
     /// An empty selector for `k` results.
     pub fn new(k: usize) -> Self {
-        TopK { k, heap: BinaryHeap::with_capacity(k + 1) }
+        TopK { k, heap: Vec::with_capacity(k), thr: if k == 0 { f32::NEG_INFINITY } else { f32::INFINITY } }
+    }
+
+    /// Number of candidates held (at most `k`).
+    pub fn len(&self) -> usize {
+        self.heap.len()
+    }
+
+    /// Whether nothing is held.
+    pub fn is_empty(&self) -> bool {
+        self.heap.is_empty()
     }
 
     /// Offers one candidate.
     #[inline]
     pub fn push(&mut self, key: f32, id: u32) {
-        let e = Entry { key, id };
-        if self.heap.len() < self.k {
+        self.push_encoded(encode(key, id));
+    }
+
+    #[inline]
+    fn push_encoded(&mut self, e: u64) {
+        let n = self.heap.len();
+        if n < self.k {
             self.heap.push(e);
-        } else if let Some(mut worst) = self.heap.peek_mut() {
-            if e < *worst {
-                *worst = e;
+            self.sift_up(n);
+            if n + 1 == self.k {
+                self.thr = decode(self.heap[0]).0;
             }
+        } else if n > 0 && e < self.heap[0] {
+            self.heap[0] = e;
+            self.sift_down();
+            self.thr = decode(self.heap[0]).0;
         }
     }
 
+    fn sift_up(&mut self, mut i: usize) {
+        let h = &mut self.heap;
+        let e = h[i];
+        while i > 0 {
+            let parent = (i - 1) / 2;
+            if h[parent] >= e {
+                break;
+            }
+            h[i] = h[parent];
+            i = parent;
+        }
+        h[i] = e;
+    }
+
+    fn sift_down(&mut self) {
+        let h = &mut self.heap;
+        let n = h.len();
+        let e = h[0];
+        let mut i = 0;
+        loop {
+            let l = 2 * i + 1;
+            if l >= n {
+                break;
+            }
+            let r = l + 1;
+            let c = if r < n && h[r] > h[l] { r } else { l };
+            if h[c] <= e {
+                break;
+            }
+            h[i] = h[c];
+            i = c;
+        }
+        h[i] = e;
+    }
+
     /// The current k-th best key (worst kept), or +inf while fewer than `k`
-    /// are held: a candidate with a larger key cannot enter.
+    /// are held: a candidate with a larger key cannot enter (see
+    /// [`may_enter`]; NaN keys and NaN thresholds must still be offered to
+    /// [`TopK::push`], which decides).
     #[inline]
     pub fn threshold(&self) -> f32 {
-        if self.heap.len() < self.k { f32::INFINITY } else { self.heap.peek().map_or(f32::INFINITY, |e| e.key) }
+        self.thr
+    }
+
+    /// Offers every candidate `other` holds (merging two partial selections
+    /// over disjoint candidate sets gives the selection over their union).
+    pub fn absorb(&mut self, other: &TopK) {
+        for &e in &other.heap {
+            self.push_encoded(e);
+        }
     }
 
     /// The kept candidates, best first, as (key, id).
     pub fn into_sorted(self) -> Vec<(f32, u32)> {
-        self.heap.into_sorted_vec().into_iter().map(|e| (e.key, e.id)).collect()
+        let mut h = self.heap;
+        h.sort_unstable();
+        h.into_iter().map(decode).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn order_roundtrip_and_monotone() {
+        let keys = [
+            f32::NEG_INFINITY,
+            -3.4e38,
+            -1.0,
+            -1e-40,
+            -0.0,
+            0.0,
+            1e-45,
+            1e-40,
+            1.0,
+            3.4e38,
+            f32::INFINITY,
+            f32::NAN,
+        ];
+        for w in keys.windows(2) {
+            assert!(key_order(w[0]) <= key_order(w[1]), "{} !<= {}", w[0], w[1]);
+        }
+        assert_eq!(key_order(-0.0), key_order(0.0));
+        assert_eq!(key_order(f32::NAN), key_order(-f32::NAN));
+        for &k in &keys {
+            let back = order_key(key_order(k));
+            assert!(back == k || (back.is_nan() && k.is_nan()), "{k} -> {back}");
+        }
+    }
+
+    #[test]
+    fn keeps_k_best_with_ties_and_nan() {
+        let mut t = TopK::new(3);
+        assert_eq!(t.threshold(), f32::INFINITY);
+        t.push(f32::NAN, 0);
+        t.push(2.0, 5);
+        t.push(2.0, 1);
+        assert!(t.threshold().is_nan());
+        t.push(2.0, 3);
+        assert_eq!(t.threshold(), 2.0);
+        t.push(-0.0, 9);
+        t.push(0.0, 8);
+        let s = t.into_sorted();
+        assert_eq!(s.iter().map(|e| e.1).collect::<Vec<_>>(), vec![8, 9, 1]);
+    }
+
+    #[test]
+    fn absorb_merges() {
+        let mut a = TopK::new(2);
+        let mut b = TopK::new(2);
+        a.push(1.0, 0);
+        a.push(3.0, 1);
+        b.push(2.0, 2);
+        b.push(0.5, 3);
+        a.absorb(&b);
+        assert_eq!(a.into_sorted(), vec![(0.5, 3), (1.0, 0)]);
     }
 }
