@@ -1,0 +1,5 @@
+pub mod bits;
+mod buf;
+pub mod error;
+mod format;
+pub mod wm;
