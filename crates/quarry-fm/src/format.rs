@@ -194,12 +194,6 @@ impl SectionReader {
             .ok_or_else(|| self.corrupt(format!("section {name} has a bad size or alignment")))
     }
 
-    pub(crate) fn bytes(&self, name: &str) -> Result<&[u8]> {
-        let &(off, len) =
-            self.secs.get(name).ok_or_else(|| self.corrupt(format!("missing section {name}")))?;
-        Ok(&self.map[off..off + len])
-    }
-
     /// A section of exactly `n` u64 values.
     pub(crate) fn u64s(&self, name: &str, n: usize) -> Result<Vec<u64>> {
         let v = self.get::<u64>(name)?;

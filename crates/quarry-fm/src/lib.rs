@@ -1,5 +1,16 @@
-pub mod bits;
+mod bits;
 mod buf;
-pub mod error;
+mod error;
+mod fm;
 mod format;
-pub mod wm;
+mod index;
+mod input;
+mod shard;
+mod wm;
+
+pub use error::{FmError, Result};
+pub use index::{
+    BitvectorKind, BuildOptions, Contamination, DocSearch, Hit, InfgramProb, Mode, NextToken,
+    NextTokens, NgramIndex, Prob, Progress, ProgressFn, Stats,
+};
+pub use input::{Document, TextSplit, parse_jsonl_line, read_jsonl, read_path, read_text_file};

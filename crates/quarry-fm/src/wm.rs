@@ -152,7 +152,7 @@ impl<Bv: RankBv> WaveletMatrix<Bv> {
         for l in 0..nl {
             let bv = Bv::read(&format!("{p}{l}"), r, n)?;
             let z = h[2 + l] as usize;
-            if z + bv.rank1(n) != n {
+            if bv.len() != n || z + bv.rank1(n) != n {
                 return Err(r.corrupt(format!("{p}: level {l} zero count mismatch")));
             }
             levels.push(bv);
