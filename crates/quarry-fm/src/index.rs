@@ -224,6 +224,12 @@ pub struct NgramIndex {
     tokenizer: Option<Tokenizer>,
 }
 
+impl std::fmt::Debug for NgramIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NgramIndex").field("dir", &self.dir).field("stats", &self.stats()).finish()
+    }
+}
+
 fn shard_file(k: usize) -> String {
     format!("shard-{k:05}.qfm")
 }
