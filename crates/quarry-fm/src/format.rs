@@ -125,7 +125,13 @@ impl SectionReader {
     /// Map and validate a shard file: header, table, bounds, alignment and every checksum.
     pub(crate) fn open(path: &Path) -> Result<Self> {
         let corrupt = |r: &str| FmError::corrupt(path, r.to_string());
-        let file = File::open(path).map_err(|e| FmError::io(path, e))?;
+        let file = File::open(path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                FmError::corrupt(path, "index file missing")
+            } else {
+                FmError::io(path, e)
+            }
+        })?;
         let flen = file.metadata().map_err(|e| FmError::io(path, e))?.len();
         if flen < HEADER as u64 {
             return Err(corrupt("file shorter than header"));
@@ -179,6 +185,19 @@ impl SectionReader {
             if secs.insert(name.to_string(), (off, len)).is_some() {
                 return Err(corrupt(&format!("duplicate section {name}")));
             }
+        }
+        // every byte outside the header and the sections must be zero padding
+        let mut spans: Vec<(usize, usize)> = secs.values().copied().collect();
+        spans.sort_unstable();
+        let mut cur = header_len;
+        for (off, len) in spans.into_iter().chain(std::iter::once((b.len(), 0))) {
+            if off < cur {
+                return Err(corrupt("overlapping sections"));
+            }
+            if b[cur..off].iter().any(|&x| x != 0) {
+                return Err(corrupt("non-zero padding"));
+            }
+            cur = off + len;
         }
         Ok(SectionReader { path: path.to_path_buf(), map: Arc::new(map), secs })
     }

@@ -117,6 +117,38 @@ struct Manifest {
     vocab_size: Option<u64>,
     tokenizer: Option<String>,
     shards: Vec<ShardEntry>,
+    /// xxh3-64 (16 hex digits) of the manifest file with these digits replaced by '0'.
+    checksum: String,
+}
+
+const ZERO_SUM: &str = "0000000000000000";
+
+fn manifest_bytes(m: &Manifest) -> Result<Vec<u8>> {
+    let mut m = m.clone();
+    m.checksum = ZERO_SUM.into();
+    let mut raw = serde_json::to_vec_pretty(&m).map_err(|e| FmError::Internal(e.to_string()))?;
+    raw.push(b'\n');
+    let sum = format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&raw));
+    let at = checksum_pos(&raw).ok_or_else(|| FmError::Internal("checksum placeholder".into()))?;
+    raw[at..at + 16].copy_from_slice(sum.as_bytes());
+    Ok(raw)
+}
+
+/// Byte offset of the 16 checksum digits (the value of the last `"checksum": "` key).
+fn checksum_pos(raw: &[u8]) -> Option<usize> {
+    let key = b"\"checksum\": \"";
+    let p = raw.windows(key.len()).rposition(|w| w == key)? + key.len();
+    (p + 16 <= raw.len()).then_some(p)
+}
+
+fn verify_manifest(raw: &[u8], m: &Manifest) -> bool {
+    let Some(at) = checksum_pos(raw) else { return false };
+    if raw[at..at + 16] != *m.checksum.as_bytes() {
+        return false;
+    }
+    let mut z = raw.to_vec();
+    z[at..at + 16].copy_from_slice(ZERO_SUM.as_bytes());
+    format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&z)) == m.checksum
 }
 
 /// Summary returned by [`NgramIndex::stats`].
@@ -401,9 +433,9 @@ impl NgramIndex {
             vocab_size,
             tokenizer: tok_json.as_ref().map(|_| TOKENIZER.to_string()),
             shards: b.shards.clone(),
+            checksum: String::new(),
         };
-        let json = serde_json::to_vec_pretty(&m).map_err(|e| FmError::Internal(e.to_string()))?;
-        write_atomic(&dir.join(MANIFEST), &json)?;
+        write_atomic(&dir.join(MANIFEST), &manifest_bytes(&m)?)?;
         // remove shards of an older, larger index in the same directory
         let mut k = m.shards.len();
         while dir.join(shard_file(k)).exists() {
@@ -424,6 +456,9 @@ impl NgramIndex {
         if m.format != FORMAT || m.version != MANIFEST_VERSION {
             return Err(FmError::corrupt(&mpath, "not a quarry-fm manifest of a supported version"));
         }
+        if !verify_manifest(&raw, &m) {
+            return Err(FmError::corrupt(&mpath, "manifest checksum mismatch"));
+        }
         if m.shards.iter().any(|s| s.file.contains('/') || s.file.contains('\\') || s.file.starts_with('.')) {
             return Err(FmError::corrupt(&mpath, "bad shard file name"));
         }
@@ -433,7 +468,11 @@ impl NgramIndex {
             .map(|e| {
                 let p = dir.join(&e.file);
                 let s = Shard::open(&p)?;
-                if s.ndocs() as u64 != e.docs || s.symbols() != e.symbols || s.kind() != m.bitvector {
+                if s.ndocs() as u64 != e.docs
+                    || s.symbols() != e.symbols
+                    || s.kind() != m.bitvector
+                    || s.file_bytes != e.file_bytes
+                {
                     return Err(FmError::corrupt(&p, "shard disagrees with manifest"));
                 }
                 Ok(s)
