@@ -262,8 +262,12 @@ impl std::fmt::Debug for NgramIndex {
     }
 }
 
-fn shard_file(k: usize) -> String {
-    format!("shard-{k:05}.qfm")
+fn shard_file(generation: &str, k: usize) -> String {
+    format!("shard-{generation}-{k:05}.qfm")
+}
+
+fn is_shard_file(name: &str) -> bool {
+    name.starts_with("shard-") && name.ends_with(".qfm")
 }
 
 fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
@@ -293,6 +297,7 @@ struct Builder<'o> {
     tokenizer: Option<Tokenizer>,
     shards: Vec<ShardEntry>,
     docs: u64,
+    generation: String,
 }
 
 impl Builder<'_> {
@@ -358,7 +363,7 @@ impl Builder<'_> {
         };
         self.cancelled()?;
         self.progress("write", 0, 1);
-        let file = shard_file(k);
+        let file = shard_file(&self.generation, k);
         shard.save(&self.dir.join(&file))?;
         self.shards.push(ShardEntry {
             file,
@@ -398,7 +403,41 @@ impl NgramIndex {
             None => (None, None),
         };
         let vocab_size = tokenizer.as_ref().map(|t| t.get_vocab_size(true) as u64);
-        let mut b = Builder { opts, dir: dir.to_path_buf(), tokenizer, shards: Vec::new(), docs: 0 };
+        let generation = format!(
+            "{:x}{:x}",
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0),
+            std::process::id()
+        );
+        let mut b = Builder { opts, dir: dir.to_path_buf(), tokenizer, shards: Vec::new(), docs: 0, generation };
+        let res = Self::build_into(&mut b, docs, tok_json, vocab_size);
+        if res.is_err() {
+            // leave any previous index intact: drop only this build's files
+            for s in &b.shards {
+                let _ = std::fs::remove_file(dir.join(&s.file));
+            }
+            let _ = std::fs::remove_file(dir.join(shard_file(&b.generation, b.shards.len())));
+            return Err(res.unwrap_err());
+        }
+        // remove shard files of an older index in the same directory
+        if let Ok(rd) = std::fs::read_dir(dir) {
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if is_shard_file(&name) && !b.shards.iter().any(|s| s.file == name) {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+        b.progress("done", 1, 1);
+        NgramIndex::open(dir)
+    }
+
+    fn build_into<I>(b: &mut Builder<'_>, docs: I, tok_json: Option<Vec<u8>>, vocab_size: Option<u64>) -> Result<()>
+    where
+        I: IntoIterator<Item = Result<Document>>,
+    {
+        let opts = b.opts;
+        let dir = b.dir.clone();
+        let dir = dir.as_path();
         let mut batch = Vec::new();
         let mut batch_bytes = 0u64;
         for d in docs {
@@ -435,15 +474,7 @@ impl NgramIndex {
             shards: b.shards.clone(),
             checksum: String::new(),
         };
-        write_atomic(&dir.join(MANIFEST), &manifest_bytes(&m)?)?;
-        // remove shards of an older, larger index in the same directory
-        let mut k = m.shards.len();
-        while dir.join(shard_file(k)).exists() {
-            let _ = std::fs::remove_file(dir.join(shard_file(k)));
-            k += 1;
-        }
-        b.progress("done", 1, 1);
-        NgramIndex::open(dir)
+        write_atomic(&dir.join(MANIFEST), &manifest_bytes(&m)?)
     }
 
     /// Open an index directory: reads `manifest.json`, maps every shard and validates headers,
@@ -459,7 +490,7 @@ impl NgramIndex {
         if !verify_manifest(&raw, &m) {
             return Err(FmError::corrupt(&mpath, "manifest checksum mismatch"));
         }
-        if m.shards.iter().any(|s| s.file.contains('/') || s.file.contains('\\') || s.file.starts_with('.')) {
+        if m.shards.iter().any(|s| !is_shard_file(&s.file) || s.file.contains('/') || s.file.contains('\\')) {
             return Err(FmError::corrupt(&mpath, "bad shard file name"));
         }
         let shards: Vec<Shard> = m

@@ -8,6 +8,16 @@ fn docs() -> Vec<Vec<u8>> {
     (0..30).map(|i| format!("document number {i} says hello {} times", i * 7).into_bytes()).collect()
 }
 
+fn shard_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "qfm"))
+        .collect();
+    v.sort();
+    v
+}
+
 fn expect_corrupt(dir: &std::path::Path, what: &str) {
     match NgramIndex::open(dir) {
         Err(e) => assert_eq!(e.code(), "QUARRY_CORRUPT_INDEX", "{what}: {e}"),
@@ -20,7 +30,7 @@ fn truncated_and_flipped_shards_are_rejected() {
     for kind in [BitvectorKind::Plain, BitvectorKind::Compressed] {
         let dir = tempfile::tempdir().unwrap();
         build_bytes(&docs(), dir.path(), kind, 1 << 30, 4, 8);
-        let shard = dir.path().join("shard-00000.qfm");
+        let shard = shard_files(dir.path())[0].clone();
         let orig = std::fs::read(&shard).unwrap();
         for cut in [0, 7, 63, 64, 100, orig.len() / 2, orig.len() - 1] {
             std::fs::write(&shard, &orig[..cut]).unwrap();
@@ -67,7 +77,8 @@ fn corrupt_manifest_is_rejected() {
     }
     // swapping two shard files is caught (their sizes/doc counts disagree with the manifest)
     std::fs::write(&m, &orig).unwrap();
-    let (a, b) = (dir.path().join("shard-00000.qfm"), dir.path().join("shard-00001.qfm"));
+    let files = shard_files(dir.path());
+    let (a, b) = (files[0].clone(), files[1].clone());
     let (da, db) = (std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
     std::fs::write(&a, &db).unwrap();
     std::fs::write(&b, &da).unwrap();
@@ -100,6 +111,18 @@ fn cancel_and_progress() {
     assert_eq!(NgramIndex::build(bad, dir.path(), &BuildOptions::default()).unwrap_err().code(), "QUARRY_INVALID_INPUT");
     // the earlier index is untouched by the failed build
     assert_eq!(NgramIndex::open(dir.path()).unwrap().num_docs(), 30);
+    // ... also when the failure happens after new shards were written
+    let mut many: Vec<Result<Document>> = docs().into_iter().map(|d| Ok(Document::new(d))).collect();
+    many.push(Err(FmError::InvalidInput("late".into())));
+    let opts = BuildOptions { shard_bytes: 100, ..Default::default() };
+    assert!(NgramIndex::build(many, dir.path(), &opts).is_err());
+    let idx = NgramIndex::open(dir.path()).unwrap();
+    assert_eq!(idx.num_docs(), 30);
+    assert_eq!(shard_files(dir.path()).len(), idx.stats().shards);
+    // a successful rebuild replaces it and removes the old shard files
+    let idx = NgramIndex::build(docs().into_iter().take(3).map(|d| Ok(Document::new(d))), dir.path(), &BuildOptions::default()).unwrap();
+    assert_eq!(idx.num_docs(), 3);
+    assert_eq!(shard_files(dir.path()).len(), 1);
 }
 
 #[test]
