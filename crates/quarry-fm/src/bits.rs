@@ -216,6 +216,7 @@ const SB: usize = 32;
 
 struct Tables {
     binom: Vec<[u128; B + 1]>, // binom[n][k], n in 0..=B
+    bk: Vec<[u128; B + 1]>,    // bk[k][n] = binom[n][k] (decode-friendly layout)
     width: [u8; B + 1],
 }
 
@@ -234,7 +235,13 @@ fn tables() -> &'static Tables {
             let c = binom[B][k];
             width[k] = if c <= 1 { 0 } else { (128 - (c - 1).leading_zeros()) as u8 };
         }
-        Tables { binom, width }
+        let mut bk = vec![[0u128; B + 1]; B + 1];
+        for n in 0..=B {
+            for k in 0..=B {
+                bk[k][n] = binom[n][k];
+            }
+        }
+        Tables { binom, bk, width }
     })
 }
 
@@ -269,20 +276,22 @@ impl RrrBv {
         let t = tables();
         let mut off = read_u128(&self.offsets, ptr, t.width[k] as usize);
         let mut kr = k;
+        let mut row = &t.bk[kr];
         let mut j = 0;
         while j < upto {
             if kr == 0 {
                 return (k, false);
             }
-            let c = t.binom[B - 1 - j][kr];
+            let c = row[B - 1 - j];
             if off >= c {
                 off -= c;
                 kr -= 1;
+                row = &t.bk[kr];
             }
             j += 1;
         }
         // bit at position `upto` (if any)
-        let bit = if kr == 0 || upto >= B { false } else { off >= t.binom[B - 1 - upto][kr] };
+        let bit = if kr == 0 || upto >= B { false } else { off >= row[B - 1 - upto] };
         (k - kr, bit)
     }
 

@@ -118,7 +118,9 @@ impl<Bv: RankBv> FmCore<Bv> {
         }
         drop(sa);
         let width = crate::bits::bits_for(n as u64);
-        let wm = WaveletMatrix::build(&bwt, sigma, |l, nl| check("wavelet matrix", l, nl))?;
+        let mut wm = WaveletMatrix::build(&bwt, sigma, |l, nl| check("wavelet matrix", l, nl))?;
+        let cnt: Vec<usize> = counts.windows(2).map(|w| (w[1] - w[0]) as usize).collect();
+        wm.set_counts(&cnt);
         Ok(FmCore {
             n,
             sigma,
@@ -236,7 +238,7 @@ impl<Bv: RankBv> FmCore<Bv> {
         if c[1] != 1 {
             return Err(bad("bad sentinel count"));
         }
-        let wm = WaveletMatrix::read("wm", r, n, sigma)?;
+        let mut wm = WaveletMatrix::read("wm", r, n, sigma)?;
         let sa = IntVec::read("sa", r)?;
         let isa = IntVec::read("isa", r)?;
         if sa.len() != n.div_ceil(sa_rate) || isa.len() != n.div_ceil(isa_rate) {
@@ -256,6 +258,8 @@ impl<Bv: RankBv> FmCore<Bv> {
                 return Err(bad("C array disagrees with BWT"));
             }
         }
+        let cnt: Vec<usize> = c.windows(2).map(|w| (w[1] - w[0]) as usize).collect();
+        wm.set_counts(&cnt);
         Ok(FmCore { n, sigma, c, wm, sa_rate, isa_rate, sa, isa })
     }
 }

@@ -10,6 +10,9 @@ pub struct WaveletMatrix<Bv> {
     n: usize,
     levels: Vec<Bv>,
     zeros: Vec<usize>,
+    /// `start[c]`: first position of symbol `c` in the last level's order (filled by
+    /// [`WaveletMatrix::set_counts`]); lets rank/access skip tracking the start of `c`.
+    start: Vec<usize>,
 }
 
 impl<Bv: RankBv> WaveletMatrix<Bv> {
@@ -52,7 +55,23 @@ impl<Bv: RankBv> WaveletMatrix<Bv> {
             levels.push(Bv::from_words(&words, n));
             zeros.push(z);
         }
-        Ok(WaveletMatrix { n, levels, zeros })
+        Ok(WaveletMatrix { n, levels, zeros, start: Vec::new() })
+    }
+
+    /// Provide per-symbol counts (`counts[c]` for `c < sigma`) to enable the fast paths.
+    /// The last level orders symbols by their bit-reversed code, stably.
+    pub fn set_counts(&mut self, counts: &[usize]) {
+        let nl = self.levels.len();
+        let rev = |c: usize| (c as u64).reverse_bits() >> (64 - nl);
+        let mut order: Vec<usize> = (0..counts.len()).collect();
+        order.sort_by_key(|&c| rev(c));
+        let mut start = vec![0usize; counts.len()];
+        let mut acc = 0;
+        for c in order {
+            start[c] = acc;
+            acc += counts[c];
+        }
+        self.start = start;
     }
 
     pub fn len(&self) -> usize {
@@ -66,6 +85,15 @@ impl<Bv: RankBv> WaveletMatrix<Bv> {
     /// `(seq[i], rank_{seq[i]}(i))` for `i < len`.
     #[inline]
     pub fn access_rank(&self, mut i: usize) -> (u32, usize) {
+        if !self.start.is_empty() {
+            let mut c = 0u32;
+            for (bv, &z) in self.levels.iter().zip(&self.zeros) {
+                let (bit, r) = bv.get_rank1(i);
+                c = (c << 1) | bit as u32;
+                i = if bit { z + r } else { i - r };
+            }
+            return (c, i - self.start[c as usize]);
+        }
         let mut s = 0usize;
         let mut c = 0u32;
         for (bv, &z) in self.levels.iter().zip(&self.zeros) {
@@ -87,6 +115,21 @@ impl<Bv: RankBv> WaveletMatrix<Bv> {
     #[inline]
     pub fn rank_pair(&self, c: u32, mut a: usize, mut b: usize) -> (usize, usize) {
         let nl = self.levels.len();
+        if let Some(&st) = self.start.get(c as usize) {
+            for (l, (bv, &z)) in self.levels.iter().zip(&self.zeros).enumerate() {
+                let bit = (c >> (nl - 1 - l)) & 1 == 1;
+                let ra = bv.rank1(a);
+                let rb = if b == a { ra } else { bv.rank1(b) };
+                if bit {
+                    a = z + ra;
+                    b = z + rb;
+                } else {
+                    a -= ra;
+                    b -= rb;
+                }
+            }
+            return (a - st, b - st);
+        }
         let mut s = 0usize;
         for (l, (bv, &z)) in self.levels.iter().zip(&self.zeros).enumerate() {
             let bit = (c >> (nl - 1 - l)) & 1 == 1;
@@ -158,7 +201,7 @@ impl<Bv: RankBv> WaveletMatrix<Bv> {
             levels.push(bv);
             zeros.push(z);
         }
-        Ok(WaveletMatrix { n, levels, zeros })
+        Ok(WaveletMatrix { n, levels, zeros, start: Vec::new() })
     }
 }
 
@@ -168,7 +211,14 @@ mod tests {
     use crate::bits::{PlainBv, RrrBv};
 
     fn check<Bv: RankBv>(seq: &[u32], sigma: usize) {
-        let wm = WaveletMatrix::<Bv>::build(seq, sigma, |_, _| Ok(())).unwrap();
+        let mut wm = WaveletMatrix::<Bv>::build(seq, sigma, |_, _| Ok(())).unwrap();
+        let mut all = vec![0usize; sigma];
+        for &c in seq {
+            all[c as usize] += 1;
+        }
+        if seq.len() % 2 == 0 {
+            wm.set_counts(&all);
+        }
         let mut counts = vec![0usize; sigma];
         for (i, &c) in seq.iter().enumerate() {
             assert_eq!(wm.access_rank(i), (c, counts[c as usize]));
@@ -192,7 +242,7 @@ mod tests {
     #[test]
     fn wm_matches_naive() {
         let mut x = 99u64;
-        for &(n, sigma) in &[(1usize, 1usize), (10, 2), (1000, 3), (3000, 97), (2000, 300)] {
+        for &(n, sigma) in &[(1usize, 1usize), (10, 2), (1000, 3), (3000, 97), (2000, 300), (999, 50)] {
             let seq: Vec<u32> = (0..n)
                 .map(|_| {
                     x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
