@@ -282,12 +282,12 @@ impl RrrBv {
             if kr == 0 {
                 return (k, false);
             }
+            // branch-free step: the bit is 1 iff off >= C(126 - j, kr)
             let c = row[B - 1 - j];
-            if off >= c {
-                off -= c;
-                kr -= 1;
-                row = &t.bk[kr];
-            }
+            let one = (off >= c) as usize;
+            off -= c & (one as u128).wrapping_neg();
+            kr -= one;
+            row = &t.bk[kr];
             j += 1;
         }
         // bit at position `upto` (if any)
