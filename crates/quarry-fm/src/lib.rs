@@ -75,7 +75,9 @@
 //!
 //! * `manifest.json`: format name/version, mode, bitvector kind, sample rates, totals, per-shard
 //!   entries (file, docs, symbols, text bytes, file bytes), and an xxh3 checksum of itself.
-//! * `shard-NNNNN.qfm`: one file per shard — 64-byte header (magic `QRYFMIDX`, version,
+//! * `shard-<generation>-NNNNN.qfm`: one file per shard (a new generation per build, so an
+//!   aborted or failed rebuild never touches the shards the current manifest names; files of
+//!   older generations are deleted after the new manifest is in place) — 64-byte header (magic `QRYFMIDX`, version,
 //!   endianness marker, section table length, file length, header checksum), a table of named
 //!   sections (offset, length, xxh3-64 each), sections aligned to 64 bytes for mmap, zero
 //!   padding checked. See the `format` module docs for the byte layout.
