@@ -6,7 +6,7 @@ use napi::bindgen_prelude::{AsyncTask, Either, Uint32Array};
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::Status;
 use napi_derive::napi;
-use quarry_fm::{BitvectorKind, BuildOptions, Document, FmError, NgramIndex, Progress, TextSplit, read_path};
+use quarry_fm::{BitvectorKind, BuildOptions, FmError, NgramIndex, Progress, TextSplit, read_path};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -92,8 +92,6 @@ impl CancelToken {
     }
 }
 
-type ProgressCallback = ThreadsafeFunction<NgramProgress, (), NgramProgress, Status, false>;
-
 fn build_options(o: &NativeBuildOptions) -> Result<(BuildOptions, TextSplit)> {
     let mut opts = BuildOptions::default();
     opts.tokenizer = o.tokenizer.as_ref().map(PathBuf::from);
@@ -125,7 +123,7 @@ pub fn ngram_build(
     inputs: Vec<String>,
     output: String,
     options: NativeBuildOptions,
-    on_progress: Option<ProgressCallback>,
+    on_progress: Option<ThreadsafeFunction<NgramProgress, (), NgramProgress, Status, false>>,
     cancel: Option<&CancelToken>,
 ) -> Result<AsyncTask<Job<NativeNgramIndex>>> {
     if inputs.is_empty() {
@@ -145,30 +143,6 @@ pub fn ngram_build(
             sources.push(read_path(Path::new(input), split).map_err(coded)?);
         }
         let docs = sources.into_iter().flatten();
-        let index = NgramIndex::build(docs, Path::new(&output), &opts).map_err(coded)?;
-        Ok(NativeNgramIndex { inner: Arc::new(index) })
-    })))
-}
-
-/// Builds an index from in-memory documents (`metadata`: a JSON object string per document, or null).
-#[napi(ts_return_type = "Promise<NativeNgramIndex>")]
-pub fn ngram_build_from_texts(
-    texts: Vec<String>,
-    metadata: Option<Vec<Option<String>>>,
-    output: String,
-    options: NativeBuildOptions,
-    cancel: Option<&CancelToken>,
-) -> Result<AsyncTask<Job<NativeNgramIndex>>> {
-    let (mut opts, _) = build_options(&options)?;
-    opts.cancel = cancel.map(|c| c.flag.clone());
-    let metadata = metadata.unwrap_or_default();
-    Ok(AsyncTask::new(Job::new(move || {
-        let docs = texts.into_iter().enumerate().map(|(i, t)| {
-            Ok(match metadata.get(i).cloned().flatten() {
-                Some(m) => Document::with_metadata(t, m),
-                None => Document::from(t),
-            })
-        });
         let index = NgramIndex::build(docs, Path::new(&output), &opts).map_err(coded)?;
         Ok(NativeNgramIndex { inner: Arc::new(index) })
     })))
