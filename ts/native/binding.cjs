@@ -835,9 +835,14 @@ function __napiStampBindingTarget(exportsObject, target) {
 // linked import resolves to `undefined`.
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
+module.exports.CancelToken = nativeBinding.CancelToken
+module.exports.NativeNgramIndex = nativeBinding.NativeNgramIndex
 module.exports.distanceKnn = nativeBinding.distanceKnn
 module.exports.distanceKnnAsync = nativeBinding.distanceKnnAsync
 module.exports.distanceOneToMany = nativeBinding.distanceOneToMany
 module.exports.distanceOneToManyAsync = nativeBinding.distanceOneToManyAsync
 module.exports.distancePair = nativeBinding.distancePair
 module.exports.info = nativeBinding.info
+module.exports.ngramBuild = nativeBinding.ngramBuild
+module.exports.ngramBuildFromTexts = nativeBinding.ngramBuildFromTexts
+module.exports.ngramOpen = nativeBinding.ngramOpen

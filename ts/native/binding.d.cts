@@ -9,6 +9,40 @@
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
+/** A cancellation flag shared with a running build (the facade trips it from an `AbortSignal`). */
+export declare class CancelToken {
+  constructor()
+  /** Asks the build to stop at its next check point. */
+  cancel(): void
+}
+
+/** An open n-gram index. Queries are thread-safe; async twins run on the libuv pool. */
+export declare class NativeNgramIndex {
+  /** Index directory. */
+  get dir(): string
+  stats(): NgramStats
+  /** Text to symbols (token ids, or UTF-8 bytes in byte mode). */
+  encode(text: string): Uint32Array
+  /** Symbols back to text. */
+  decode(symbols: Uint32Array): string
+  count(query: Query): number
+  countAsync(query: Query): Promise<number>
+  locate(query: Query, limit: number): Array<NgramHit>
+  locateAsync(query: Query, limit: number): Promise<Array<NgramHit>>
+  /** A document, or a window of it (`start`, `length` in symbols; clamped to the document). */
+  document(doc: number, start?: number | undefined | null, length?: number | undefined | null): NgramDocument
+  prob(ngram: Query): NgramProb
+  nextTokens(prefix: Query, limit: number): NgramNextTokens
+  nextTokensAsync(prefix: Query, limit: number): Promise<NgramNextTokens>
+  infgramProb(context: Query, token: number): NgramInfgram
+  /** Documents matching an AND of ORs of patterns. */
+  searchDocuments(cnf: Array<Array<Query>>, limit: number, maxClauseFreq: number): NgramDocSearch
+  searchDocumentsAsync(cnf: Array<Array<Query>>, limit: number, maxClauseFreq: number): Promise<NgramDocSearch>
+  /** Per text, the share of its `n`-grams found in the corpus. */
+  contamination(texts: Array<string>, n: number): Array<NgramContamination>
+  contaminationAsync(texts: Array<string>, n: number): Promise<Array<NgramContamination>>
+}
+
 /** Exact k-NN of every query row among the base rows. */
 export declare function distanceKnn(metricName: string, queries: Uint8Array, queriesDtype: string, base: Uint8Array, baseDtype: string, dim: number, k: number): KnnResult
 
@@ -33,6 +67,18 @@ export interface KnnResult {
   distances: Float32Array
 }
 
+/** Options of `ngramBuild` (see the facade's `NgramBuildOptions`). */
+export interface NativeBuildOptions {
+  tokenizer?: string
+  shardBytes?: number
+  saSampleRate?: number
+  isaSampleRate?: number
+  /** `compressed` (default) or `plain`. */
+  bitvector?: string
+  /** `file` (one document per text file, default) or `paragraphs`. */
+  split?: string
+}
+
 /** Build and runtime facts, as `quarry info` prints them. */
 export interface NativeInfo {
   /** Version of the native addon. */
@@ -47,4 +93,89 @@ export interface NativeInfo {
   features: Array<string>
   /** Target triple pieces: `os-arch`. */
   target: string
+}
+
+/** Builds an index from files (`.jsonl`, text files, directories of them) into `output`. */
+export declare function ngramBuild(inputs: Array<string>, output: string, options: NativeBuildOptions, onProgress?: ((arg: NgramProgress) => void) | undefined | null, cancel?: CancelToken | undefined | null): Promise<NativeNgramIndex>
+
+/** Builds an index from in-memory documents (`metadata`: a JSON object string per document, or null). */
+export declare function ngramBuildFromTexts(texts: Array<string>, metadata: Array<string | undefined | null> | undefined | null, output: string, options: NativeBuildOptions, cancel?: CancelToken | undefined | null): Promise<NativeNgramIndex>
+
+export interface NgramContamination {
+  ngrams: number
+  found: number
+  share: number
+}
+
+export interface NgramDocSearch {
+  count: number
+  docs: Array<number>
+  approx: boolean
+}
+
+export interface NgramDocument {
+  doc: number
+  start: number
+  /** Length of the whole document in symbols. */
+  docLength: number
+  text: string
+  symbols: Uint32Array
+  metadata?: string
+}
+
+export interface NgramHit {
+  doc: number
+  offset: number
+}
+
+export interface NgramInfgram {
+  prob?: number
+  suffixLen: number
+  count: number
+  prefixCount: number
+}
+
+export interface NgramNextToken {
+  token: number
+  text: string
+  count: number
+  prob: number
+}
+
+export interface NgramNextTokens {
+  prefixCount: number
+  endOfDocument: number
+  distinct: number
+  tokens: Array<NgramNextToken>
+}
+
+/** Opens (mmaps and validates) an index directory. */
+export declare function ngramOpen(dir: string): NativeNgramIndex
+
+export interface NgramProb {
+  prob?: number
+  count: number
+  prefixCount: number
+}
+
+/** A build progress report. */
+export interface NgramProgress {
+  stage: string
+  shard: number
+  docs: number
+  done: number
+  total: number
+}
+
+export interface NgramStats {
+  mode: string
+  bitvector: string
+  docs: number
+  bytes: number
+  tokens?: number
+  indexBytes: number
+  shards: number
+  saSampleRate: number
+  isaSampleRate: number
+  vocabSize?: number
 }

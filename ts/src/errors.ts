@@ -9,6 +9,13 @@ export type QuarryErrorCode =
   | 'QUARRY_INVALID_ARGUMENT'
   | 'QUARRY_DIM_MISMATCH'
   | 'QUARRY_DTYPE_MISMATCH'
+  | 'QUARRY_CORRUPT_INDEX'
+  | 'QUARRY_IO'
+  | 'QUARRY_ABORTED'
+  | 'QUARRY_INVALID_INPUT'
+  | 'QUARRY_TOKENIZER'
+  | 'QUARRY_UNSUPPORTED'
+  | 'QUARRY_TOO_LARGE'
   | 'QUARRY_INTERNAL';
 
 /** Base class of every error quarry throws. */
@@ -51,10 +58,64 @@ export class DtypeMismatchError extends QuarryError {
   }
 }
 
+/** An index file is truncated, altered or inconsistent; it was rejected before use. */
+export class CorruptIndexError extends QuarryError {
+  /** @param message - what was wrong */
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('QUARRY_CORRUPT_INDEX', message, options);
+  }
+}
+
+/** Reading or writing a file failed (the message names the path). */
+export class IoError extends QuarryError {
+  /** @param message - what was wrong */
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('QUARRY_IO', message, options);
+  }
+}
+
+/** A long operation was stopped through its `AbortSignal`. */
+export class AbortedError extends QuarryError {
+  /** @param message - what was wrong */
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('QUARRY_ABORTED', message, options);
+  }
+}
+
+/** Input data cannot be used (a JSONL line without a string `text`, a tokenizer failing on a document, ...). */
+export class InvalidInputError extends QuarryError {
+  /** @param message - what was wrong */
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('QUARRY_INVALID_INPUT', message, options);
+  }
+}
+
+/** A `tokenizer.json` could not be loaded or used. */
+export class TokenizerError extends QuarryError {
+  /** @param message - what was wrong */
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('QUARRY_TOKENIZER', message, options);
+  }
+}
+
+/** The operation needs something this index or build does not have. */
+export class UnsupportedError extends QuarryError {
+  /** @param message - what was wrong */
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('QUARRY_UNSUPPORTED', message, options);
+  }
+}
+
 const byCode: Record<string, new (message: string, options?: { cause?: unknown }) => QuarryError> = {
   QUARRY_INVALID_ARGUMENT: InvalidArgumentError,
   QUARRY_DIM_MISMATCH: DimensionMismatchError,
   QUARRY_DTYPE_MISMATCH: DtypeMismatchError,
+  QUARRY_CORRUPT_INDEX: CorruptIndexError,
+  QUARRY_IO: IoError,
+  QUARRY_ABORTED: AbortedError,
+  QUARRY_INVALID_INPUT: InvalidInputError,
+  QUARRY_TOKENIZER: TokenizerError,
+  QUARRY_UNSUPPORTED: UnsupportedError,
 };
 
 const CODED_MESSAGE = /^\[(QUARRY_[A-Z_]+)\] ([\s\S]*)$/;

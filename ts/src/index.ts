@@ -12,7 +12,28 @@ import { call, native } from './native.js';
 export * as distance from './distance.js';
 export type { DType, Metric, VectorData, PairOptions, OneToManyOptions, KnnOptions, KnnResult } from './distance.js';
 export {
+  NgramIndex,
+  type NgramQuery,
+  type NgramDocumentInput,
+  type NgramBuildOptions,
+  type NgramBuildProgress,
+  type NgramHit,
+  type NgramDocument,
+  type NgramProb,
+  type NgramNextTokens,
+  type NgramInfgramProb,
+  type NgramDocSearch,
+  type NgramContamination,
+  type NgramStats,
+} from './ngram.js';
+export {
   QuarryError,
+  CorruptIndexError,
+  IoError,
+  AbortedError,
+  InvalidInputError,
+  TokenizerError,
+  UnsupportedError,
   InvalidArgumentError,
   DimensionMismatchError,
   DtypeMismatchError,

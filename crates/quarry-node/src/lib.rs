@@ -4,6 +4,8 @@
 mod convert;
 mod distance;
 mod errors;
+mod ngram;
+mod task;
 
 use napi_derive::napi;
 

@@ -1,0 +1,276 @@
+//! One shard: an FM-index over the reversed concatenation of a contiguous run of documents.
+//!
+//! Text order: `T = d_0 SEP d_1 SEP ... d_{k-1} SEP` (every document is followed by the
+//! separator). Indexed sequence: `R = reverse(T) $`. Text symbols (bytes or token ids) are mapped
+//! to dense codes `2..` in increasing symbol order; `SEP` = 1 and `$` = 0 never occur in a
+//! pattern, so no match can span a document boundary, and any byte value (NUL included) may
+//! appear inside a document.
+
+use std::path::Path;
+
+use crate::bits::{PlainBv, RrrBv};
+use crate::buf::Buf;
+use crate::error::{FmError, Result};
+use crate::fm::{FmCore, Range};
+use crate::format::{SectionReader, SectionWriter};
+use crate::BitvectorKind;
+
+pub(crate) enum Core {
+    Plain(FmCore<PlainBv>),
+    Rrr(FmCore<RrrBv>),
+}
+
+macro_rules! core {
+    ($s:expr, $c:ident => $e:expr) => {
+        match &$s.core {
+            Core::Plain($c) => $e,
+            Core::Rrr($c) => $e,
+        }
+    };
+}
+
+pub(crate) struct Shard {
+    core: Core,
+    tlen: usize,
+    starts: Buf<u64>,
+    alphabet: Buf<u32>,
+    meta_off: Buf<u64>,
+    meta: Buf<u8>,
+    pub(crate) file_bytes: u64,
+}
+
+pub(crate) type Check<'a> = dyn FnMut(&'static str, usize, usize) -> Result<()> + 'a;
+
+impl Shard {
+    pub(crate) fn build<S: Copy + Into<u32>>(
+        docs: &[Vec<S>],
+        metas: &[Option<String>],
+        kind: BitvectorKind,
+        sa_rate: usize,
+        isa_rate: usize,
+        check: &mut Check<'_>,
+    ) -> Result<Shard> {
+        let max = docs.iter().flat_map(|d| d.iter()).map(|&s| s.into()).max().unwrap_or(0) as usize;
+        let mut present = vec![false; max + 1];
+        for d in docs {
+            for &s in d {
+                present[s.into() as usize] = true;
+            }
+        }
+        let alphabet: Vec<u32> = (0..=max as u32).filter(|&s| present[s as usize]).collect();
+        drop(present);
+        let mut lut = vec![0u32; max + 1];
+        for (i, &s) in alphabet.iter().enumerate() {
+            lut[s as usize] = i as u32 + 2;
+        }
+        let sigma = alphabet.len() + 2;
+        let tlen: usize = docs.iter().map(|d| d.len() + 1).sum();
+        let n = tlen + 1;
+        let mut r = vec![0u32; n];
+        let mut starts = Vec::with_capacity(docs.len() + 1);
+        let mut p = 0usize;
+        for d in docs {
+            starts.push(p as u64);
+            for (k, &s) in d.iter().enumerate() {
+                r[tlen - 1 - (p + k)] = lut[s.into() as usize];
+            }
+            p += d.len();
+            r[tlen - 1 - p] = 1;
+            p += 1;
+        }
+        starts.push(tlen as u64);
+        drop(lut);
+        let core = match kind {
+            BitvectorKind::Plain => Core::Plain(FmCore::build(r, sigma, sa_rate, isa_rate, check)?),
+            BitvectorKind::Compressed => Core::Rrr(FmCore::build(r, sigma, sa_rate, isa_rate, check)?),
+        };
+        let mut meta_off = Vec::with_capacity(docs.len() + 1);
+        let mut meta = Vec::new();
+        meta_off.push(0u64);
+        for m in metas {
+            if let Some(m) = m {
+                meta.extend_from_slice(m.as_bytes());
+            }
+            meta_off.push(meta.len() as u64);
+        }
+        Ok(Shard {
+            core,
+            tlen,
+            starts: starts.into(),
+            alphabet: alphabet.into(),
+            meta_off: meta_off.into(),
+            meta: meta.into(),
+            file_bytes: 0,
+        })
+    }
+
+    pub(crate) fn save(&mut self, path: &Path) -> Result<()> {
+        let mut w = SectionWriter::default();
+        let kind = match self.core {
+            Core::Plain(_) => 0u64,
+            Core::Rrr(_) => 1,
+        };
+        w.add_u64s("shard.h", &[self.tlen as u64, self.ndocs() as u64, kind]);
+        w.add("docs", self.starts.as_bytes());
+        w.add("alpha", self.alphabet.as_bytes());
+        w.add("meta.o", self.meta_off.as_bytes());
+        w.add("meta.d", self.meta.as_bytes());
+        core!(self, c => c.write(&mut w));
+        self.file_bytes = w.write_atomic(path)?;
+        Ok(())
+    }
+
+    pub(crate) fn open(path: &Path) -> Result<Shard> {
+        let r = SectionReader::open(path)?;
+        let h = r.u64s("shard.h", 3)?;
+        let (tlen, ndocs, kind) = (h[0] as usize, h[1] as usize, h[2]);
+        let core = match kind {
+            0 => Core::Plain(FmCore::read(&r)?),
+            1 => Core::Rrr(FmCore::read(&r)?),
+            _ => return Err(r.corrupt("unknown bitvector kind")),
+        };
+        let starts = r.get::<u64>("docs")?;
+        let alphabet = r.get::<u32>("alpha")?;
+        let meta_off = r.get::<u64>("meta.o")?;
+        let meta = r.get::<u8>("meta.d")?;
+        let n = match &core {
+            Core::Plain(c) => c.len(),
+            Core::Rrr(c) => c.len(),
+        };
+        let bad = |m: &str| r.corrupt(format!("shard: {m}"));
+        if n != tlen + 1 {
+            return Err(bad("text length mismatch"));
+        }
+        if starts.len() != ndocs + 1
+            || starts[0] != 0
+            || starts[ndocs] != tlen as u64
+            || starts.windows(2).any(|w| w[1] <= w[0])
+        {
+            return Err(bad("bad document table"));
+        }
+        if alphabet.windows(2).any(|w| w[1] <= w[0]) {
+            return Err(bad("bad alphabet"));
+        }
+        let sigma = match &core {
+            Core::Plain(c) => c.sigma(),
+            Core::Rrr(c) => c.sigma(),
+        };
+        if alphabet.len() + 2 != sigma {
+            return Err(bad("alphabet size mismatch"));
+        }
+        if meta_off.len() != ndocs + 1
+            || meta_off[0] != 0
+            || meta_off[ndocs] != meta.len() as u64
+            || meta_off.windows(2).any(|w| w[1] < w[0])
+            || std::str::from_utf8(&meta).is_err()
+        {
+            return Err(bad("bad metadata table"));
+        }
+        let file_bytes = std::fs::metadata(path).map_err(|e| FmError::io(path, e))?.len();
+        Ok(Shard { core, tlen, starts, alphabet, meta_off, meta, file_bytes })
+    }
+
+    pub(crate) fn ndocs(&self) -> usize {
+        self.starts.len() - 1
+    }
+
+    /// Number of text symbols (separators excluded).
+    pub(crate) fn symbols(&self) -> u64 {
+        (self.tlen - self.ndocs()) as u64
+    }
+
+    pub(crate) fn kind(&self) -> BitvectorKind {
+        match self.core {
+            Core::Plain(_) => BitvectorKind::Plain,
+            Core::Rrr(_) => BitvectorKind::Compressed,
+        }
+    }
+
+    pub(crate) fn index_bytes(&self) -> usize {
+        core!(self, c => c.size_bytes())
+            + self.starts.len() * 8
+            + self.alphabet.len() * 4
+            + self.meta_off.len() * 8
+            + self.meta.len()
+    }
+
+    pub(crate) fn wm_levels(&self) -> usize {
+        core!(self, c => c.wm_levels())
+    }
+
+    #[inline]
+    fn code(&self, sym: u32) -> Option<u32> {
+        self.alphabet.binary_search(&sym).ok().map(|i| i as u32 + 2)
+    }
+
+    /// Rows of the pattern (text order), or an empty range if a symbol is absent from this shard.
+    pub(crate) fn range(&self, pat: &[u32]) -> Range {
+        let mut r = core!(self, c => c.full());
+        for &s in pat {
+            let Some(code) = self.code(s) else { return (0, 0) };
+            r = core!(self, c => c.extend(r, code));
+            if r.0 >= r.1 {
+                return (0, 0);
+            }
+        }
+        r
+    }
+
+    pub(crate) fn count(&self, pat: &[u32]) -> u64 {
+        let r = self.range(pat);
+        (r.1 - r.0) as u64
+    }
+
+    /// (local doc, offset) of the occurrence in row `row` of a pattern of length `m`.
+    pub(crate) fn locate_row(&self, row: usize, m: usize) -> (usize, u64) {
+        let q = core!(self, c => c.sa_at(row));
+        // occurrence of the reversed pattern at R[q..q+m) <=> pattern at T[tlen-q-m ..)
+        let p = (self.tlen as u64).saturating_sub((q + m) as u64);
+        let doc = self.starts.partition_point(|&s| s <= p).saturating_sub(1);
+        (doc, p - self.starts[doc])
+    }
+
+    pub(crate) fn doc_len(&self, doc: usize) -> u64 {
+        self.starts[doc + 1] - self.starts[doc] - 1
+    }
+
+    /// Symbols `[start, start+len)` of local document `doc`, clamped to the document.
+    pub(crate) fn extract(&self, doc: usize, start: u64, len: u64) -> Vec<u32> {
+        let dl = self.doc_len(doc);
+        let a = self.starts[doc] + start.min(dl);
+        let b = self.starts[doc] + start.saturating_add(len).min(dl);
+        if a >= b {
+            return Vec::new();
+        }
+        let t = self.tlen as u64;
+        let codes = core!(self, c => c.extract_rev((t - b) as usize, (t - a) as usize));
+        codes.into_iter().map(|c| self.symbol(c).unwrap_or(u32::MAX)).collect()
+    }
+
+    #[inline]
+    pub(crate) fn symbol(&self, code: u32) -> Option<u32> {
+        if code < 2 { None } else { self.alphabet.get(code as usize - 2).copied() }
+    }
+
+    /// Symbols following the occurrences in `r` with counts, and the count of end-of-document.
+    pub(crate) fn next_symbols(&self, r: Range) -> (Vec<(u32, u64)>, u64) {
+        let d = core!(self, c => c.distinct(r));
+        let mut eod = 0;
+        let mut out = Vec::with_capacity(d.len());
+        for (code, cnt) in d {
+            match self.symbol(code) {
+                Some(s) => out.push((s, cnt as u64)),
+                None => eod += cnt as u64,
+            }
+        }
+        (out, eod)
+    }
+
+    pub(crate) fn metadata(&self, doc: usize) -> Option<&str> {
+        let (a, b) = (self.meta_off[doc] as usize, self.meta_off[doc + 1] as usize);
+        if a == b {
+            return None;
+        }
+        std::str::from_utf8(&self.meta[a..b]).ok()
+    }
+}
