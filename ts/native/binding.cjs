@@ -844,5 +844,4 @@ module.exports.distanceOneToManyAsync = nativeBinding.distanceOneToManyAsync
 module.exports.distancePair = nativeBinding.distancePair
 module.exports.info = nativeBinding.info
 module.exports.ngramBuild = nativeBinding.ngramBuild
-module.exports.ngramBuildFromTexts = nativeBinding.ngramBuildFromTexts
 module.exports.ngramOpen = nativeBinding.ngramOpen

@@ -98,9 +98,6 @@ export interface NativeInfo {
 /** Builds an index from files (`.jsonl`, text files, directories of them) into `output`. */
 export declare function ngramBuild(inputs: Array<string>, output: string, options: NativeBuildOptions, onProgress?: ((arg: NgramProgress) => void) | undefined | null, cancel?: CancelToken | undefined | null): Promise<NativeNgramIndex>
 
-/** Builds an index from in-memory documents (`metadata`: a JSON object string per document, or null). */
-export declare function ngramBuildFromTexts(texts: Array<string>, metadata: Array<string | undefined | null> | undefined | null, output: string, options: NativeBuildOptions, cancel?: CancelToken | undefined | null): Promise<NativeNgramIndex>
-
 export interface NgramContamination {
   ngrams: number
   found: number
