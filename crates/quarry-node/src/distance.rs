@@ -1,9 +1,9 @@
 //! `distance.*`: one-to-one, one-to-many and exact k-NN.
 
 use crate::convert::Elements;
-use crate::errors::{Result, coded, invalid_argument, to_task_error};
+use crate::errors::{Result, coded, invalid_argument};
+use crate::task::Job;
 use napi::bindgen_prelude::{AsyncTask, Float32Array, Uint8Array, Uint32Array};
-use napi::{Env, Task};
 use napi_derive::napi;
 use quarry_simd::{Metric, knn, one_to_many};
 
@@ -60,64 +60,29 @@ pub fn distance_knn(
     let q = Elements::from_bytes(&queries, &queries_dtype)?;
     let b = Elements::from_bytes(&base, &base_dtype)?;
     let r = knn(metric(&metric_name)?, q.view(), b.view(), usize_arg("dim", dim)?, usize_arg("k", k)?).map_err(coded)?;
-    Ok(KnnResult { ids: Uint32Array::new(r.ids), distances: Float32Array::new(r.distances) })
+    Ok(knn_result(r))
 }
 
-/// Work item of the async twins: inputs copied out of JS memory.
-pub struct DistanceTask {
-    metric: Metric,
-    queries: Elements<'static>,
-    base: Elements<'static>,
-    dim: usize,
-    /// `None`: one-to-many; `Some(k)`: k-NN.
-    k: Option<usize>,
+/// Converts a core k-NN result to its JS shape.
+fn knn_result(r: quarry_simd::Knn) -> KnnResult {
+    KnnResult { ids: Uint32Array::new(r.ids), distances: Float32Array::new(r.distances) }
 }
 
-pub enum DistanceOutput {
-    OneToMany(Vec<f32>),
-    Knn(quarry_simd::Knn),
-}
-
-impl Task for DistanceTask {
-    type Output = DistanceOutput;
-    type JsValue = napi::Either<Float32Array, KnnResult>;
-
-    fn compute(&mut self) -> napi::Result<DistanceOutput> {
-        let (q, b) = (self.queries.view(), self.base.view());
-        let out = match self.k {
-            None => one_to_many(self.metric, q, b, self.dim).map(DistanceOutput::OneToMany),
-            Some(k) => knn(self.metric, q, b, self.dim, k).map(DistanceOutput::Knn),
-        };
-        out.map_err(|e| to_task_error(coded(e)))
-    }
-
-    fn resolve(&mut self, _env: Env, output: DistanceOutput) -> napi::Result<Self::JsValue> {
-        Ok(match output {
-            DistanceOutput::OneToMany(v) => napi::Either::A(Float32Array::new(v)),
-            DistanceOutput::Knn(r) => napi::Either::B(KnnResult {
-                ids: Uint32Array::new(r.ids),
-                distances: Float32Array::new(r.distances),
-            }),
-        })
-    }
-}
-
-fn task(
+/// Inputs of the async twins, copied out of JS memory (they outlive the call).
+fn owned_inputs(
     metric_name: &str,
     queries: &[u8],
     queries_dtype: &str,
     base: &[u8],
     base_dtype: &str,
     dim: i64,
-    k: Option<i64>,
-) -> Result<AsyncTask<DistanceTask>> {
-    Ok(AsyncTask::new(DistanceTask {
-        metric: metric(metric_name)?,
-        queries: Elements::from_bytes(queries, queries_dtype)?.into_owned(),
-        base: Elements::from_bytes(base, base_dtype)?.into_owned(),
-        dim: usize_arg("dim", dim)?,
-        k: k.map(|k| usize_arg("k", k)).transpose()?,
-    }))
+) -> Result<(Metric, Elements<'static>, Elements<'static>, usize)> {
+    Ok((
+        metric(metric_name)?,
+        Elements::from_bytes(queries, queries_dtype)?.into_owned(),
+        Elements::from_bytes(base, base_dtype)?.into_owned(),
+        usize_arg("dim", dim)?,
+    ))
 }
 
 /// Async twin of [`distance_one_to_many`] (runs on the libuv pool).
@@ -129,8 +94,11 @@ pub fn distance_one_to_many_async(
     matrix: Uint8Array,
     matrix_dtype: String,
     dim: i64,
-) -> Result<AsyncTask<DistanceTask>> {
-    task(&metric_name, &query, &query_dtype, &matrix, &matrix_dtype, dim, None)
+) -> Result<AsyncTask<Job<Float32Array>>> {
+    let (m, q, b, dim) = owned_inputs(&metric_name, &query, &query_dtype, &matrix, &matrix_dtype, dim)?;
+    Ok(AsyncTask::new(Job::new(move || {
+        one_to_many(m, q.view(), b.view(), dim).map(Float32Array::new).map_err(coded)
+    })))
 }
 
 /// Async twin of [`distance_knn`] (runs on the libuv pool).
@@ -143,6 +111,8 @@ pub fn distance_knn_async(
     base_dtype: String,
     dim: i64,
     k: i64,
-) -> Result<AsyncTask<DistanceTask>> {
-    task(&metric_name, &queries, &queries_dtype, &base, &base_dtype, dim, Some(k))
+) -> Result<AsyncTask<Job<KnnResult>>> {
+    let (m, q, b, dim) = owned_inputs(&metric_name, &queries, &queries_dtype, &base, &base_dtype, dim)?;
+    let k = usize_arg("k", k)?;
+    Ok(AsyncTask::new(Job::new(move || knn(m, q.view(), b.view(), dim, k).map(knn_result).map_err(coded))))
 }
