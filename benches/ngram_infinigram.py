@@ -82,7 +82,7 @@ def query(index_dir, qfile, reps):
             approx += int(bool(a))
         samples = [[] for _ in items]
         pc = time.perf_counter_ns
-        for _ in range(reps):
+        for _ in range(g.get("reps", reps)):
             for i, it in enumerate(items):
                 a = pc()
                 call(op, it)
