@@ -572,6 +572,7 @@ async function main() {
       log(`build SDSL ${v} ...`);
       const file = join(idxDir, `sdsl-${v}.sdsl`);
       const tmp = join(idxDir, 'sdsl-tmp');
+      rmSync(tmp, { recursive: true, force: true }); // no intermediate files of an earlier run
       mkdirSync(tmp, { recursive: true });
       const r = measured(SDSL_BIN, ['build', v, corpus.bin, file, tmp]);
       const j = jsonLines(r.stdout)[0];

@@ -18,6 +18,8 @@
 // Build: see benches/ngram_sdsl.sh (g++ -O3 -DNDEBUG -msse4.2, as SDSL's own CMake sets).
 #include <sdsl/suffix_arrays.hpp>
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -55,7 +57,9 @@ struct Query {
 template <class Csa>
 static int build(const std::string& text, const std::string& index, const std::string& tmp, const char* kind) {
     Csa csa;
-    cache_config cfg(false, tmp, "ngram_sdsl_" + std::string(kind));
+    // delete_files = true and a fresh id: never reuse intermediate files (text, SA, BWT) of an
+    // earlier run, which construct() would otherwise pick up and skip work with
+    cache_config cfg(true, tmp, "ngram_sdsl_" + std::string(kind) + "_" + std::to_string(getpid()));
     double t0 = now_s();
     construct(csa, text, cfg, 1);
     double t1 = now_s();
