@@ -23,6 +23,13 @@ pub trait RankBv: Send + Sync + Sized {
     fn rank1(&self, i: usize) -> usize;
     /// Bit `i` and the number of ones in `[0, i)`, for `i < len`.
     fn get_rank1(&self, i: usize) -> (bool, usize);
+    /// `(rank1(a), rank1(b))` for `a <= b <= len`; implementations share work when `a` and `b`
+    /// are close.
+    #[inline]
+    fn rank1_pair(&self, a: usize, b: usize) -> (usize, usize) {
+        let ra = self.rank1(a);
+        (ra, if a == b { ra } else { self.rank1(b) })
+    }
     /// Bytes used.
     fn size_bytes(&self) -> usize;
     #[doc(hidden)]
@@ -216,7 +223,9 @@ const SB: usize = 32;
 
 struct Tables {
     binom: Vec<[u128; B + 1]>, // binom[n][k], n in 0..=B
-    bk: Vec<[u128; B + 1]>,    // bk[k][n] = binom[n][k] (decode-friendly layout)
+    /// binom[n][k] truncated to 64 bits: exact wherever the block's offsets fit 64 bits
+    /// (every C(n, k) <= C(B, k) < 2^64 for those classes).
+    binom64: Vec<[u64; B + 1]>,
     width: [u8; B + 1],
 }
 
@@ -235,13 +244,13 @@ fn tables() -> &'static Tables {
             let c = binom[B][k];
             width[k] = if c <= 1 { 0 } else { (128 - (c - 1).leading_zeros()) as u8 };
         }
-        let mut bk = vec![[0u128; B + 1]; B + 1];
+        let mut binom64 = vec![[0u64; B + 1]; B + 1];
         for n in 0..=B {
             for k in 0..=B {
-                bk[k][n] = binom[n][k];
+                binom64[n][k] = binom[n][k] as u64;
             }
         }
-        Tables { binom, bk, width }
+        Tables { binom, binom64, width }
     })
 }
 
@@ -263,36 +272,75 @@ fn read_u128(words: &[u64], pos: usize, w: usize) -> u128 {
     }
 }
 
+/// Enumerative decoding of the first `upto` bits of a block of `B` bits with `k` ones and offset
+/// `off` (its rank among such blocks, bit 0 = most significant choice: blocks whose first bit is 0
+/// come first, `C(B - 1, k)` of them). Returns the ones in the first `mark` and `upto` bits and
+/// bit `upto`.
+///
+/// One step per bit: bit `j` is 1 iff `off >= C(B - 1 - j, kr)` (`kr` = ones left). The two
+/// candidates of the next step (`kr` or `kr - 1` ones left) are loaded before the comparison of
+/// this one resolves, so the loop-carried chain is compare + select + subtract rather than a
+/// table load. Runs of all-zero or all-one tails end the loop early.
+#[inline]
+fn decode_prefix<N>(mut off: N, k: usize, mark: usize, upto: usize, binom: &[[N; B + 1]]) -> (usize, usize, bool)
+where
+    N: Copy + PartialOrd + std::ops::Sub<Output = N> + Default,
+{
+    debug_assert!(0 < k && k < B && mark <= upto && upto <= B);
+    let mut kr = k;
+    let mut at_mark = if mark == 0 { 0 } else { usize::MAX };
+    let mut j = 0;
+    let mut c = binom[B - 1][kr];
+    while j < upto {
+        if kr == 0 {
+            // only zeros left
+            let done = k;
+            return (if at_mark == usize::MAX { done } else { at_mark }, done, false);
+        }
+        if kr == B - j {
+            // only ones left
+            let at = |x: usize| k - kr + (x - j);
+            return (if at_mark == usize::MAX { at(mark) } else { at_mark }, at(upto), upto < B);
+        }
+        // j <= B - 2 here (kr >= 1 and kr < B - j), so row B - 2 - j exists
+        let next = &binom[B - 2 - j];
+        let (c0, c1) = (next[kr], next[kr - 1]);
+        let one = off >= c;
+        if one {
+            off = off - c;
+            kr -= 1;
+            c = c1;
+        } else {
+            c = c0;
+        }
+        j += 1;
+        if j == mark {
+            at_mark = k - kr;
+        }
+    }
+    let bit = upto < B && kr > 0 && (kr == B - upto || off >= c);
+    (if at_mark == usize::MAX { k - kr } else { at_mark }, k - kr, bit)
+}
+
 impl RrrBv {
-    /// Ones among the first `upto` bits (and bit `upto` if `want_bit`) of a block with class `k`.
+    /// For a block of class `k` whose offset starts at bit `ptr`: the number of ones among its
+    /// first `mark` bits, among its first `upto` bits (`mark <= upto <= B`), and bit `upto`
+    /// (false when `upto == B`).
     #[inline]
-    fn block_rank(&self, k: usize, ptr: usize, upto: usize) -> (usize, bool) {
+    fn block_rank(&self, k: usize, ptr: usize, mark: usize, upto: usize) -> (usize, usize, bool) {
         if k == 0 {
-            return (0, false);
+            return (0, 0, false);
         }
         if k == B {
-            return (upto, true);
+            return (mark, upto, upto < B);
         }
         let t = tables();
-        let mut off = read_u128(&self.offsets, ptr, t.width[k] as usize);
-        let mut kr = k;
-        let mut row = &t.bk[kr];
-        let mut j = 0;
-        while j < upto {
-            if kr == 0 {
-                return (k, false);
-            }
-            // branch-free step: the bit is 1 iff off >= C(126 - j, kr)
-            let c = row[B - 1 - j];
-            let one = (off >= c) as usize;
-            off -= c & (one as u128).wrapping_neg();
-            kr -= one;
-            row = &t.bk[kr];
-            j += 1;
+        let w = t.width[k] as usize;
+        if w <= 64 {
+            decode_prefix(get_bits(&self.offsets, ptr, w), k, mark, upto, &t.binom64)
+        } else {
+            decode_prefix(read_u128(&self.offsets, ptr, w), k, mark, upto, &t.binom)
         }
-        // bit at position `upto` (if any)
-        let bit = if kr == 0 || upto >= B { false } else { off >= row[B - 1 - upto] };
-        (k - kr, bit)
     }
 
     #[inline]
@@ -397,7 +445,7 @@ impl RankBv for RrrBv {
             return r;
         }
         let k = self.classes.get(blk) as usize;
-        r + self.block_rank(k, p, rem).0
+        r + self.block_rank(k, p, rem, rem).1
     }
 
     #[inline]
@@ -406,8 +454,26 @@ impl RankBv for RrrBv {
         let rem = i % B;
         let (r, p) = self.locate_block(blk);
         let k = self.classes.get(blk) as usize;
-        let (c, bit) = self.block_rank(k, p, rem);
+        let (_, c, bit) = self.block_rank(k, p, rem, rem);
         (bit, r + c)
+    }
+
+    #[inline]
+    fn rank1_pair(&self, a: usize, b: usize) -> (usize, usize) {
+        let blk = a / B;
+        if blk != b / B || b == self.n {
+            let ra = self.rank1(a);
+            return (ra, if a == b { ra } else { self.rank1(b) });
+        }
+        // same block: one decoding pass answers both
+        let (r, p) = self.locate_block(blk);
+        let (ra, rb) = (a % B, b % B);
+        if rb == 0 {
+            return (r, r);
+        }
+        let k = self.classes.get(blk) as usize;
+        let (ca, cb, _) = self.block_rank(k, p, ra, rb);
+        (r + ca, r + cb)
     }
 
     fn size_bytes(&self) -> usize {
@@ -473,6 +539,17 @@ mod tests {
             r += bits[i] as usize;
         }
         assert_eq!(bv.rank1(n), r);
+        // pairs: same block, neighbouring blocks, far apart, and the end
+        let mut pre = vec![0usize; n + 1];
+        for i in 0..n {
+            pre[i + 1] = pre[i] + bits[i] as usize;
+        }
+        for a in (0..=n).step_by(7) {
+            for d in [0usize, 1, 5, 63, 126, 127, 128, 300, 5000] {
+                let b = (a + d).min(n);
+                assert_eq!(bv.rank1_pair(a, b), (pre[a], pre[b]), "pair ({a}, {b})");
+            }
+        }
     }
 
     #[test]

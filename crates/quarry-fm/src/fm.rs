@@ -28,13 +28,64 @@ pub(crate) enum Sa {
     I64(Vec<i64>),
 }
 
-impl Sa {
-    #[inline]
-    fn get(&self, i: usize) -> usize {
-        match self {
-            Sa::I32(v) => v[i] as usize,
-            Sa::I64(v) => v[i] as usize,
+/// A zeroed vector for a large build buffer. On Linux its pages are marked for transparent huge
+/// pages (`madvise`) before first touch: suffix sorting and the BWT pass access hundreds of MB at
+/// random, and with 4 KiB pages most of that time goes to TLB misses.
+pub(crate) fn big_vec<T: bytemuck::Zeroable + Clone>(n: usize) -> Vec<T> {
+    let v = vec![T::zeroed(); n]; // calloc: fresh, untouched zero pages for large sizes
+    #[cfg(target_os = "linux")]
+    {
+        let bytes = n * std::mem::size_of::<T>();
+        if bytes >= 4 << 20 {
+            let page = 4096usize;
+            let start = (v.as_ptr() as usize).next_multiple_of(page);
+            let end = (v.as_ptr() as usize + bytes) & !(page - 1);
+            if end > start {
+                // SAFETY: [start, end) lies inside the vector's allocation; MADV_HUGEPAGE is
+                // advisory and does not change the contents.
+                unsafe {
+                    libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE);
+                }
+            }
         }
+    }
+    v
+}
+
+#[inline(always)]
+fn prefetch<T>(p: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is a hint; it never faults, whatever the address.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch(p as *const i8, std::arch::x86_64::_MM_HINT_T0);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
+/// Division of 32-bit values by a fixed divisor without a hardware divide (Lemire, Kaser and
+/// Kurz, "Faster remainder by direct computation", 2019): exact for every `u32` numerator.
+struct FastDiv {
+    d: u64,
+    m: u64,
+}
+
+impl FastDiv {
+    fn new(d: usize) -> Self {
+        debug_assert!(d >= 1);
+        FastDiv { d: d as u64, m: if d == 1 || d > u32::MAX as usize { 0 } else { u64::MAX / d as u64 + 1 } }
+    }
+
+    #[inline]
+    fn divmod(&self, a: u32) -> (u64, u64) {
+        if self.m == 0 {
+            // d == 1, or a divisor beyond u32 (never hit by real sample rates)
+            return (a as u64 / self.d, a as u64 % self.d);
+        }
+        let low = self.m.wrapping_mul(a as u64);
+        let q = ((self.m as u128 * a as u128) >> 64) as u64;
+        let r = ((low as u128 * self.d as u128) >> 64) as u64;
+        (q, r)
     }
 }
 
@@ -42,41 +93,77 @@ fn sais_err(e: libsais::LibsaisError) -> FmError {
     FmError::Internal(format!("libsais failed: {e:?}"))
 }
 
-pub(crate) fn suffix_array(r: &[u32], sigma: usize) -> Result<Sa> {
-    use libsais::SuffixArrayConstruction as S;
-    use libsais::suffix_array::AlphabetSize;
-    let n = r.len();
-    let big = n >= i32::MAX as usize;
-    if sigma <= 256 {
-        let t: Vec<u8> = r.iter().map(|&x| x as u8).collect();
-        if big {
-            Ok(Sa::I64(S::for_text(&t).in_owned_buffer64().single_threaded().run().map_err(sais_err)?.into_vec()))
+/// Element type of a dense-coded text during the build: `u8` (alphabet <= 256), `u16`
+/// (<= 65536) or `u32`. The narrowest one keeps the build's peak memory near 5 bytes per symbol
+/// (text + 32-bit suffix array) for byte and 16-bit token corpora.
+pub(crate) trait Sym: bytemuck::Pod + Default + Send + Sync + Into<u32> + 'static {
+    fn from_u32(x: u32) -> Self;
+    /// Suffix array of `t` (values `< sigma`); `t` is restored before returning.
+    fn suffix_array(t: &mut [Self], sigma: usize) -> Result<Sa>;
+}
+
+impl Sym for u8 {
+    #[inline]
+    fn from_u32(x: u32) -> Self {
+        x as u8
+    }
+    fn suffix_array(t: &mut [u8], _sigma: usize) -> Result<Sa> {
+        use libsais::SuffixArrayConstruction as S;
+        if t.len() >= i32::MAX as usize {
+            Ok(Sa::I64(S::for_text(t).in_owned_buffer64().single_threaded().run().map_err(sais_err)?.into_vec()))
         } else {
-            Ok(Sa::I32(S::for_text(&t).in_owned_buffer32().single_threaded().run().map_err(sais_err)?.into_vec()))
+            let mut sa: Vec<i32> = big_vec(t.len());
+            S::for_text(t).in_borrowed_buffer(&mut sa).single_threaded().run().map_err(sais_err)?;
+            Ok(Sa::I32(sa))
         }
-    } else if sigma <= 65536 {
-        let t: Vec<u16> = r.iter().map(|&x| x as u16).collect();
-        if big {
-            Ok(Sa::I64(S::for_text(&t).in_owned_buffer64().single_threaded().run().map_err(sais_err)?.into_vec()))
+    }
+}
+
+impl Sym for u16 {
+    #[inline]
+    fn from_u32(x: u32) -> Self {
+        x as u16
+    }
+    fn suffix_array(t: &mut [u16], _sigma: usize) -> Result<Sa> {
+        use libsais::SuffixArrayConstruction as S;
+        if t.len() >= i32::MAX as usize {
+            Ok(Sa::I64(S::for_text(t).in_owned_buffer64().single_threaded().run().map_err(sais_err)?.into_vec()))
         } else {
-            Ok(Sa::I32(S::for_text(&t).in_owned_buffer32().single_threaded().run().map_err(sais_err)?.into_vec()))
+            let mut sa: Vec<i32> = big_vec(t.len());
+            S::for_text(t).in_borrowed_buffer(&mut sa).single_threaded().run().map_err(sais_err)?;
+            Ok(Sa::I32(sa))
         }
-    } else if !big {
-        let mut t: Vec<i32> = r.iter().map(|&x| x as i32).collect();
-        let mut b = S::for_text_mut(&mut t).in_owned_buffer32().single_threaded();
-        // SAFETY: all values are in [0, sigma) by construction (dense codes).
-        unsafe {
-            b = b.with_alphabet_size(AlphabetSize::new(sigma as i32));
+    }
+}
+
+impl Sym for u32 {
+    #[inline]
+    fn from_u32(x: u32) -> Self {
+        x
+    }
+    fn suffix_array(t: &mut [u32], sigma: usize) -> Result<Sa> {
+        use libsais::SuffixArrayConstruction as S;
+        use libsais::suffix_array::AlphabetSize;
+        if t.len() < i32::MAX as usize && sigma <= i32::MAX as usize {
+            // dense codes are < sigma <= i32::MAX: the same bits read as non-negative i32
+            let mut sa: Vec<i32> = big_vec(t.len());
+            let ti: &mut [i32] = bytemuck::cast_slice_mut(t);
+            let mut b = S::for_text_mut(ti).in_borrowed_buffer(&mut sa).single_threaded();
+            // SAFETY: all values are in [0, sigma) by construction (dense codes).
+            unsafe {
+                b = b.with_alphabet_size(AlphabetSize::new(sigma as i32));
+            }
+            b.run().map_err(sais_err)?;
+            Ok(Sa::I32(sa))
+        } else {
+            let mut ti: Vec<i64> = t.iter().map(|&x| x as i64).collect();
+            let mut b = S::for_text_mut(&mut ti).in_owned_buffer64().single_threaded();
+            // SAFETY: as above.
+            unsafe {
+                b = b.with_alphabet_size(AlphabetSize::new(sigma as i64));
+            }
+            Ok(Sa::I64(b.run().map_err(sais_err)?.into_vec()))
         }
-        Ok(Sa::I32(b.run().map_err(sais_err)?.into_vec()))
-    } else {
-        let mut t: Vec<i64> = r.iter().map(|&x| x as i64).collect();
-        let mut b = S::for_text_mut(&mut t).in_owned_buffer64().single_threaded();
-        // SAFETY: as above.
-        unsafe {
-            b = b.with_alphabet_size(AlphabetSize::new(sigma as i64));
-        }
-        Ok(Sa::I64(b.run().map_err(sais_err)?.into_vec()))
     }
 }
 
@@ -84,53 +171,95 @@ pub(crate) type Range = (usize, usize);
 
 impl<Bv: RankBv> FmCore<Bv> {
     /// Build from the dense-coded sequence `r` (last value must be the unique 0).
-    pub(crate) fn build(
-        r: Vec<u32>,
+    ///
+    /// Memory: `r` and the 32-bit suffix array (5 bytes per symbol for a byte text) at the peak;
+    /// the BWT is then written over the suffix array in place, `r` is dropped, and the wavelet
+    /// matrix is built from the BWT with one spare copy.
+    pub(crate) fn build<T: Sym>(
+        mut r: Vec<T>,
         sigma: usize,
         sa_rate: usize,
         isa_rate: usize,
         check: &mut dyn FnMut(&'static str, usize, usize) -> Result<()>,
     ) -> Result<Self> {
         let n = r.len();
-        debug_assert!(n >= 1 && r[n - 1] == 0);
+        debug_assert!(n >= 1 && r[n - 1].into() == 0);
         check("suffix array", 0, 1)?;
-        let sa = suffix_array(&r, sigma)?;
+        let sa = T::suffix_array(&mut r, sigma)?;
         check("bwt", 0, 1)?;
-        let mut bwt = vec![0u32; n];
         let mut counts = vec![0u64; sigma + 1];
-        for (i, b) in bwt.iter_mut().enumerate() {
-            let p = sa.get(i);
-            *b = r[if p == 0 { n - 1 } else { p - 1 }];
-            counts[*b as usize + 1] += 1;
-        }
-        drop(r);
+        let mut sa_s = Vec::with_capacity(n.div_ceil(sa_rate));
+        let mut isa_s = vec![0u64; n.div_ceil(isa_rate)];
+        let bwt: Vec<T> = match sa {
+            Sa::I32(mut v) => {
+                // BWT over the suffix array, in place: element i of the BWT (<= 4 bytes) lands in
+                // bytes [i*s, i*s + s) of the buffer, which only overlap entries <= i (read already).
+                let ptr = v.as_mut_ptr();
+                // samples first (a sequential pass over the suffix array) ...
+                let isa_div = FastDiv::new(isa_rate);
+                for (i, &p) in v.iter().enumerate() {
+                    // no hardware division in this loop: it runs once per symbol
+                    let (q, rem) = isa_div.divmod(p as u32);
+                    if rem == 0 {
+                        isa_s[q as usize] = i as u64;
+                    }
+                }
+                sa_s.extend(v.iter().step_by(sa_rate).map(|&p| p as u64));
+                // ... then the BWT, a gather from the text at random positions: prefetched some
+                // iterations ahead, as the loop is otherwise bound by memory latency
+                const AHEAD: usize = 48;
+                let rp = r.as_ptr();
+                for i in 0..n {
+                    // SAFETY: i + AHEAD < n is checked; entries > i are not yet overwritten.
+                    if i + AHEAD < n {
+                        let q = unsafe { *ptr.add(i + AHEAD) } as usize;
+                        prefetch(unsafe { rp.add(if q == 0 { n - 1 } else { q - 1 }) });
+                    }
+                    // SAFETY: i < n = v.len(); the write covers bytes < 4(i+1), see above.
+                    let p = unsafe { *ptr.add(i) } as usize;
+                    let c = r[if p == 0 { n - 1 } else { p - 1 }];
+                    unsafe { (ptr as *mut T).add(i).write(c) };
+                }
+                // SAFETY: the first n elements of type T were all written above.
+                for &c in unsafe { std::slice::from_raw_parts(ptr as *const T, n) } {
+                    counts[c.into() as usize + 1] += 1;
+                }
+                drop(r);
+                // SAFETY: the first n elements of type T were all written above.
+                let out = unsafe { std::slice::from_raw_parts(ptr as *const T, n) }.to_vec();
+                drop(v);
+                out
+            }
+            Sa::I64(v) => {
+                let mut out = vec![T::default(); n];
+                for i in 0..n {
+                    let p = v[i] as usize;
+                    if i % sa_rate == 0 {
+                        sa_s.push(p as u64);
+                    }
+                    if p % isa_rate == 0 {
+                        isa_s[p / isa_rate] = i as u64;
+                    }
+                    let c = r[if p == 0 { n - 1 } else { p - 1 }];
+                    counts[c.into() as usize + 1] += 1;
+                    out[i] = c;
+                }
+                out
+            }
+        };
         for c in 1..=sigma {
             counts[c] += counts[c - 1];
         }
         check("samples", 0, 1)?;
-        let sa_s: Vec<u64> = (0..n).step_by(sa_rate).map(|i| sa.get(i) as u64).collect();
-        let mut isa_s = vec![0u64; n.div_ceil(isa_rate)];
-        for i in 0..n {
-            let p = sa.get(i);
-            if p % isa_rate == 0 {
-                isa_s[p / isa_rate] = i as u64;
-            }
-        }
-        drop(sa);
         let width = crate::bits::bits_for(n as u64);
-        let mut wm = WaveletMatrix::build(&bwt, sigma, |l, nl| check("wavelet matrix", l, nl))?;
+        let sa_iv = IntVec::with_width(&sa_s, width);
+        drop(sa_s);
+        let isa_iv = IntVec::with_width(&isa_s, width);
+        drop(isa_s);
+        let mut wm = WaveletMatrix::build(bwt, sigma, |l, nl| check("wavelet matrix", l, nl))?;
         let cnt: Vec<usize> = counts.windows(2).map(|w| (w[1] - w[0]) as usize).collect();
         wm.set_counts(&cnt);
-        Ok(FmCore {
-            n,
-            sigma,
-            c: counts.into(),
-            wm,
-            sa_rate,
-            isa_rate,
-            sa: IntVec::with_width(&sa_s, width),
-            isa: IntVec::with_width(&isa_s, width),
-        })
+        Ok(FmCore { n, sigma, c: counts.into(), wm, sa_rate, isa_rate, sa: sa_iv, isa: isa_iv })
     }
 
     pub(crate) fn len(&self) -> usize {

@@ -291,6 +291,14 @@ fn load_tokenizer(path: &Path, err: impl Fn(String) -> FmError) -> Result<Tokeni
     Tokenizer::from_file(path).map_err(|e| err(format!("{}: {e}", path.display())))
 }
 
+/// Documents of the shard being collected: their bytes back to back, lengths, metadata.
+#[derive(Default)]
+struct Batch {
+    text: Vec<u8>,
+    lens: Vec<usize>,
+    metas: Vec<Option<String>>,
+}
+
 struct Builder<'o> {
     opts: &'o BuildOptions,
     dir: PathBuf,
@@ -314,12 +322,14 @@ impl Builder<'_> {
         }
     }
 
-    fn flush(&mut self, batch: &mut Vec<Document>) -> Result<()> {
-        if batch.is_empty() {
+    fn flush(&mut self, batch: &mut Batch) -> Result<()> {
+        if batch.lens.is_empty() {
             return Ok(());
         }
-        let text_bytes: u64 = batch.iter().map(|d| d.text.len() as u64).sum();
-        let metas: Vec<Option<String>> = batch.iter_mut().map(|d| d.metadata.take()).collect();
+        let text_bytes = batch.text.len() as u64;
+        let metas = std::mem::take(&mut batch.metas);
+        let lens = std::mem::take(&mut batch.lens);
+        let text = std::mem::take(&mut batch.text);
         let opts = self.opts;
         let k = self.shards.len();
         let mut shard = {
@@ -339,11 +349,17 @@ impl Builder<'_> {
             };
             match &self.tokenizer {
                 Some(tok) => {
-                    check("tokenize", 0, batch.len())?;
-                    let toks: Vec<Vec<u32>> = batch
-                        .par_iter()
-                        .map(|d| {
-                            let s = std::str::from_utf8(&d.text).map_err(|_| {
+                    check("tokenize", 0, lens.len())?;
+                    let mut ranges = Vec::with_capacity(lens.len());
+                    let mut at = 0usize;
+                    for &l in &lens {
+                        ranges.push(at..at + l);
+                        at += l;
+                    }
+                    let toks: Vec<Vec<u32>> = ranges
+                        .into_par_iter()
+                        .map(|r| {
+                            let s = std::str::from_utf8(&text[r]).map_err(|_| {
                                 FmError::InvalidInput("document is not valid UTF-8".into())
                             })?;
                             let enc = tok
@@ -352,13 +368,15 @@ impl Builder<'_> {
                             Ok(enc.get_ids().to_vec())
                         })
                         .collect::<Result<_>>()?;
-                    batch.clear();
-                    Shard::build(&toks, &metas, opts.bitvector, opts.sa_sample_rate, opts.isa_sample_rate, &mut check)?
+                    drop(text);
+                    let tlens: Vec<usize> = toks.iter().map(Vec::len).collect();
+                    let mut ids = Vec::with_capacity(tlens.iter().sum());
+                    for t in toks {
+                        ids.extend_from_slice(&t);
+                    }
+                    Shard::build(ids, &tlens, &metas, opts.bitvector, opts.sa_sample_rate, opts.isa_sample_rate, &mut check)?
                 }
-                None => {
-                    let docs: Vec<Vec<u8>> = batch.drain(..).map(|d| d.text).collect();
-                    Shard::build(&docs, &metas, opts.bitvector, opts.sa_sample_rate, opts.isa_sample_rate, &mut check)?
-                }
+                None => Shard::build(text, &lens, &metas, opts.bitvector, opts.sa_sample_rate, opts.isa_sample_rate, &mut check)?,
             }
         };
         self.cancelled()?;
@@ -438,13 +456,17 @@ impl NgramIndex {
         let opts = b.opts;
         let dir = b.dir.clone();
         let dir = dir.as_path();
-        let mut batch = Vec::new();
+        let mut batch = Batch::default();
         let mut batch_bytes = 0u64;
         for d in docs {
             let d = d?;
             b.docs += 1;
             batch_bytes += d.text.len() as u64 + 1;
-            batch.push(d);
+            // one contiguous buffer: no per-document allocations left behind (fragmented heap)
+            // when the shard's large build buffers are allocated
+            batch.text.extend_from_slice(&d.text);
+            batch.lens.push(d.text.len());
+            batch.metas.push(d.metadata);
             if b.docs % 4096 == 0 {
                 b.cancelled()?;
                 b.progress("read", 0, 0);

@@ -11,7 +11,7 @@ use std::path::Path;
 use crate::bits::{PlainBv, RrrBv};
 use crate::buf::Buf;
 use crate::error::{FmError, Result};
-use crate::fm::{FmCore, Range};
+use crate::fm::{FmCore, Range, Sym};
 use crate::format::{SectionReader, SectionWriter};
 use crate::BitvectorKind;
 
@@ -42,49 +42,36 @@ pub(crate) struct Shard {
 pub(crate) type Check<'a> = dyn FnMut(&'static str, usize, usize) -> Result<()> + 'a;
 
 impl Shard {
+    /// Build over documents given back to back in `text` with lengths `lens` (symbols).
     pub(crate) fn build<S: Copy + Into<u32>>(
-        docs: &[Vec<S>],
+        text: Vec<S>,
+        lens: &[usize],
         metas: &[Option<String>],
         kind: BitvectorKind,
         sa_rate: usize,
         isa_rate: usize,
         check: &mut Check<'_>,
     ) -> Result<Shard> {
-        let max = docs.iter().flat_map(|d| d.iter()).map(|&s| s.into()).max().unwrap_or(0) as usize;
+        let max = text.iter().map(|&s| s.into()).max().unwrap_or(0) as usize;
         let mut present = vec![false; max + 1];
-        for d in docs {
-            for &s in d {
-                present[s.into() as usize] = true;
-            }
+        for &s in &text {
+            present[s.into() as usize] = true;
         }
         let alphabet: Vec<u32> = (0..=max as u32).filter(|&s| present[s as usize]).collect();
         drop(present);
-        let mut lut = vec![0u32; max + 1];
-        for (i, &s) in alphabet.iter().enumerate() {
-            lut[s as usize] = i as u32 + 2;
-        }
         let sigma = alphabet.len() + 2;
-        let tlen: usize = docs.iter().map(|d| d.len() + 1).sum();
-        let n = tlen + 1;
-        let mut r = vec![0u32; n];
-        let mut starts = Vec::with_capacity(docs.len() + 1);
-        let mut p = 0usize;
-        for d in docs {
-            starts.push(p as u64);
-            for (k, &s) in d.iter().enumerate() {
-                r[tlen - 1 - (p + k)] = lut[s.into() as usize];
-            }
-            p += d.len();
-            r[tlen - 1 - p] = 1;
-            p += 1;
-        }
-        starts.push(tlen as u64);
-        drop(lut);
-        let core = match kind {
-            BitvectorKind::Plain => Core::Plain(FmCore::build(r, sigma, sa_rate, isa_rate, check)?),
-            BitvectorKind::Compressed => Core::Rrr(FmCore::build(r, sigma, sa_rate, isa_rate, check)?),
+        let ndocs = lens.len();
+        let core = if sigma <= 1 << 8 {
+            Self::build_core::<S, u8>(text, lens, &alphabet, max, kind, sa_rate, isa_rate, check)?
+        } else if sigma <= 1 << 16 {
+            Self::build_core::<S, u16>(text, lens, &alphabet, max, kind, sa_rate, isa_rate, check)?
+        } else {
+            Self::build_core::<S, u32>(text, lens, &alphabet, max, kind, sa_rate, isa_rate, check)?
         };
-        let mut meta_off = Vec::with_capacity(docs.len() + 1);
+        let (core, starts) = core;
+        let tlen = *starts.last().unwrap_or(&0) as usize;
+        debug_assert_eq!(starts.len(), ndocs + 1);
+        let mut meta_off = Vec::with_capacity(ndocs + 1);
         let mut meta = Vec::new();
         meta_off.push(0u64);
         for m in metas {
@@ -102,6 +89,48 @@ impl Shard {
             meta: meta.into(),
             file_bytes: 0,
         })
+    }
+
+    /// The dense-coded reversed text `R` in the narrowest integer type, then the FM core.
+    #[allow(clippy::too_many_arguments)]
+    fn build_core<S: Copy + Into<u32>, T: Sym>(
+        text: Vec<S>,
+        lens: &[usize],
+        alphabet: &[u32],
+        max: usize,
+        kind: BitvectorKind,
+        sa_rate: usize,
+        isa_rate: usize,
+        check: &mut Check<'_>,
+    ) -> Result<(Core, Vec<u64>)> {
+        let mut lut = vec![0u32; max + 1];
+        for (i, &s) in alphabet.iter().enumerate() {
+            lut[s as usize] = i as u32 + 2;
+        }
+        let sigma = alphabet.len() + 2;
+        let tlen = text.len() + lens.len();
+        let n = tlen + 1;
+        let mut r: Vec<T> = crate::fm::big_vec(n);
+        let mut starts = Vec::with_capacity(lens.len() + 1);
+        let (mut p, mut at) = (0usize, 0usize);
+        for &len in lens {
+            starts.push(p as u64);
+            for (k, &s) in text[at..at + len].iter().enumerate() {
+                r[tlen - 1 - (p + k)] = T::from_u32(lut[s.into() as usize]);
+            }
+            at += len;
+            p += len;
+            r[tlen - 1 - p] = T::from_u32(1);
+            p += 1;
+        }
+        starts.push(tlen as u64);
+        drop(text);
+        drop(lut);
+        let core = match kind {
+            BitvectorKind::Plain => Core::Plain(FmCore::build(r, sigma, sa_rate, isa_rate, check)?),
+            BitvectorKind::Compressed => Core::Rrr(FmCore::build(r, sigma, sa_rate, isa_rate, check)?),
+        };
+        Ok((core, starts))
     }
 
     pub(crate) fn save(&mut self, path: &Path) -> Result<()> {

@@ -1,6 +1,7 @@
 //! Wavelet matrix over an integer alphabet `[0, sigma)`, generic over the bitvector.
 
 use crate::bits::{RankBv, bits_for};
+use crate::fm::Sym;
 use crate::error::Result;
 use crate::format::{SectionReader, SectionWriter};
 
@@ -17,15 +18,15 @@ pub struct WaveletMatrix<Bv> {
 
 impl<Bv: RankBv> WaveletMatrix<Bv> {
     /// Build over `seq`, whose values are `< sigma`. `check` is called between levels and may abort.
-    pub fn build(
-        seq: &[u32],
+    pub fn build<T: Sym>(
+        seq: Vec<T>,
         sigma: usize,
         mut check: impl FnMut(usize, usize) -> Result<()>,
     ) -> Result<Self> {
         let n = seq.len();
         let nl = bits_for(sigma.saturating_sub(1) as u64).max(1);
-        let mut cur = seq.to_vec();
-        let mut next = vec![0u32; n];
+        let mut cur = seq;
+        let mut next = vec![T::default(); n];
         let mut levels = Vec::with_capacity(nl);
         let mut zeros = Vec::with_capacity(nl);
         let mut words = vec![0u64; n.div_ceil(64) + 1];
@@ -34,16 +35,22 @@ impl<Bv: RankBv> WaveletMatrix<Bv> {
             let shift = nl - 1 - l;
             words.fill(0);
             let mut z = 0;
-            for (i, &v) in cur.iter().enumerate() {
-                if (v >> shift) & 1 == 1 {
-                    words[i / 64] |= 1 << (i % 64);
-                } else {
-                    z += 1;
+            for (wi, chunk) in cur.chunks(64).enumerate() {
+                let mut w = 0u64;
+                for (k, &v) in chunk.iter().enumerate() {
+                    w |= ((v.into() >> shift) as u64 & 1) << k;
                 }
+                words[wi] = w;
+                z += chunk.len() - w.count_ones() as usize;
             }
             let (mut zi, mut oi) = (0, z);
+            if l + 1 == nl {
+                levels.push(Bv::from_words(&words, n));
+                zeros.push(z);
+                break; // the last level's partition is never used
+            }
             for &v in &cur {
-                if (v >> shift) & 1 == 1 {
+                if (v.into() >> shift) & 1 == 1 {
                     next[oi] = v;
                     oi += 1;
                 } else {
@@ -118,8 +125,7 @@ impl<Bv: RankBv> WaveletMatrix<Bv> {
         if let Some(&st) = self.start.get(c as usize) {
             for (l, (bv, &z)) in self.levels.iter().zip(&self.zeros).enumerate() {
                 let bit = (c >> (nl - 1 - l)) & 1 == 1;
-                let ra = bv.rank1(a);
-                let rb = if b == a { ra } else { bv.rank1(b) };
+                let (ra, rb) = bv.rank1_pair(a, b);
                 if bit {
                     a = z + ra;
                     b = z + rb;
@@ -133,7 +139,8 @@ impl<Bv: RankBv> WaveletMatrix<Bv> {
         let mut s = 0usize;
         for (l, (bv, &z)) in self.levels.iter().zip(&self.zeros).enumerate() {
             let bit = (c >> (nl - 1 - l)) & 1 == 1;
-            let (ra, rb, rs) = (bv.rank1(a), bv.rank1(b), bv.rank1(s));
+            let (ra, rb) = bv.rank1_pair(a, b);
+            let rs = bv.rank1(s);
             if bit {
                 a = z + ra;
                 b = z + rb;
@@ -161,7 +168,7 @@ impl<Bv: RankBv> WaveletMatrix<Bv> {
         }
         let bv = &self.levels[l];
         let z = self.zeros[l];
-        let (ra, rb) = (bv.rank1(a), bv.rank1(b));
+        let (ra, rb) = bv.rank1_pair(a, b);
         let (za, zb) = (a - ra, b - rb);
         if za < zb {
             self.distinct_rec(l + 1, za, zb, c << 1, out);
@@ -211,7 +218,7 @@ mod tests {
     use crate::bits::{PlainBv, RrrBv};
 
     fn check<Bv: RankBv>(seq: &[u32], sigma: usize) {
-        let mut wm = WaveletMatrix::<Bv>::build(seq, sigma, |_, _| Ok(())).unwrap();
+        let mut wm = WaveletMatrix::<Bv>::build(seq.to_vec(), sigma, |_, _| Ok(())).unwrap();
         let mut all = vec![0usize; sigma];
         for &c in seq {
             all[c as usize] += 1;
