@@ -9,6 +9,7 @@ import { createRequire } from 'node:module';
 import { runDemo } from './demo.js';
 import { info, QuarryError } from './index.js';
 import { addNgramCommands } from './cli-ngram.js';
+import { addVectorCommands } from './cli-vectors.js';
 
 const pkg = createRequire(import.meta.url)('../../package.json') as { version: string };
 
@@ -42,6 +43,7 @@ program
   });
 
 addNgramCommands(program);
+addVectorCommands(program);
 
 program.parseAsync().catch((err: unknown) => {
   if (err instanceof QuarryError) {

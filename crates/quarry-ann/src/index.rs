@@ -1,0 +1,973 @@
+//! The vector index: one structure for every kind.
+//!
+//! Every kind is an inverted file: a coarse quantizer (k-means centroids)
+//! sends each vector to one list (or a few, with posting-list closure), and
+//! each list holds the vectors' codes in the kind's encoding. The non-IVF
+//! kinds (`flat`, `sq8`, `pq`, `binary`) are the same structure with a single
+//! list and no coarse quantizer, so search, filters, removal, re-ranking and
+//! persistence have one implementation.
+//!
+//! Internally every score is a key where smaller is nearer: the squared L2
+//! distance, or the negated inner product / cosine similarity. Results are
+//! turned back into the user's form (distance for L2, similarity otherwise).
+//!
+//! Positions: each added vector gets the next position (`0, 1, ...`); lists,
+//! raw vectors, ids and labels are addressed by position. Removal sets a
+//! tombstone; saving compacts positions.
+
+use std::collections::HashMap;
+
+use quarry_simd::VectorsRef;
+use quarry_simd::topk::{TopK, may_enter};
+use rayon::prelude::*;
+
+use crate::binary::BinaryCodec;
+use crate::error::{AnnError, Result, invalid};
+use crate::fastscan::{self, Collector, QuantizedLut};
+use crate::kmeans::{self, KMeansConfig};
+use crate::opq::Opq;
+use crate::pq::ProductQuantizer;
+use crate::sq8::Sq8;
+use crate::storage::{Bitset, Slab};
+use crate::{Control, Metric, check_finite};
+
+/// What a list stores per vector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// Full f32 vectors (exact search).
+    Flat,
+    /// Full f32 vectors in an inverted file.
+    IvfFlat,
+    /// 8-bit per-dimension scalar codes.
+    Sq8,
+    /// 8-bit scalar codes in an inverted file.
+    IvfSq8,
+    /// Product-quantization codes (8-bit: table lookups; 4-bit: fast-scan).
+    Pq,
+    /// PQ codes of the residual to the list's centroid, in an inverted file.
+    IvfPq,
+    /// Sign bits / multi-bit residual binarisation.
+    Binary,
+    /// Binary codes in an inverted file.
+    IvfBinary,
+}
+
+impl Kind {
+    /// Every kind, in the order of their names.
+    pub const ALL: [Kind; 8] =
+        [Kind::Flat, Kind::IvfFlat, Kind::Sq8, Kind::IvfSq8, Kind::Pq, Kind::IvfPq, Kind::Binary, Kind::IvfBinary];
+
+    /// The API name (`flat`, `ivf-flat`, `sq8`, `ivf-sq8`, `pq`, `ivf-pq`, `binary`, `ivf-binary`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Flat => "flat",
+            Kind::IvfFlat => "ivf-flat",
+            Kind::Sq8 => "sq8",
+            Kind::IvfSq8 => "ivf-sq8",
+            Kind::Pq => "pq",
+            Kind::IvfPq => "ivf-pq",
+            Kind::Binary => "binary",
+            Kind::IvfBinary => "ivf-binary",
+        }
+    }
+
+    /// Parses an API name.
+    pub fn parse(s: &str) -> Result<Kind> {
+        Kind::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| invalid(format!("unknown index kind '{s}' (one of {})", Kind::names())))
+    }
+
+    fn names() -> String {
+        Kind::ALL.map(Kind::name).join(", ")
+    }
+
+    /// Whether the kind has a coarse quantizer.
+    pub fn is_ivf(self) -> bool {
+        matches!(self, Kind::IvfFlat | Kind::IvfSq8 | Kind::IvfPq | Kind::IvfBinary)
+    }
+
+    pub(crate) fn code(self) -> u32 {
+        Kind::ALL.iter().position(|&k| k == self).unwrap_or(0) as u32
+    }
+
+    pub(crate) fn from_code(c: u32) -> Option<Kind> {
+        Kind::ALL.get(c as usize).copied()
+    }
+}
+
+/// SPANN-style posting-list closure: a vector is also stored in its next
+/// nearest lists when their centroid is almost as near as the nearest one.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Closure {
+    /// Most lists one vector is stored in (≥ 2 to have an effect).
+    pub max_copies: usize,
+    /// A further list `j` takes the vector when `d(x, c_j) ≤ (1 + ratio) · d(x, c_1)`
+    /// (squared L2 distances to the centroids).
+    pub ratio: f32,
+}
+
+/// How to build an index.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IndexConfig {
+    pub dim: usize,
+    pub metric: Metric,
+    pub kind: Kind,
+    /// Lists of an IVF kind (ignored otherwise).
+    pub nlist: usize,
+    /// PQ sub-spaces (must divide `dim`).
+    pub pq_m: usize,
+    /// PQ bits per code: 8 (table lookups) or 4 (fast-scan).
+    pub pq_bits: u32,
+    /// Learn an OPQ rotation before quantizing (PQ kinds).
+    pub opq: bool,
+    /// OPQ alternating-optimisation rounds.
+    pub opq_iterations: usize,
+    /// Bits per dimension of binary codes (1 = sign bits).
+    pub binary_levels: u32,
+    /// Keep the full vectors for exact re-ranking (always true for flat kinds,
+    /// whose codes are the vectors).
+    pub store_vectors: bool,
+    /// k-means iterations (coarse quantizer).
+    pub kmeans_iterations: usize,
+    /// Training sub-sample: at most this many points per centroid.
+    pub max_points_per_centroid: usize,
+    /// Balanced k-means: list sizes bounded by `ceil(f · n / nlist)`.
+    pub balance: Option<f32>,
+    /// Posting-list closure.
+    pub closure: Option<Closure>,
+    /// Seed of every random choice (training is deterministic given it).
+    pub seed: u64,
+    /// The caller uses 64-bit ids (the binding returns them as such).
+    pub wide_ids: bool,
+}
+
+impl IndexConfig {
+    /// Defaults for `kind`: nlist 1024, PQ with 2-dimensional sub-spaces at
+    /// 4 bits (when `dim` is even), vectors kept for re-ranking.
+    pub fn new(dim: usize, metric: Metric, kind: Kind) -> Self {
+        IndexConfig {
+            dim,
+            metric,
+            kind,
+            nlist: 1024,
+            pq_m: if dim % 2 == 0 { dim / 2 } else { dim },
+            pq_bits: 4,
+            opq: false,
+            opq_iterations: 10,
+            binary_levels: 1,
+            store_vectors: true,
+            kmeans_iterations: 20,
+            max_points_per_centroid: 256,
+            balance: None,
+            closure: None,
+            seed: 0x5eed,
+            wide_ids: false,
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.dim == 0 {
+            return Err(invalid("dim must be at least 1"));
+        }
+        if self.kind.is_ivf() && self.nlist == 0 {
+            return Err(invalid("nlist must be at least 1"));
+        }
+        if matches!(self.kind, Kind::Pq | Kind::IvfPq) {
+            if self.pq_m == 0 || self.dim % self.pq_m != 0 {
+                return Err(invalid(format!("pq.m = {} must divide dim = {}", self.pq_m, self.dim)));
+            }
+            if self.pq_bits != 4 && self.pq_bits != 8 {
+                return Err(invalid(format!("pq.bits must be 4 or 8, got {}", self.pq_bits)));
+            }
+        } else if self.opq {
+            return Err(invalid("opq applies to the PQ kinds only"));
+        }
+        if matches!(self.kind, Kind::Binary | Kind::IvfBinary) && !(1..=8).contains(&self.binary_levels) {
+            return Err(invalid(format!("binary levels must be in 1..=8, got {}", self.binary_levels)));
+        }
+        if let Some(c) = self.closure {
+            if !self.kind.is_ivf() {
+                return Err(invalid("closure applies to IVF kinds only"));
+            }
+            if c.max_copies == 0 || !(c.ratio >= 0.0 && c.ratio.is_finite()) {
+                return Err(invalid("closure needs maxCopies ≥ 1 and a finite ratio ≥ 0"));
+            }
+        }
+        if let Some(b) = self.balance
+            && !(b >= 1.0 && b.is_finite())
+        {
+            return Err(invalid(format!("balance must be a finite factor ≥ 1, got {b}")));
+        }
+        Ok(())
+    }
+
+    /// Whether PQ codes encode the residual to the list centroid.
+    fn by_residual(&self) -> bool {
+        self.kind == Kind::IvfPq
+    }
+}
+
+/// The quantizer of a list's codes.
+#[derive(Debug, Clone)]
+pub enum Encoder {
+    /// Codes are the vectors themselves (in `List::floats`).
+    Flat,
+    Sq8(Sq8),
+    /// 8-bit PQ scanned with float tables.
+    Pq(ProductQuantizer),
+    /// 4-bit PQ packed in blocks of 32 and scanned with byte shuffles.
+    FastScan(ProductQuantizer),
+    Binary(BinaryCodec),
+}
+
+impl Encoder {
+    /// Bytes per vector in a list (fast-scan: per vector of a full block).
+    pub(crate) fn code_size(&self, dim: usize) -> usize {
+        match self {
+            Encoder::Flat => dim * 4,
+            Encoder::Sq8(_) => dim,
+            Encoder::Pq(pq) => pq.code_size(),
+            Encoder::FastScan(pq) => pq.m.div_ceil(2),
+            Encoder::Binary(b) => b.code_size(),
+        }
+    }
+}
+
+/// One inverted list.
+#[derive(Debug, Clone, Default)]
+pub struct List {
+    /// Position of each entry.
+    pub positions: Slab<u32>,
+    /// Codes of each entry (fast-scan: packed blocks of 32).
+    pub codes: Slab<u8>,
+    /// Vectors of each entry (flat kinds only).
+    pub floats: Slab<f32>,
+}
+
+impl List {
+    pub fn len(&self) -> usize {
+        self.positions.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.positions.is_empty()
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.positions.heap_bytes() + self.codes.heap_bytes() + self.floats.heap_bytes()
+    }
+
+    fn mapped_bytes(&self) -> usize {
+        let m = |b: bool, n: usize| if b { n } else { 0 };
+        m(self.positions.is_mapped(), self.positions.len() * 4)
+            + m(self.codes.is_mapped(), self.codes.len())
+            + m(self.floats.is_mapped(), self.floats.len() * 4)
+    }
+}
+
+/// A filter applied inside the list scans: only matching vectors can be returned.
+#[derive(Debug, Clone, Copy, Default)]
+pub enum Filter<'a> {
+    /// Every vector.
+    #[default]
+    None,
+    /// Only the vectors with these user ids (unknown ids are ignored).
+    AllowIds(&'a [u64]),
+    /// Only the vectors whose label (given at add time) is this one.
+    Label(u32),
+    /// Only the vectors whose label is one of these.
+    Labels(&'a [u32]),
+}
+
+/// Per-call search options.
+#[derive(Debug, Clone, Copy)]
+pub struct SearchParams<'a> {
+    /// Neighbours per query (≥ 1).
+    pub k: usize,
+    /// Lists scanned per query (IVF kinds; 1..=nlist).
+    pub nprobe: usize,
+    /// Re-rank this many approximate candidates exactly against the stored
+    /// vectors (0 = off). Needs `store_vectors`.
+    pub rerank: usize,
+    /// Query-aware pruning: skip probed lists whose centroid is farther than
+    /// `(1 + eps)` times the nearest one (see [`VectorIndex::search`]).
+    pub prune_eps: Option<f32>,
+    pub filter: Filter<'a>,
+}
+
+impl Default for SearchParams<'_> {
+    fn default() -> Self {
+        SearchParams { k: 10, nprobe: 8, rerank: 0, prune_eps: None, filter: Filter::None }
+    }
+}
+
+/// Results of a batch search: `k` per query, best first, row-major. Rows
+/// with fewer than `k` matches are padded with id [`NO_ID`] and a NaN score.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchResult {
+    pub k: usize,
+    pub ids: Vec<u64>,
+    /// Squared L2 distance (L2) or similarity (inner product, cosine).
+    pub distances: Vec<f32>,
+}
+
+/// Id of a padding slot in [`SearchResult`] (`-1` as a signed integer).
+pub const NO_ID: u64 = u64::MAX;
+
+/// The index contents (see the module docs). [`crate::VectorIndex`] wraps it
+/// in a lock for concurrent use.
+#[derive(Debug, Clone)]
+pub struct IndexData {
+    pub config: IndexConfig,
+    /// Coarse centroids (`nlist × dim`; empty for non-IVF kinds).
+    pub centroids: Vec<f32>,
+    pub opq: Option<Opq>,
+    pub encoder: Encoder,
+    pub lists: Vec<List>,
+    /// User id of each position.
+    pub ids: Vec<u64>,
+    /// Label of each position (empty when no labels were ever given).
+    pub labels: Vec<u32>,
+    /// Full vectors by position (preprocessed: normalised / rotated), when kept.
+    pub vectors: Slab<f32>,
+    pub deleted: Bitset,
+    /// Live user id → position.
+    pub id_map: HashMap<u64, u32>,
+}
+
+impl IndexData {
+    /// Trains the quantizers of `config` on `train` (the vectors to learn
+    /// from; a sub-sample is used where the algorithm allows). The index is
+    /// empty afterwards; [`IndexData::add`] fills it.
+    pub fn train(config: IndexConfig, train: &[f32], ctl: Control) -> Result<IndexData> {
+        config.validate()?;
+        let dim = config.dim;
+        if train.len() % dim != 0 {
+            return Err(AnnError::DimMismatch(format!("{} values are not a whole number of {dim}-dimensional vectors", train.len())));
+        }
+        check_finite(train, dim)?;
+        let n = train.len() / dim;
+        if n == 0 {
+            return Err(invalid("cannot train an index on zero vectors"));
+        }
+        let mut data = normalized(train, dim, config.metric);
+
+        let opq = if config.opq {
+            let (opq, _) = Opq::train(&data, dim, config.pq_m, config.pq_bits, config.opq_iterations, config.seed, ctl)?;
+            let mut rotated = vec![0.0; data.len()];
+            opq.apply(&data, &mut rotated);
+            data = rotated;
+            Some(opq)
+        } else {
+            None
+        };
+        ctl.check()?;
+
+        let centroids = if config.kind.is_ivf() {
+            if n < config.nlist {
+                return Err(invalid(format!("nlist = {} needs at least that many training vectors, got {n}", config.nlist)));
+            }
+            let km = kmeans::train(
+                &data,
+                dim,
+                &KMeansConfig {
+                    k: config.nlist,
+                    iterations: config.kmeans_iterations,
+                    seed: config.seed,
+                    max_points_per_centroid: config.max_points_per_centroid,
+                    balance: config.balance,
+                    spherical: config.metric == Metric::Cosine,
+                },
+                ctl,
+            )?;
+            km.centroids
+        } else {
+            Vec::new()
+        };
+        ctl.check()?;
+
+        // Codecs learn from a bounded sample (PQ's k-means needs ~256 points
+        // per centroid; more buys little and costs time).
+        let sample = sample_rows(&data, dim, 65_536, config.seed ^ 0x9e37_79b9);
+        let encoder = match config.kind {
+            Kind::Flat | Kind::IvfFlat => Encoder::Flat,
+            Kind::Sq8 | Kind::IvfSq8 => Encoder::Sq8(Sq8::train(&sample, dim)?),
+            Kind::Binary | Kind::IvfBinary => Encoder::Binary(BinaryCodec::train(&sample, dim, config.binary_levels)?),
+            Kind::Pq | Kind::IvfPq => {
+                let target = if config.by_residual() { residuals(&sample, dim, &centroids, config.metric) } else { sample };
+                let pq = ProductQuantizer::train(&target, dim, config.pq_m, config.pq_bits, config.seed, ctl)?;
+                if config.pq_bits == 4 { Encoder::FastScan(pq) } else { Encoder::Pq(pq) }
+            }
+        };
+        let nlist = if config.kind.is_ivf() { config.nlist } else { 1 };
+        let keep_vectors = config.store_vectors && !matches!(encoder, Encoder::Flat);
+        let mut config = config;
+        config.store_vectors = keep_vectors;
+        Ok(IndexData {
+            config,
+            centroids,
+            opq,
+            encoder,
+            lists: vec![List::default(); nlist],
+            ids: Vec::new(),
+            labels: Vec::new(),
+            vectors: Slab::default(),
+            deleted: Bitset::default(),
+            id_map: HashMap::new(),
+        })
+    }
+
+    /// Live vectors (added and not removed).
+    pub fn size(&self) -> usize {
+        self.ids.len() - self.deleted.count()
+    }
+
+    /// Lists (1 for non-IVF kinds).
+    pub fn nlist(&self) -> usize {
+        self.lists.len()
+    }
+
+    /// Bytes the index holds on the heap and in mapped files.
+    pub fn bytes(&self) -> (usize, usize) {
+        let heap = self.centroids.capacity() * 4
+            + self.opq.as_ref().map_or(0, |o| o.rotation.capacity() * 4)
+            + self.lists.iter().map(List::heap_bytes).sum::<usize>()
+            + self.ids.capacity() * 8
+            + self.labels.capacity() * 4
+            + self.vectors.heap_bytes()
+            + self.deleted.heap_bytes()
+            + self.id_map.capacity() * 16;
+        let mapped = self.lists.iter().map(List::mapped_bytes).sum::<usize>()
+            + if self.vectors.is_mapped() { self.vectors.len() * 4 } else { 0 };
+        (heap, mapped)
+    }
+
+    /// Bytes per stored vector in the lists (codes only).
+    pub fn code_size(&self) -> usize {
+        self.encoder.code_size(self.config.dim)
+    }
+
+    /// Adds vectors with user ids (default: the next positions) and optional
+    /// labels. Ids must be new and distinct; on any error nothing is added.
+    pub fn add(&mut self, vectors: &[f32], ids: Option<&[u64]>, labels: Option<&[u32]>, ctl: Control) -> Result<()> {
+        let dim = self.config.dim;
+        if vectors.len() % dim != 0 {
+            return Err(AnnError::DimMismatch(format!(
+                "{} values are not a whole number of {dim}-dimensional vectors",
+                vectors.len()
+            )));
+        }
+        check_finite(vectors, dim)?;
+        let n = vectors.len() / dim;
+        let first = self.ids.len();
+        if first + n > u32::MAX as usize {
+            return Err(invalid("an index holds at most 2^32 - 1 vectors (positions are 32-bit)"));
+        }
+        let ids: Vec<u64> = match ids {
+            Some(ids) => {
+                if ids.len() != n {
+                    return Err(AnnError::DimMismatch(format!("{} ids for {n} vectors", ids.len())));
+                }
+                ids.to_vec()
+            }
+            None => (first as u64..(first + n) as u64).collect(),
+        };
+        self.check_new_ids(&ids)?;
+        if let Some(l) = labels
+            && l.len() != n
+        {
+            return Err(AnnError::DimMismatch(format!("{} labels for {n} vectors", l.len())));
+        }
+        if n == 0 {
+            return Ok(());
+        }
+        let data = self.preprocess(vectors);
+        ctl.check()?;
+
+        // List assignment (nearest centroid, plus closure copies).
+        let assignment = self.assign_lists(&data)?;
+        ctl.report("add", 0.3);
+        ctl.check()?;
+
+        // Encode every (vector, list) pair, then append per list in order.
+        let mut per_list: Vec<Vec<(u32, u32)>> = vec![Vec::new(); self.lists.len()];
+        for (i, lists) in assignment.iter().enumerate() {
+            for &l in lists {
+                per_list[l as usize].push((i as u32, (first + i) as u32));
+            }
+        }
+        let encoded: Vec<(usize, Vec<u8>, Vec<f32>)> = per_list
+            .par_iter()
+            .enumerate()
+            .filter(|(_, items)| !items.is_empty())
+            .map(|(l, items)| {
+                let (codes, floats) = self.encode_for_list(&data, l, items);
+                (l, codes, floats)
+            })
+            .collect();
+        ctl.report("add", 0.8);
+        for (l, codes, floats) in encoded {
+            let items = &per_list[l];
+            let list = &mut self.lists[l];
+            let before = list.len();
+            list.positions.to_mut().extend(items.iter().map(|&(_, p)| p));
+            match &self.encoder {
+                Encoder::FastScan(pq) => fastscan::append(list.codes.to_mut(), before, pq.m, &codes),
+                Encoder::Flat => list.floats.to_mut().extend_from_slice(&floats),
+                _ => list.codes.to_mut().extend_from_slice(&codes),
+            }
+        }
+        if self.config.store_vectors {
+            self.vectors.to_mut().extend_from_slice(&data);
+        }
+        match labels {
+            Some(l) => {
+                if self.labels.len() < first {
+                    self.labels.resize(first, 0);
+                }
+                self.labels.extend_from_slice(l);
+            }
+            None if !self.labels.is_empty() => self.labels.resize(first + n, 0),
+            None => {}
+        }
+        for (i, &id) in ids.iter().enumerate() {
+            self.id_map.insert(id, (first + i) as u32);
+        }
+        self.ids.extend_from_slice(&ids);
+        ctl.report("add", 1.0);
+        Ok(())
+    }
+
+    fn check_new_ids(&self, ids: &[u64]) -> Result<()> {
+        let mut seen = std::collections::HashSet::with_capacity(ids.len());
+        for &id in ids {
+            if id == NO_ID {
+                return Err(invalid("id 2^64 - 1 is reserved (it pads result rows)"));
+            }
+            if self.id_map.contains_key(&id) {
+                return Err(invalid(format!("id {id} is already in the index")));
+            }
+            if !seen.insert(id) {
+                return Err(invalid(format!("id {id} appears twice in this batch")));
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes vectors by user id; returns how many were present.
+    pub fn remove(&mut self, ids: &[u64]) -> usize {
+        let mut removed = 0;
+        for id in ids {
+            if let Some(p) = self.id_map.remove(id) {
+                self.deleted.insert(p as usize);
+                removed += 1;
+            }
+        }
+        removed
+    }
+
+    /// Normalises (cosine) and rotates (OPQ) a batch of vectors.
+    fn preprocess(&self, vectors: &[f32]) -> Vec<f32> {
+        let dim = self.config.dim;
+        let data = normalized(vectors, dim, self.config.metric);
+        match &self.opq {
+            Some(opq) => {
+                let mut out = vec![0.0; data.len()];
+                opq.apply(&data, &mut out);
+                out
+            }
+            None => data,
+        }
+    }
+
+    /// For each vector, the lists it goes to (nearest first).
+    fn assign_lists(&self, data: &[f32]) -> Result<Vec<Vec<u32>>> {
+        let dim = self.config.dim;
+        let n = data.len() / dim;
+        if !self.config.kind.is_ivf() {
+            return Ok(vec![vec![0]; n]);
+        }
+        let copies = self.config.closure.map_or(1, |c| c.max_copies.min(self.lists.len()));
+        let knn = quarry_simd::knn(
+            quarry_simd::Metric::L2sq,
+            VectorsRef::F32(data),
+            VectorsRef::F32(&self.centroids),
+            dim,
+            copies,
+        )
+        .map_err(|e| invalid(e.to_string()))?;
+        let ratio = self.config.closure.map_or(0.0, |c| c.ratio);
+        Ok((0..n)
+            .map(|i| {
+                let ids = &knn.ids[i * copies..(i + 1) * copies];
+                let d = &knn.distances[i * copies..(i + 1) * copies];
+                let bound = d[0] * (1.0 + ratio);
+                let mut lists = vec![ids[0]];
+                lists.extend((1..copies).filter(|&j| d[j] <= bound).map(|j| ids[j]));
+                lists
+            })
+            .collect())
+    }
+
+    /// Codes (or vectors, for flat kinds) of `items` (`(row in data, position)`) for list `l`.
+    fn encode_for_list(&self, data: &[f32], l: usize, items: &[(u32, u32)]) -> (Vec<u8>, Vec<f32>) {
+        let dim = self.config.dim;
+        let mut rows = Vec::with_capacity(items.len() * dim);
+        for &(i, _) in items {
+            let v = &data[i as usize * dim..(i as usize + 1) * dim];
+            if self.config.by_residual() {
+                let c = &self.centroids[l * dim..(l + 1) * dim];
+                rows.extend(v.iter().zip(c).map(|(x, c)| x - c));
+            } else {
+                rows.extend_from_slice(v);
+            }
+        }
+        let n = items.len();
+        match &self.encoder {
+            Encoder::Flat => (Vec::new(), rows),
+            Encoder::Sq8(sq) => {
+                let mut codes = vec![0; n * dim];
+                sq.encode(&rows, &mut codes);
+                (codes, Vec::new())
+            }
+            Encoder::Pq(pq) => {
+                let mut codes = vec![0; n * pq.code_size()];
+                pq.encode(&rows, &mut codes);
+                (codes, Vec::new())
+            }
+            Encoder::FastScan(pq) => {
+                let mut codes = vec![0; n * pq.m];
+                pq.codes_unpacked(&rows, &mut codes);
+                (codes, Vec::new())
+            }
+            Encoder::Binary(b) => {
+                let mut codes = vec![0; n * b.code_size()];
+                b.encode(&rows, &mut codes);
+                (codes, Vec::new())
+            }
+        }
+    }
+
+    /// Searches a batch of queries (`nq × dim`), in parallel over queries.
+    pub fn search(&self, queries: &[f32], params: &SearchParams) -> Result<SearchResult> {
+        let dim = self.config.dim;
+        if queries.len() % dim != 0 {
+            return Err(AnnError::DimMismatch(format!(
+                "{} query values are not a whole number of {dim}-dimensional vectors",
+                queries.len()
+            )));
+        }
+        check_finite(queries, dim)?;
+        let k = params.k;
+        if k == 0 {
+            return Err(invalid("k must be at least 1"));
+        }
+        let nlist = self.lists.len();
+        if self.config.kind.is_ivf() && !(1..=nlist).contains(&params.nprobe) {
+            return Err(invalid(format!("nprobe must be in 1..={nlist} (nlist), got {}", params.nprobe)));
+        }
+        if params.rerank > 0 && !self.config.store_vectors && !matches!(self.encoder, Encoder::Flat) {
+            return Err(invalid("rerank needs the full vectors: build with storeVectors (the default)"));
+        }
+        if let Some(e) = params.prune_eps
+            && !(e >= 0.0 && e.is_finite())
+        {
+            return Err(invalid(format!("pruning epsilon must be a finite value ≥ 0, got {e}")));
+        }
+        let allow = self.allow_set(params.filter);
+        let nq = queries.len() / dim;
+        let data = self.preprocess(queries);
+        let mut ids = vec![NO_ID; nq * k];
+        let mut distances = vec![f32::NAN; nq * k];
+        ids.par_chunks_mut(k).zip(distances.par_chunks_mut(k)).enumerate().for_each(|(q, (ids, dist))| {
+            let hits = self.search_one(&data[q * dim..(q + 1) * dim], params, &allow);
+            for (j, (key, pos)) in hits.into_iter().enumerate() {
+                ids[j] = self.ids[pos as usize];
+                dist[j] = if self.config.metric.is_similarity() { -key } else { key };
+            }
+        });
+        Ok(SearchResult { k, ids, distances })
+    }
+
+    /// Which positions a filter admits (tombstones are checked separately).
+    fn allow_set(&self, filter: Filter) -> Allow {
+        match filter {
+            Filter::None => Allow::All,
+            Filter::AllowIds(ids) => {
+                let mut set = Bitset::with_len(self.ids.len());
+                for id in ids {
+                    if let Some(&p) = self.id_map.get(id) {
+                        set.insert(p as usize);
+                    }
+                }
+                Allow::Positions(set)
+            }
+            Filter::Label(l) => Allow::Labels(vec![l]),
+            Filter::Labels(ls) => Allow::Labels(ls.to_vec()),
+        }
+    }
+
+    #[inline]
+    fn admits(&self, allow: &Allow, pos: u32) -> bool {
+        let p = pos as usize;
+        if self.deleted.contains(p) {
+            return false;
+        }
+        match allow {
+            Allow::All => true,
+            Allow::Positions(set) => set.contains(p),
+            Allow::Labels(ls) => {
+                let label = self.labels.get(p).copied().unwrap_or(0);
+                ls.contains(&label)
+            }
+        }
+    }
+
+    /// The probed lists of one (preprocessed) query, nearest first, with the
+    /// query-to-centroid key (smaller is nearer).
+    fn probe(&self, q: &[f32], params: &SearchParams) -> Vec<(f32, u32)> {
+        let dim = self.config.dim;
+        let nlist = self.lists.len();
+        if !self.config.kind.is_ivf() {
+            return vec![(0.0, 0)];
+        }
+        let k = quarry_simd::kernels();
+        let similarity = self.config.metric.is_similarity();
+        let mut top = TopK::new(params.nprobe);
+        for (l, c) in self.centroids.chunks_exact(dim).enumerate() {
+            let key = if similarity { -(k.f32_dot)(q, c) } else { (k.f32_l2sq)(q, c) };
+            if may_enter(key, top.threshold()) {
+                top.push(key, l as u32);
+            }
+        }
+        debug_assert!(nlist >= params.nprobe);
+        let mut probed = top.into_sorted();
+        if let Some(eps) = params.prune_eps {
+            // Keys as distances ≥ 0: L2 as is; similarities as the gap to 1
+            // (cosine: 1 - cos) or, for raw inner products, relative to the best.
+            let best = probed[0].0;
+            let bound = match self.config.metric {
+                Metric::L2 => best * (1.0 + eps),
+                Metric::Cosine => -1.0 + (1.0 + best) * (1.0 + eps),
+                Metric::InnerProduct => best + eps * best.abs(),
+            };
+            probed.retain(|&(key, _)| key <= bound);
+        }
+        probed
+    }
+
+    /// The best `params.k` (key, position) of one preprocessed query.
+    fn search_one(&self, q: &[f32], params: &SearchParams, allow: &Allow) -> Vec<(f32, u32)> {
+        let copies = self.config.closure.map_or(1, |c| c.max_copies.max(1));
+        let depth = params.k.max(params.rerank) * copies;
+        let mut top = TopK::new(depth);
+        let probed = self.probe(q, params);
+        let dim = self.config.dim;
+        let similarity = self.config.metric.is_similarity();
+        let mut buf: Vec<f32> = Vec::new();
+        // Per-query tables that do not depend on the list.
+        let mut lut = Vec::new();
+        let shared_lut = match &self.encoder {
+            Encoder::Pq(pq) | Encoder::FastScan(pq) if similarity || !self.config.by_residual() => {
+                lut.resize(pq.m * pq.ksub(), 0.0);
+                pq.lut(q, self.pq_lut_metric(), &mut lut);
+                if similarity {
+                    lut.iter_mut().for_each(|x| *x = -*x);
+                }
+                true
+            }
+            _ => false,
+        };
+        let sq_query = match &self.encoder {
+            Encoder::Sq8(sq) => Some(sq.prepare(q, self.config.metric)),
+            _ => None,
+        };
+        let qlut_shared = match &self.encoder {
+            Encoder::FastScan(pq) if shared_lut => Some(QuantizedLut::new(&lut, pq.m)),
+            _ => None,
+        };
+        let mut residual = vec![0.0f32; if self.config.by_residual() { dim } else { 0 }];
+
+        for &(_, l) in &probed {
+            let l = l as usize;
+            let list = &self.lists[l];
+            let n = list.len();
+            if n == 0 {
+                continue;
+            }
+            let positions = &list.positions[..];
+            // Key offset shared by the list: the centroid's part of the score
+            // for residual codes with similarity metrics.
+            let bias = if self.config.by_residual() && similarity {
+                -(quarry_simd::kernels().f32_dot)(q, &self.centroids[l * dim..(l + 1) * dim])
+            } else {
+                0.0
+            };
+            if self.config.by_residual() && !similarity {
+                let c = &self.centroids[l * dim..(l + 1) * dim];
+                residual.iter_mut().zip(q.iter().zip(c)).for_each(|(r, (x, c))| *r = x - c);
+            }
+            match &self.encoder {
+                Encoder::FastScan(pq) => {
+                    let local;
+                    let qlut = match &qlut_shared {
+                        Some(t) => t,
+                        None => {
+                            lut.resize(pq.m * pq.ksub(), 0.0);
+                            pq.lut(&residual, Metric::L2, &mut lut);
+                            local = QuantizedLut::new(&lut, pq.m);
+                            &local
+                        }
+                    };
+                    let mut collector = ListCollector { index: self, top: &mut top, positions, bias, allow };
+                    fastscan::scan_collect(&list.codes, n, qlut, &mut collector);
+                    continue;
+                }
+                Encoder::Flat => {
+                    buf.resize(n, 0.0);
+                    let k = quarry_simd::kernels();
+                    for (d, v) in buf.iter_mut().zip(list.floats.chunks_exact(dim)) {
+                        *d = if similarity { -(k.f32_dot)(q, v) } else { (k.f32_l2sq)(q, v) };
+                    }
+                }
+                Encoder::Sq8(sq) => {
+                    buf.resize(n, 0.0);
+                    sq.scan(sq_query.as_ref().expect("prepared for sq8"), &list.codes, &mut buf);
+                    if similarity {
+                        buf.iter_mut().for_each(|x| *x = -*x);
+                    }
+                }
+                Encoder::Pq(pq) => {
+                    if !shared_lut {
+                        lut.resize(pq.m * pq.ksub(), 0.0);
+                        pq.lut(&residual, Metric::L2, &mut lut);
+                    }
+                    buf.resize(n, 0.0);
+                    pq.adc_scan(&list.codes, &lut, &mut buf);
+                }
+                Encoder::Binary(b) => {
+                    buf.resize(n, 0.0);
+                    b.asym_scan(q, self.config.metric, &list.codes, &mut buf);
+                    if similarity {
+                        buf.iter_mut().for_each(|x| *x = -*x);
+                    }
+                }
+            }
+            for (&key, &pos) in buf.iter().zip(positions) {
+                let key = key + bias;
+                if may_enter(key, top.threshold()) && self.admits(allow, pos) {
+                    top.push(key, pos);
+                }
+            }
+        }
+
+        let mut hits = top.into_sorted();
+        if params.rerank > 0 || copies > 1 {
+            if params.rerank > 0 && self.config.store_vectors {
+                let k = quarry_simd::kernels();
+                for h in hits.iter_mut() {
+                    let v = &self.vectors[h.1 as usize * dim..(h.1 as usize + 1) * dim];
+                    h.0 = if similarity { -(k.f32_dot)(q, v) } else { (k.f32_l2sq)(q, v) };
+                }
+                hits.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+            }
+            if copies > 1 {
+                // Closure stores a vector in several lists: keep its best entry.
+                let mut seen = std::collections::HashSet::with_capacity(hits.len());
+                hits.retain(|h| seen.insert(h.1));
+            }
+        }
+        hits.truncate(params.k);
+        hits
+    }
+
+    /// The metric PQ tables are computed in (residual L2 handled by the caller).
+    fn pq_lut_metric(&self) -> Metric {
+        if self.config.metric.is_similarity() { Metric::InnerProduct } else { Metric::L2 }
+    }
+}
+
+/// Positions a search may return.
+enum Allow {
+    All,
+    Positions(Bitset),
+    Labels(Vec<u32>),
+}
+
+/// Feeds a fast-scan list scan into a query's top-k: list offsets become
+/// positions, the list's key offset is added, filters and tombstones applied.
+struct ListCollector<'a> {
+    index: &'a IndexData,
+    top: &'a mut TopK,
+    positions: &'a [u32],
+    bias: f32,
+    allow: &'a Allow,
+}
+
+impl Collector for ListCollector<'_> {
+    #[inline]
+    fn threshold(&self) -> f32 {
+        self.top.threshold() - self.bias
+    }
+
+    #[inline]
+    fn offer(&mut self, offset: usize, dist: f32) {
+        let key = dist + self.bias;
+        let pos = self.positions[offset];
+        if may_enter(key, self.top.threshold()) && self.index.admits(self.allow, pos) {
+            self.top.push(key, pos);
+        }
+    }
+}
+
+/// A copy of `vectors` with each row scaled to unit length (cosine); zero
+/// rows stay zero. Other metrics: an unchanged copy.
+pub(crate) fn normalized(vectors: &[f32], dim: usize, metric: Metric) -> Vec<f32> {
+    let mut out = vectors.to_vec();
+    if metric == Metric::Cosine {
+        out.par_chunks_mut(dim).for_each(|v| {
+            let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            if norm > 0.0 {
+                v.iter_mut().for_each(|x| *x /= norm);
+            }
+        });
+    }
+    out
+}
+
+/// Residuals of `data` to their nearest centroid (the coarse assignment).
+fn residuals(data: &[f32], dim: usize, centroids: &[f32], _metric: Metric) -> Vec<f32> {
+    let knn = quarry_simd::knn(quarry_simd::Metric::L2sq, VectorsRef::F32(data), VectorsRef::F32(centroids), dim, 1)
+        .expect("shapes checked by the caller");
+    let mut out = data.to_vec();
+    out.par_chunks_mut(dim).zip(knn.ids.par_iter()).for_each(|(v, &c)| {
+        let c = &centroids[c as usize * dim..(c as usize + 1) * dim];
+        v.iter_mut().zip(c).for_each(|(x, c)| *x -= c);
+    });
+    out
+}
+
+/// At most `max` rows of `data`, chosen by a seeded shuffle (all rows when fewer).
+fn sample_rows(data: &[f32], dim: usize, max: usize, seed: u64) -> Vec<f32> {
+    let n = data.len() / dim;
+    if n <= max {
+        return data.to_vec();
+    }
+    // Partial Fisher-Yates with a splitmix64 stream: deterministic, no dependency.
+    let mut idx: Vec<usize> = (0..n).collect();
+    let mut state = seed;
+    for i in 0..max {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        let j = i + (z % (n - i) as u64) as usize;
+        idx.swap(i, j);
+    }
+    let mut chosen = idx[..max].to_vec();
+    chosen.sort_unstable();
+    chosen.iter().flat_map(|&i| data[i * dim..(i + 1) * dim].iter().copied()).collect()
+}
