@@ -55,3 +55,11 @@ pub fn check_finite(vectors: &[f32], dim: usize) -> Result<()> {
         Some(i) => Err(AnnError::InvalidInput(format!("vector {} has a NaN or infinite component at {}", i / dim, i % dim))),
     }
 }
+
+// codecs
+pub mod binary;
+pub mod kmeans;
+pub mod muvera;
+pub mod opq;
+pub mod pq;
+pub mod sq8;
