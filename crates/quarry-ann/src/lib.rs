@@ -49,3 +49,5 @@ pub fn check_finite(vectors: &[f32], dim: usize) -> Result<()> {
         Some(i) => Err(AnnError::InvalidInput(format!("vector {} has a NaN or infinite component at {}", i / dim, i % dim))),
     }
 }
+
+pub mod fastscan; // fast-scan
