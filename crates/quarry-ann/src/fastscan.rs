@@ -208,7 +208,8 @@ pub struct QuantizedLut {
 impl QuantizedLut {
     /// Quantises `lut` (m × 16 f32, row `s` = table of sub-quantizer `s`,
     /// smaller = nearer; callers negate similarities). Errors on a length
-    /// mismatch, `m` of 0 or above [`MAX_M`], or a NaN/infinite entry.
+    /// mismatch, `m` of 0 or above [`MAX_M`], a NaN/infinite entry, or
+    /// tables whose sums could leave the f32 range.
     pub fn new(lut: &[f32], m: usize) -> Result<Self> {
         if m == 0 || m > MAX_M {
             return Err(invalid(format!("fast-scan needs 1 <= m <= {MAX_M}, got {m}")));
@@ -230,6 +231,11 @@ impl QuantizedLut {
             max_range = max_range.max(hi - lo);
             sum_range += hi - lo;
         }
+        let bias = mins.iter().sum::<f64>();
+        let extreme = mins.iter().map(|x| x.abs()).sum::<f64>() + sum_range;
+        if extreme > f32::MAX as f64 {
+            return Err(AnnError::InvalidInput("lookup table sums leave the f32 range".into()));
+        }
         let scale = if max_range > 0.0 {
             // Entries ≤ 255, and Σ_s round(range_s · scale) ≤ scale · Σ range + m/2 ≤ 65535.
             (255.0 / max_range).min((65535.0 - m as f64 / 2.0) / sum_range)
@@ -243,8 +249,7 @@ impl QuantizedLut {
                 *d = ((x as f64 - mins[s]) * scale).round().clamp(0.0, 255.0) as u8;
             }
         }
-        let bias = mins.iter().sum::<f64>() as f32;
-        Ok(QuantizedLut { m, tables, scale, inv_scale: (1.0 / scale) as f32, bias })
+        Ok(QuantizedLut { m, tables, scale, inv_scale: (1.0 / scale) as f32, bias: bias as f32 })
     }
 
     /// Adds `offset` to every distance this table produces (e.g. a per-list
