@@ -63,3 +63,4 @@ pub mod muvera;
 pub mod opq;
 pub mod pq;
 pub mod sq8;
+pub mod fastscan; // fast-scan
