@@ -131,7 +131,7 @@ fn encode_codec(e: &Encoder) -> Vec<f32> {
         Encoder::Flat => Vec::new(),
         Encoder::Sq8(sq) => sq.vmin.iter().chain(&sq.vscale).copied().collect(),
         Encoder::Pq(pq) | Encoder::FastScan(pq) => pq.centroids.clone(),
-        Encoder::Binary(b) => b.to_params(),
+        Encoder::Binary(b) => b.mean.iter().chain(&b.alphas).copied().collect(),
     }
 }
 
@@ -148,7 +148,9 @@ fn decode_codec(kind: Kind, cfg: &IndexConfig, params: &[f32]) -> Result<Encoder
             if params.len() != 2 * dim {
                 return Err(corrupt("sq8 parameters of the wrong length"));
             }
-            Encoder::Sq8(Sq8 { dim, vmin: params[..dim].to_vec(), vscale: params[dim..].to_vec() })
+            let sq = Sq8 { dim, vmin: params[..dim].to_vec(), vscale: params[dim..].to_vec() };
+            sq.validate().map_err(|e| corrupt(format!("sq8 parameters: {e}")))?;
+            Encoder::Sq8(sq)
         }
         Kind::Pq | Kind::IvfPq => {
             let ksub = 1usize << cfg.pq_bits;
@@ -156,11 +158,17 @@ fn decode_codec(kind: Kind, cfg: &IndexConfig, params: &[f32]) -> Result<Encoder
                 return Err(corrupt("pq centroids of the wrong length"));
             }
             let pq = ProductQuantizer { dim, m: cfg.pq_m, nbits: cfg.pq_bits, centroids: params.to_vec() };
+            pq.validate().map_err(|e| corrupt(format!("pq codebooks: {e}")))?;
             if cfg.pq_bits == 4 { Encoder::FastScan(pq) } else { Encoder::Pq(pq) }
         }
-        Kind::Binary | Kind::IvfBinary => Encoder::Binary(
-            BinaryCodec::from_params(dim, cfg.binary_levels, params).ok_or_else(|| corrupt("binary codec parameters do not parse"))?,
-        ),
+        Kind::Binary | Kind::IvfBinary => {
+            if params.len() != dim * (1 + cfg.binary_levels as usize) {
+                return Err(corrupt("binary codec parameters of the wrong length"));
+            }
+            let b = BinaryCodec { dim, levels: cfg.binary_levels, mean: params[..dim].to_vec(), alphas: params[dim..].to_vec() };
+            b.validate().map_err(|e| corrupt(format!("binary codec: {e}")))?;
+            Encoder::Binary(b)
+        }
     })
 }
 
@@ -212,10 +220,10 @@ pub fn save(index: &IndexData, path: &Path) -> Result<()> {
             Encoder::FastScan(pq) => {
                 let mut unpacked = vec![0u8; keep.len() * pq.m];
                 for (j, &i) in keep.iter().enumerate() {
-                    fastscan::unpack(&list.codes, list.len(), pq.m, i, &mut unpacked[j * pq.m..(j + 1) * pq.m]);
+                    fastscan::unpack(&list.codes, list.len(), pq.m, i, &mut unpacked[j * pq.m..(j + 1) * pq.m])?;
                 }
                 let mut packed = Vec::new();
-                fastscan::pack(&unpacked, pq.m, &mut packed);
+                fastscan::pack(&unpacked, pq.m, &mut packed)?;
                 codes.extend_from_slice(&packed);
             }
             _ => {
@@ -246,9 +254,10 @@ pub fn save(index: &IndexData, path: &Path) -> Result<()> {
         wide_ids: cfg.wide_ids as u64,
     };
     let codec = encode_codec(&index.encoder);
+    let meta_words = meta.to_words();
     let opq: &[f32] = index.opq.as_ref().map_or(&[], |o| &o.rotation);
     let sections: Vec<(&[u8; 8], &[u8])> = vec![
-        (b"META\0\0\0\0", bytemuck::cast_slice(&meta.to_words())),
+        (b"META\0\0\0\0", bytemuck::cast_slice(&meta_words)),
         (b"CENTROID", bytemuck::cast_slice(&index.centroids)),
         (b"OPQ\0\0\0\0\0", bytemuck::cast_slice(opq)),
         (b"CODEC\0\0\0", bytemuck::cast_slice(&codec)),
@@ -426,7 +435,9 @@ pub fn open(path: &Path, mmap: bool) -> Result<IndexData> {
         if rotation.len() != dim * dim {
             return Err(corrupt("OPQ rotation of the wrong length"));
         }
-        Some(Opq { dim, rotation })
+        let opq = Opq { dim, rotation };
+        opq.validate().map_err(|e| corrupt(format!("OPQ rotation: {e}")))?;
+        Some(opq)
     } else {
         None
     };

@@ -357,7 +357,7 @@ impl IndexData {
         let opq = if config.opq {
             let (opq, _) = Opq::train(&data, dim, config.pq_m, config.pq_bits, config.opq_iterations, config.seed, ctl)?;
             let mut rotated = vec![0.0; data.len()];
-            opq.apply(&data, &mut rotated);
+            opq.apply(&data, &mut rotated)?;
             data = rotated;
             Some(opq)
         } else {
@@ -483,7 +483,7 @@ impl IndexData {
         if n == 0 {
             return Ok(());
         }
-        let data = self.preprocess(vectors);
+        let data = self.preprocess(vectors)?;
         ctl.check()?;
 
         // List assignment (nearest centroid, plus closure copies).
@@ -503,10 +503,12 @@ impl IndexData {
             .enumerate()
             .filter(|(_, items)| !items.is_empty())
             .map(|(l, items)| {
-                let (codes, floats) = self.encode_for_list(&data, l, items);
-                (l, codes, floats)
+                let (codes, floats) = self.encode_for_list(&data, l, items)?;
+                Ok((l, codes, floats))
             })
-            .collect();
+            .collect::<Result<_>>()?;
+        // Validate-then-mutate: nothing below can fail, so a failed add leaves
+        // the index as it was.
         ctl.report("add", 0.8);
         for (l, codes, floats) in encoded {
             let items = &per_list[l];
@@ -514,7 +516,9 @@ impl IndexData {
             let before = list.len();
             list.positions.to_mut().extend(items.iter().map(|&(_, p)| p));
             match &self.encoder {
-                Encoder::FastScan(pq) => fastscan::append(list.codes.to_mut(), before, pq.m, &codes),
+                Encoder::FastScan(pq) => {
+                    fastscan::append(list.codes.to_mut(), before, pq.m, &codes).expect("codes of m nibbles each, encoded above")
+                }
                 Encoder::Flat => list.floats.to_mut().extend_from_slice(&floats),
                 _ => list.codes.to_mut().extend_from_slice(&codes),
             }
@@ -569,17 +573,17 @@ impl IndexData {
     }
 
     /// Normalises (cosine) and rotates (OPQ) a batch of vectors.
-    fn preprocess(&self, vectors: &[f32]) -> Vec<f32> {
+    fn preprocess(&self, vectors: &[f32]) -> Result<Vec<f32>> {
         let dim = self.config.dim;
         let data = normalized(vectors, dim, self.config.metric);
-        match &self.opq {
+        Ok(match &self.opq {
             Some(opq) => {
                 let mut out = vec![0.0; data.len()];
-                opq.apply(&data, &mut out);
+                opq.apply(&data, &mut out)?;
                 out
             }
             None => data,
-        }
+        })
     }
 
     /// For each vector, the lists it goes to (nearest first).
@@ -612,7 +616,7 @@ impl IndexData {
     }
 
     /// Codes (or vectors, for flat kinds) of `items` (`(row in data, position)`) for list `l`.
-    fn encode_for_list(&self, data: &[f32], l: usize, items: &[(u32, u32)]) -> (Vec<u8>, Vec<f32>) {
+    fn encode_for_list(&self, data: &[f32], l: usize, items: &[(u32, u32)]) -> Result<(Vec<u8>, Vec<f32>)> {
         let dim = self.config.dim;
         let mut rows = Vec::with_capacity(items.len() * dim);
         for &(i, _) in items {
@@ -625,29 +629,18 @@ impl IndexData {
             }
         }
         let n = items.len();
+        let mut codes = vec![0; n * self.encoder.code_size(dim)];
         match &self.encoder {
-            Encoder::Flat => (Vec::new(), rows),
-            Encoder::Sq8(sq) => {
-                let mut codes = vec![0; n * dim];
-                sq.encode(&rows, &mut codes);
-                (codes, Vec::new())
-            }
-            Encoder::Pq(pq) => {
-                let mut codes = vec![0; n * pq.code_size()];
-                pq.encode(&rows, &mut codes);
-                (codes, Vec::new())
-            }
+            Encoder::Flat => return Ok((Vec::new(), rows)),
+            Encoder::Sq8(sq) => sq.encode(&rows, &mut codes)?,
+            Encoder::Pq(pq) => pq.encode(&rows, &mut codes)?,
             Encoder::FastScan(pq) => {
-                let mut codes = vec![0; n * pq.m];
-                pq.codes_unpacked(&rows, &mut codes);
-                (codes, Vec::new())
+                codes.resize(n * pq.m, 0);
+                pq.codes_unpacked(&rows, &mut codes)?
             }
-            Encoder::Binary(b) => {
-                let mut codes = vec![0; n * b.code_size()];
-                b.encode(&rows, &mut codes);
-                (codes, Vec::new())
-            }
+            Encoder::Binary(b) => b.encode(&rows, &mut codes)?,
         }
+        Ok((codes, Vec::new()))
     }
 
     /// Searches a batch of queries (`nq × dim`), in parallel over queries.
@@ -678,16 +671,18 @@ impl IndexData {
         }
         let allow = self.allow_set(params.filter);
         let nq = queries.len() / dim;
-        let data = self.preprocess(queries);
+        let data = self.preprocess(queries)?;
+        let probes = self.probe(&data, params)?;
         let mut ids = vec![NO_ID; nq * k];
         let mut distances = vec![f32::NAN; nq * k];
-        ids.par_chunks_mut(k).zip(distances.par_chunks_mut(k)).enumerate().for_each(|(q, (ids, dist))| {
-            let hits = self.search_one(&data[q * dim..(q + 1) * dim], params, &allow);
+        ids.par_chunks_mut(k).zip(distances.par_chunks_mut(k)).enumerate().try_for_each(|(q, (ids, dist))| {
+            let hits = self.search_one(&data[q * dim..(q + 1) * dim], &probes[q], params, &allow)?;
             for (j, (key, pos)) in hits.into_iter().enumerate() {
                 ids[j] = self.ids[pos as usize];
                 dist[j] = if self.config.metric.is_similarity() { -key } else { key };
             }
-        });
+            Ok::<(), AnnError>(())
+        })?;
         Ok(SearchResult { k, ids, distances })
     }
 
@@ -725,45 +720,49 @@ impl IndexData {
         }
     }
 
-    /// The probed lists of one (preprocessed) query, nearest first, with the
-    /// query-to-centroid key (smaller is nearer).
-    fn probe(&self, q: &[f32], params: &SearchParams) -> Vec<(f32, u32)> {
+    /// The probed lists of each (preprocessed) query, nearest first, with
+    /// the query-to-centroid key (smaller is nearer). Batches score the
+    /// centroids with the GEMM k-NN of `quarry-simd`.
+    fn probe(&self, queries: &[f32], params: &SearchParams) -> Result<Vec<Vec<(f32, u32)>>> {
         let dim = self.config.dim;
-        let nlist = self.lists.len();
+        let nq = queries.len() / dim;
         if !self.config.kind.is_ivf() {
-            return vec![(0.0, 0)];
+            return Ok(vec![vec![(0.0, 0)]; nq]);
         }
-        let k = quarry_simd::kernels();
         let similarity = self.config.metric.is_similarity();
-        let mut top = TopK::new(params.nprobe);
-        for (l, c) in self.centroids.chunks_exact(dim).enumerate() {
-            let key = if similarity { -(k.f32_dot)(q, c) } else { (k.f32_l2sq)(q, c) };
-            if may_enter(key, top.threshold()) {
-                top.push(key, l as u32);
-            }
-        }
-        debug_assert!(nlist >= params.nprobe);
-        let mut probed = top.into_sorted();
-        if let Some(eps) = params.prune_eps {
-            // Keys as distances ≥ 0: L2 as is; similarities as the gap to 1
-            // (cosine: 1 - cos) or, for raw inner products, relative to the best.
-            let best = probed[0].0;
-            let bound = match self.config.metric {
-                Metric::L2 => best * (1.0 + eps),
-                Metric::Cosine => -1.0 + (1.0 + best) * (1.0 + eps),
-                Metric::InnerProduct => best + eps * best.abs(),
-            };
-            probed.retain(|&(key, _)| key <= bound);
-        }
-        probed
+        let metric = if similarity { quarry_simd::Metric::InnerProduct } else { quarry_simd::Metric::L2sq };
+        let knn = quarry_simd::knn(metric, VectorsRef::F32(queries), VectorsRef::F32(&self.centroids), dim, params.nprobe)
+            .map_err(|e| AnnError::InvalidArgument(e.to_string()))?;
+        let np = params.nprobe;
+        Ok((0..nq)
+            .map(|q| {
+                let mut probed: Vec<(f32, u32)> = knn.distances[q * np..(q + 1) * np]
+                    .iter()
+                    .zip(&knn.ids[q * np..(q + 1) * np])
+                    .map(|(&d, &l)| (if similarity { -d } else { d }, l))
+                    .collect();
+                if let Some(eps) = params.prune_eps {
+                    // Keys as distances ≥ 0: L2 as is; cosine as 1 - cos (its
+                    // centroids are unit length); raw inner products relative
+                    // to the best.
+                    let best = probed[0].0;
+                    let bound = match self.config.metric {
+                        Metric::L2 => best * (1.0 + eps),
+                        Metric::Cosine => -1.0 + (1.0 + best) * (1.0 + eps),
+                        Metric::InnerProduct => best + eps * best.abs(),
+                    };
+                    probed.retain(|&(key, _)| key <= bound);
+                }
+                probed
+            })
+            .collect())
     }
 
     /// The best `params.k` (key, position) of one preprocessed query.
-    fn search_one(&self, q: &[f32], params: &SearchParams, allow: &Allow) -> Vec<(f32, u32)> {
+    fn search_one(&self, q: &[f32], probed: &[(f32, u32)], params: &SearchParams, allow: &Allow) -> Result<Vec<(f32, u32)>> {
         let copies = self.config.closure.map_or(1, |c| c.max_copies.max(1));
         let depth = params.k.max(params.rerank) * copies;
         let mut top = TopK::new(depth);
-        let probed = self.probe(q, params);
         let dim = self.config.dim;
         let similarity = self.config.metric.is_similarity();
         let mut buf: Vec<f32> = Vec::new();
@@ -772,7 +771,7 @@ impl IndexData {
         let shared_lut = match &self.encoder {
             Encoder::Pq(pq) | Encoder::FastScan(pq) if similarity || !self.config.by_residual() => {
                 lut.resize(pq.m * pq.ksub(), 0.0);
-                pq.lut(q, self.pq_lut_metric(), &mut lut);
+                pq.lut(q, self.pq_lut_metric(), &mut lut)?;
                 if similarity {
                     lut.iter_mut().for_each(|x| *x = -*x);
                 }
@@ -781,16 +780,16 @@ impl IndexData {
             _ => false,
         };
         let sq_query = match &self.encoder {
-            Encoder::Sq8(sq) => Some(sq.prepare(q, self.config.metric)),
+            Encoder::Sq8(sq) => Some(sq.prepare(q, self.config.metric)?),
             _ => None,
         };
         let qlut_shared = match &self.encoder {
-            Encoder::FastScan(pq) if shared_lut => Some(QuantizedLut::new(&lut, pq.m)),
+            Encoder::FastScan(pq) if shared_lut => Some(QuantizedLut::new(&lut, pq.m)?),
             _ => None,
         };
         let mut residual = vec![0.0f32; if self.config.by_residual() { dim } else { 0 }];
 
-        for &(_, l) in &probed {
+        for &(_, l) in probed {
             let l = l as usize;
             let list = &self.lists[l];
             let n = list.len();
@@ -816,13 +815,13 @@ impl IndexData {
                         Some(t) => t,
                         None => {
                             lut.resize(pq.m * pq.ksub(), 0.0);
-                            pq.lut(&residual, Metric::L2, &mut lut);
-                            local = QuantizedLut::new(&lut, pq.m);
+                            pq.lut(&residual, Metric::L2, &mut lut)?;
+                            local = QuantizedLut::new(&lut, pq.m)?;
                             &local
                         }
                     };
                     let mut collector = ListCollector { index: self, top: &mut top, positions, bias, allow };
-                    fastscan::scan_collect(&list.codes, n, qlut, &mut collector);
+                    fastscan::scan_collect(&list.codes, n, qlut, &mut collector)?;
                     continue;
                 }
                 Encoder::Flat => {
@@ -834,7 +833,7 @@ impl IndexData {
                 }
                 Encoder::Sq8(sq) => {
                     buf.resize(n, 0.0);
-                    sq.scan(sq_query.as_ref().expect("prepared for sq8"), &list.codes, &mut buf);
+                    sq.scan(sq_query.as_ref().expect("prepared for sq8"), &list.codes, &mut buf)?;
                     if similarity {
                         buf.iter_mut().for_each(|x| *x = -*x);
                     }
@@ -842,14 +841,14 @@ impl IndexData {
                 Encoder::Pq(pq) => {
                     if !shared_lut {
                         lut.resize(pq.m * pq.ksub(), 0.0);
-                        pq.lut(&residual, Metric::L2, &mut lut);
+                        pq.lut(&residual, Metric::L2, &mut lut)?;
                     }
                     buf.resize(n, 0.0);
-                    pq.adc_scan(&list.codes, &lut, &mut buf);
+                    pq.adc_scan(&list.codes, &lut, &mut buf)?;
                 }
                 Encoder::Binary(b) => {
                     buf.resize(n, 0.0);
-                    b.asym_scan(q, self.config.metric, &list.codes, &mut buf);
+                    b.asym_scan(q, self.config.metric, &list.codes, &mut buf)?;
                     if similarity {
                         buf.iter_mut().for_each(|x| *x = -*x);
                     }
@@ -880,7 +879,7 @@ impl IndexData {
             }
         }
         hits.truncate(params.k);
-        hits
+        Ok(hits)
     }
 
     /// The metric PQ tables are computed in (residual L2 handled by the caller).
