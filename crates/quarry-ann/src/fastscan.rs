@@ -34,9 +34,10 @@
 //! approximate distance is `to_f32(acc) = acc / scale + Σ_s min_s`, and
 //!
 //! ```text
-//! |to_f32(acc) − Σ_s lut[s][code_s]|  ≤  m / (2 · scale)   (= error_bound())
+//! |to_f32(acc) − Σ_s lut[s][code_s]|  ≤  m · (1/2 + 2^-15) / scale   (= error_bound())
 //! ```
 //!
+//! (half a unit per table, plus the f32 arithmetic of the quantisation),
 //! plus f32 rounding of the final multiply-add (relative 2^-23 of the
 //! magnitudes involved).
 //!
@@ -201,7 +202,9 @@ pub struct QuantizedLut {
     /// u8 units per unit of distance.
     scale: f64,
     inv_scale: f32,
-    /// Σ_s min_s plus any caller offset: the distance of an all-zero sum.
+    /// Σ_s min_s.
+    sum_mins: f64,
+    /// Σ_s min_s plus the caller's offset: the distance of an all-zero sum.
     bias: f32,
 }
 
@@ -217,46 +220,75 @@ impl QuantizedLut {
         if lut.len() != m * KSUB {
             return Err(AnnError::DimMismatch(format!("lookup table has {} entries, m × 16 = {}", lut.len(), m * KSUB)));
         }
-        if let Some(p) = lut.iter().position(|x| !x.is_finite()) {
+        // Branch-free scan first (vectorises); locate the culprit only on failure.
+        let exponent_all_ones = lut.iter().fold(false, |bad, x| bad | (x.to_bits() & 0x7f80_0000 == 0x7f80_0000));
+        if exponent_all_ones {
+            let p = lut.iter().position(|x| !x.is_finite()).unwrap_or(0);
             return Err(AnnError::InvalidInput(format!("lookup table entry {p} is NaN or infinite")));
         }
         // f64 so that ranges of extreme f32 values neither overflow nor lose digits.
+        // Minima and maxima are exact in f32; sums of ranges go to f64 so
+        // extreme tables neither overflow nor lose digits.
         let mut mins = Vec::with_capacity(m);
         let mut max_range = 0f64;
         let mut sum_range = 0f64;
         for t in lut.chunks_exact(KSUB) {
-            let lo = t.iter().fold(f64::INFINITY, |a, &x| a.min(x as f64));
-            let hi = t.iter().fold(f64::NEG_INFINITY, |a, &x| a.max(x as f64));
+            // Plain comparisons (entries are finite) over 4 lanes, so the folds vectorise.
+            let (mut lo4, mut hi4) = ([t[0]; 4], [t[0]; 4]);
+            for c in t.chunks_exact(4) {
+                for l in 0..4 {
+                    lo4[l] = if c[l] < lo4[l] { c[l] } else { lo4[l] };
+                    hi4[l] = if c[l] > hi4[l] { c[l] } else { hi4[l] };
+                }
+            }
+            let lo = lo4.into_iter().fold(lo4[0], |a, x| if x < a { x } else { a });
+            let hi = hi4.into_iter().fold(hi4[0], |a, x| if x > a { x } else { a });
             mins.push(lo);
-            max_range = max_range.max(hi - lo);
-            sum_range += hi - lo;
+            let range = hi as f64 - lo as f64;
+            max_range = max_range.max(range);
+            sum_range += range;
         }
-        let bias = mins.iter().sum::<f64>();
-        let extreme = mins.iter().map(|x| x.abs()).sum::<f64>() + sum_range;
+        let sum_mins = mins.iter().map(|&x| x as f64).sum::<f64>();
+        let extreme = mins.iter().map(|&x| (x as f64).abs()).sum::<f64>() + sum_range;
         if extreme > f32::MAX as f64 {
             return Err(AnnError::InvalidInput("lookup table sums leave the f32 range".into()));
         }
         let scale = if max_range > 0.0 {
-            // Entries ≤ 255, and Σ_s round(range_s · scale) ≤ scale · Σ range + m/2 ≤ 65535.
-            (255.0 / max_range).min((65535.0 - m as f64 / 2.0) / sum_range)
+            // Entries ≤ 255, and Σ_s round(range_s · scale) ≤ scale · Σ range + m/2 ≤ 65535
+            // (the rounding slack of the f32 arithmetic below is far below m/2).
+            (255.0 / max_range).min((65535.0 - m as f64) / sum_range)
         } else {
             1.0
         };
+        let scale_f32 = scale as f32;
         let mut tables = vec![0u8; block_bytes(m)];
-        for (s, t) in lut.chunks_exact(KSUB).enumerate() {
+        for (s, (t, &lo)) in lut.chunks_exact(KSUB).zip(&mins).enumerate() {
             let dst = &mut tables[(s / 2) * 32 + (s % 2) * 16..][..KSUB];
             for (d, &x) in dst.iter_mut().zip(t) {
-                *d = ((x as f64 - mins[s]) * scale).round().clamp(0.0, 255.0) as u8;
+                // Round half up; the value is in [0.5, 255.5] up to f32 rounding.
+                let v = (x - lo) * scale_f32 + 0.5;
+                let v = if v < 255.0 { v } else { 255.0 };
+                // SAFETY: v is finite and in [0, 255] (x ≥ lo, all finite).
+                *d = unsafe { v.to_int_unchecked::<i32>() } as u8;
             }
         }
-        Ok(QuantizedLut { m, tables, scale, inv_scale: (1.0 / scale) as f32, bias: bias as f32 })
+        let mut q = QuantizedLut { m, tables, scale, inv_scale: (1.0 / scale) as f32, sum_mins, bias: 0.0 };
+        q.set_offset(0.0);
+        Ok(q)
     }
 
     /// Adds `offset` to every distance this table produces (e.g. a per-list
     /// term of an IVF index that the sub-tables do not carry).
     pub fn with_offset(mut self, offset: f32) -> Self {
-        self.bias += offset;
+        self.set_offset(offset);
         self
+    }
+
+    /// Sets the constant added to every distance (replacing any earlier
+    /// offset), so one quantised table serves several IVF lists whose
+    /// distances differ by a per-list constant.
+    pub fn set_offset(&mut self, offset: f32) {
+        self.bias = (self.sum_mins + offset as f64) as f32;
     }
 
     /// Number of sub-quantizers.
@@ -280,9 +312,10 @@ impl QuantizedLut {
     }
 
     /// Largest |to_f32(sum) − exact f32 ADC distance| from quantisation,
-    /// `m / (2 · scale)` (f32 rounding of the conversion comes on top).
+    /// `m · (1/2 + 2^-15) / scale` (half a unit per table plus the f32
+    /// rounding of the quantisation; rounding of the conversion comes on top).
     pub fn error_bound(&self) -> f32 {
-        (0.5 * self.m as f64 / self.scale) as f32
+        ((0.5 + 1.0 / 32768.0) * self.m as f64 / self.scale) as f32
     }
 
     /// Approximate distance of a u16 sum. Monotone non-decreasing in `acc`.
@@ -302,16 +335,29 @@ impl QuantizedLut {
         if t < self.to_f32(0) {
             return 0;
         }
-        let guess = ((t as f64 - self.bias as f64) * self.scale).floor().clamp(0.0, 65535.0) as u32;
+        // t − bias ≥ 0 here (to_f32(0) ≤ t), so truncation is floor.
+        let guess = (((t - self.bias) * self.scale as f32) as u32).min(65535);
+        let fits = |a: u32| self.to_f32(a as u16) <= t;
+        // The guess is within a unit or two unless f32 rounding merges many
+        // sums into one distance (huge bias, tiny range); then bisect.
         let mut a = guess;
-        // The guess is within a unit or two of the answer; the f32 conversion decides.
-        while a < 65535 && self.to_f32((a + 1) as u16) <= t {
-            a += 1;
+        for _ in 0..3 {
+            if fits(a) {
+                if a == 65535 || !fits(a + 1) {
+                    return a as u16;
+                }
+                a += 1;
+            } else {
+                a -= 1; // a > 0: fits(0) holds
+            }
         }
-        while a > 0 && self.to_f32(a as u16) > t {
-            a -= 1;
+        // Invariant: fits(lo), !fits(hi + 1) with hi = 65535 meaning unbounded above.
+        let (mut lo, mut hi) = (0u32, 65535u32);
+        while lo < hi {
+            let mid = lo + (hi - lo).div_ceil(2);
+            if fits(mid) { lo = mid } else { hi = mid - 1 }
         }
-        a as u16
+        lo as u16
     }
 }
 
@@ -517,11 +563,13 @@ pub fn scan_collect_with_level(
 /// recomputed only after an offer, since only offers can lower it.
 pub(crate) struct Pruner {
     pub(crate) bound: u16,
+    threshold: f32,
 }
 
 impl Pruner {
     pub(crate) fn new(lut: &QuantizedLut, c: &impl Collector) -> Self {
-        Pruner { bound: lut.from_f32_threshold(c.threshold()) }
+        let threshold = c.threshold();
+        Pruner { bound: lut.from_f32_threshold(threshold), threshold }
     }
 
     /// Offers the sums whose bit is set in `mask` (bit j = vector base + j).
@@ -536,7 +584,11 @@ impl Pruner {
             // Re-check against the bound lowered by earlier offers in this block.
             if sums[j] <= self.bound {
                 c.offer(base + j, lut.to_f32(sums[j]));
-                self.bound = lut.from_f32_threshold(c.threshold());
+                let t = c.threshold();
+                if t.to_bits() != self.threshold.to_bits() {
+                    self.threshold = t;
+                    self.bound = lut.from_f32_threshold(t);
+                }
             }
         }
     }
