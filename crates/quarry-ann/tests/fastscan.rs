@@ -373,3 +373,45 @@ fn k_zero_keeps_nothing() {
     assert!(top.is_empty());
     assert_eq!(BLOCK, 32);
 }
+
+/// The batch scan gives each query exactly what its own scan gives, for
+/// batch sizes that exercise the groups of 3 and 2 and a single remainder.
+#[test]
+fn batch_equals_single_queries() {
+    let mut rng = Rng(21);
+    for case in 0..40 {
+        let m = 1 + rng.below(70);
+        let n = rng.below(300);
+        let queries = 1 + case % 7;
+        let codes = rng.codes(n, m);
+        let p = packed(&codes, m);
+        let luts: Vec<QuantizedLut> =
+            (0..queries).map(|q| QuantizedLut::new(&rng.lut(m), m).unwrap().with_offset(q as f32 * 0.1)).collect();
+        let refs: Vec<&QuantizedLut> = luts.iter().collect();
+        let allow = |i: usize| i % 3 != 1;
+        let k = [1, 10, 40][case % 3];
+        let expect: Vec<Vec<(f32, usize)>> = luts
+            .iter()
+            .map(|l| {
+                let mut top = TopKCollector::with_filter(k, &allow);
+                scan_collect_with_level(ScanLevel::Scalar, &p, n, l, &mut top).unwrap();
+                top.into_sorted()
+            })
+            .collect();
+        for level in ScanLevel::all_available() {
+            let mut tops: Vec<TopKCollector> = (0..queries).map(|_| TopKCollector::with_filter(k, &allow)).collect();
+            fastscan::scan_collect_batch_with_level(level, &p, n, &refs, &mut tops).unwrap();
+            let got: Vec<Vec<(f32, usize)>> = tops.into_iter().map(|t| t.into_sorted()).collect();
+            assert_eq!(got, expect, "level {level:?} case {case}");
+        }
+    }
+    // Mismatched batches are errors, an empty batch is a no-op.
+    let lut2 = QuantizedLut::new(&[0.0; 32], 2).unwrap();
+    let lut3 = QuantizedLut::new(&[0.0; 48], 3).unwrap();
+    let p = packed(&[0; 6], 2);
+    let mut one = vec![TopKCollector::new(1)];
+    assert_eq!(fastscan::scan_collect_batch(&p, 3, &[&lut2, &lut2], &mut one).unwrap_err().code(), "QUARRY_DIM_MISMATCH");
+    let mut two = vec![TopKCollector::new(1), TopKCollector::new(1)];
+    assert_eq!(fastscan::scan_collect_batch(&p, 3, &[&lut2, &lut3], &mut two).unwrap_err().code(), "QUARRY_DIM_MISMATCH");
+    fastscan::scan_collect_batch::<TopKCollector>(&p, 3, &[], &mut []).unwrap();
+}
