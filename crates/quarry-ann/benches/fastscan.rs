@@ -3,12 +3,16 @@
 //! over unpacked codes (Σ lut[s][code_s], the in-crate baseline).
 //!
 //! `cargo bench -p quarry-ann --bench fastscan`; criterion's "thrpt" line
-//! is vectors per second (ns per vector = 1e9 / thrpt).
+//! is vectors per second (ns per vector = 1e9 / thrpt; for `batch3` it is
+//! vector-query pairs per second). `quantize_lut` counts one table as n
+//! elements only to share the group; read its time, not its throughput.
 
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use quarry_ann::fastscan::{QuantizedLut, ScanLevel, TopKCollector, pack, scan_collect_with_level, scan_with_level};
+use quarry_ann::fastscan::{
+    QuantizedLut, ScanLevel, TopKCollector, pack, scan_collect_batch_with_level, scan_collect_with_level, scan_with_level,
+};
 
 struct Rng(u64);
 impl Rng {
@@ -39,6 +43,13 @@ fn bench(c: &mut Criterion) {
             let codes: Vec<u8> = (0..n * m).map(|_| (rng.next() & 15) as u8).collect();
             let lut_f32: Vec<f32> = (0..m * 16).map(|_| (rng.next() >> 40) as f32 / (1u64 << 24) as f32).collect();
             let lut = QuantizedLut::new(&lut_f32, m).unwrap();
+            let batch: Vec<QuantizedLut> = (0..3)
+                .map(|_| {
+                    let t: Vec<f32> = (0..m * 16).map(|_| (rng.next() >> 40) as f32 / (1u64 << 24) as f32).collect();
+                    QuantizedLut::new(&t, m).unwrap()
+                })
+                .collect();
+            let batch: Vec<&QuantizedLut> = batch.iter().collect();
             let mut packed = Vec::new();
             pack(&codes, m, &mut packed).unwrap();
             let mut sums = vec![0u16; n];
@@ -60,6 +71,24 @@ fn bench(c: &mut Criterion) {
                         let mut top = TopKCollector::new(10);
                         scan_collect_with_level(level, black_box(&packed), n, &lut, &mut top).unwrap();
                         top.len()
+                    })
+                });
+                // A collector already holding k results (as after the first
+                // lists of an IVF probe): the steady state of scan + prune.
+                let mut warm = TopKCollector::new(10);
+                scan_collect_with_level(level, &packed, n, &lut, &mut warm).unwrap();
+                g.bench_with_input(BenchmarkId::new("collect_top10_warm", format!("{level:?}")), &level, |b, &level| {
+                    b.iter(|| scan_collect_with_level(level, black_box(&packed), n, &lut, &mut warm).unwrap())
+                });
+            }
+            // Three queries over the same list; throughput counts vectors × queries.
+            g.throughput(Throughput::Elements(3 * n as u64));
+            for level in ScanLevel::all_available() {
+                g.bench_with_input(BenchmarkId::new("batch3_top10", format!("{level:?}")), &level, |b, &level| {
+                    b.iter(|| {
+                        let mut tops: Vec<TopKCollector> = (0..3).map(|_| TopKCollector::new(10)).collect();
+                        scan_collect_batch_with_level(level, black_box(&packed), n, &batch, &mut tops).unwrap();
+                        tops.len()
                     })
                 });
             }

@@ -97,7 +97,7 @@ fn check_codes(codes: &[u8], m: usize) -> Result<()> {
     if m == 0 {
         return Err(invalid("fast-scan needs m >= 1 sub-quantizers"));
     }
-    if codes.len() % m != 0 {
+    if !codes.len().is_multiple_of(m) {
         return Err(AnnError::DimMismatch(format!("{} codes do not divide into vectors of m = {m}", codes.len())));
     }
     if let Some(p) = codes.iter().position(|&c| c >= 16) {

@@ -218,8 +218,8 @@ fn adversarial_tables() {
         vec![-3.5; m * 16],
         (0..m * 16).map(|i| (i % 16) as f32 * -1e-3 - 7.0).collect(),
         (0..m * 16).map(|_| -rng.f32() * 1e6).collect(),
-        (0..m * 16).map(|i| if i % 3 == 0 { 1e-30 } else { 0.0 }).collect(),
-        (0..m * 16).map(|i| if i % 2 == 0 { f32::MAX / 64.0 } else { -f32::MAX / 64.0 }).collect(),
+        (0..m * 16).map(|i| if i.is_multiple_of(3) { 1e-30 } else { 0.0 }).collect(),
+        (0..m * 16).map(|i| if i.is_multiple_of(2) { f32::MAX / 64.0 } else { -f32::MAX / 64.0 }).collect(),
         (0..m * 16).map(|i| if i % 16 < 8 { 2.0 } else { 2.0 + f32::EPSILON * 2.0 }).collect(),
     ];
     let mut huge = rng.lut(m);
@@ -234,7 +234,7 @@ fn adversarial_tables() {
         check_bound(&codes, m, lut_f32, &lut);
     }
     // Tables whose sums leave the f32 range are refused.
-    let overflow: Vec<f32> = (0..m * 16).map(|i| if i % 2 == 0 { f32::MAX } else { -f32::MAX }).collect();
+    let overflow: Vec<f32> = (0..m * 16).map(|i| if i.is_multiple_of(2) { f32::MAX } else { -f32::MAX }).collect();
     assert_eq!(QuantizedLut::new(&overflow, m).unwrap_err().code(), "QUARRY_INVALID_INPUT");
     // Constant tables quantise to all zeros and give the exact constant.
     let lut = QuantizedLut::new(&vec![-3.5; m * 16], m).unwrap();
@@ -272,12 +272,12 @@ fn top_k_matches_brute_force() {
             let (a, b) = codes.split_at_mut(i * m);
             b[..m].copy_from_slice(&a[(i - 1) * m..i * m]);
         }
-        let lut_f32 = if case % 7 == 0 { vec![1.0; m * 16] } else { rng.lut(m) };
+        let lut_f32 = if case.is_multiple_of(7) { vec![1.0; m * 16] } else { rng.lut(m) };
         let lut = QuantizedLut::new(&lut_f32, m).unwrap();
         let p = packed(&codes, m);
         let sums = reference_sums(&codes, m, &lut);
         let modulus = 1 + case % 4;
-        let allow = move |i: usize| i % modulus == 0;
+        let allow = move |i: usize| i.is_multiple_of(modulus);
         let expect_all = brute_top_k(&sums, &lut, k, &|_| true);
         let expect_filtered = brute_top_k(&sums, &lut, k, &allow);
         for level in ScanLevel::all_available() {
