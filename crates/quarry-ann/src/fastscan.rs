@@ -57,6 +57,24 @@ mod scalar;
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 
+/// The intrinsics `neon.rs` uses (swapped for scalar models in its test).
+#[cfg(target_arch = "aarch64")]
+mod arch {
+    pub(super) use core::arch::aarch64::*;
+}
+
+/// Puts the Neon level's `#[target_feature]` on each item.
+#[cfg(target_arch = "aarch64")]
+macro_rules! neon_target {
+    ($($item:item)*) => {$(
+        #[target_feature(enable = "neon")]
+        $item
+    )*};
+}
+
+#[cfg(target_arch = "aarch64")]
+mod neon;
+
 /// Vectors per packed block.
 pub const BLOCK: usize = 32;
 
@@ -479,6 +497,8 @@ pub enum ScanLevel {
     Scalar,
     /// x86-64 AVX2 (`vpshufb`).
     Avx2,
+    /// AArch64 Neon (`tbl`).
+    Neon,
 }
 
 impl ScanLevel {
@@ -490,17 +510,21 @@ impl ScanLevel {
             ScanLevel::Avx2 => std::arch::is_x86_feature_detected!("avx2"),
             #[cfg(not(target_arch = "x86_64"))]
             ScanLevel::Avx2 => false,
+            #[cfg(target_arch = "aarch64")]
+            ScanLevel::Neon => std::arch::is_aarch64_feature_detected!("neon"),
+            #[cfg(not(target_arch = "aarch64"))]
+            ScanLevel::Neon => false,
         }
     }
 
     /// The fastest level this CPU runs.
     pub fn best() -> Self {
-        if ScanLevel::Avx2.available() { ScanLevel::Avx2 } else { ScanLevel::Scalar }
+        [ScanLevel::Avx2, ScanLevel::Neon].into_iter().find(|l| l.available()).unwrap_or(ScanLevel::Scalar)
     }
 
     /// Every level this CPU runs (for tests and benches).
     pub fn all_available() -> Vec<Self> {
-        [ScanLevel::Scalar, ScanLevel::Avx2].into_iter().filter(|l| l.available()).collect()
+        [ScanLevel::Scalar, ScanLevel::Avx2, ScanLevel::Neon].into_iter().filter(|l| l.available()).collect()
     }
 }
 
@@ -526,12 +550,19 @@ pub fn scan_with_level(level: ScanLevel, packed: &[u8], n: usize, lut: &Quantize
     }
     let (packed, out) = (&packed[..packed_len(n, lut.m)], &mut out[..n]);
     match level {
-        ScanLevel::Scalar => scalar::scan(packed, n, lut, out),
+        ScanLevel::Scalar => scan_by_blocks(packed, n, lut, out, |b| scalar::block_sums(b, &lut.tables, lut.m)),
         // SAFETY: check_scan confirmed AVX2 at runtime; lengths checked above.
         #[cfg(target_arch = "x86_64")]
         ScanLevel::Avx2 => unsafe { avx2::scan(packed, n, lut, out) },
         #[cfg(not(target_arch = "x86_64"))]
         ScanLevel::Avx2 => unreachable!("Avx2 is never available off x86-64"),
+        // SAFETY: check_scan confirmed Neon at runtime; blocks and tables hold pairs × 32 bytes.
+        #[cfg(target_arch = "aarch64")]
+        ScanLevel::Neon => scan_by_blocks(packed, n, lut, out, |b| unsafe {
+            neon::block_sums(b.as_ptr(), lut.tables.as_ptr(), pairs(lut.m))
+        }),
+        #[cfg(not(target_arch = "aarch64"))]
+        ScanLevel::Neon => unreachable!("Neon is never available off AArch64"),
     }
     Ok(())
 }
@@ -553,12 +584,19 @@ pub fn scan_collect_with_level(
     check_scan(packed, n, lut, level)?;
     let packed = &packed[..packed_len(n, lut.m)];
     match level {
-        ScanLevel::Scalar => scalar::collect(packed, n, lut, c),
+        ScanLevel::Scalar => collect_by_blocks(packed, n, lut, c, |b| scalar::block_sums(b, &lut.tables, lut.m)),
         // SAFETY: check_scan confirmed AVX2 at runtime and the buffer length.
         #[cfg(target_arch = "x86_64")]
         ScanLevel::Avx2 => unsafe { avx2::collect(packed, n, lut, c) },
         #[cfg(not(target_arch = "x86_64"))]
         ScanLevel::Avx2 => unreachable!("Avx2 is never available off x86-64"),
+        // SAFETY: check_scan confirmed Neon at runtime; blocks and tables hold pairs × 32 bytes.
+        #[cfg(target_arch = "aarch64")]
+        ScanLevel::Neon => collect_by_blocks(packed, n, lut, c, |b| unsafe {
+            neon::block_sums(b.as_ptr(), lut.tables.as_ptr(), pairs(lut.m))
+        }),
+        #[cfg(not(target_arch = "aarch64"))]
+        ScanLevel::Neon => unreachable!("Neon is never available off AArch64"),
     }
     Ok(())
 }
@@ -590,9 +628,9 @@ pub fn scan_collect_batch_with_level<C: Collector>(
     check_scan(packed, n, first, level)?;
     let packed = &packed[..packed_len(n, first.m)];
     match level {
-        ScanLevel::Scalar => {
+        ScanLevel::Scalar | ScanLevel::Neon => {
             for (lut, c) in luts.iter().zip(collectors.iter_mut()) {
-                scalar::collect(packed, n, lut, c);
+                scan_collect_with_level(level, packed, n, lut, c)?;
             }
         }
         // SAFETY: check_scan confirmed AVX2 at runtime and the buffer length;
@@ -603,6 +641,37 @@ pub fn scan_collect_batch_with_level<C: Collector>(
         ScanLevel::Avx2 => unreachable!("Avx2 is never available off x86-64"),
     }
     Ok(())
+}
+
+/// [`scan`] over a kernel that returns each block's 32 sums as an array.
+fn scan_by_blocks(packed: &[u8], n: usize, lut: &QuantizedLut, out: &mut [u16], mut block_sums: impl FnMut(&[u8]) -> [u16; BLOCK]) {
+    for (b, block) in packed.chunks_exact(block_bytes(lut.m)).enumerate() {
+        let sums = block_sums(block);
+        let start = b * BLOCK;
+        let len = (n - start).min(BLOCK);
+        out[start..start + len].copy_from_slice(&sums[..len]);
+    }
+}
+
+/// [`scan_collect`] over a kernel that returns each block's 32 sums as an array.
+fn collect_by_blocks(
+    packed: &[u8],
+    n: usize,
+    lut: &QuantizedLut,
+    c: &mut impl Collector,
+    mut block_sums: impl FnMut(&[u8]) -> [u16; BLOCK],
+) {
+    let mut pruner = Pruner::new(lut, c);
+    for (b, block) in packed.chunks_exact(block_bytes(lut.m)).enumerate() {
+        let sums = block_sums(block);
+        let start = b * BLOCK;
+        let len = (n - start).min(BLOCK);
+        let mut mask = 0u32;
+        for (j, &s) in sums[..len].iter().enumerate() {
+            mask |= ((s <= pruner.bound) as u32) << j;
+        }
+        pruner.offer_mask(mask, &sums, start, lut, c);
+    }
 }
 
 /// Threshold state shared by the kernels' collect loops: the u16 bound is

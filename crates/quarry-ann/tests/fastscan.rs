@@ -115,6 +115,14 @@ fn bad_input_is_an_error() {
     assert_eq!(fastscan::scan(&p, 40, &lut, &mut sums).unwrap_err().code(), "QUARRY_DIM_MISMATCH");
     let p3 = packed(&[0; 15], 3);
     assert_eq!(fastscan::scan(&p3, 5, &lut, &mut sums).unwrap_err().code(), "QUARRY_DIM_MISMATCH");
+    // A level this CPU lacks is refused, not run.
+    for level in [ScanLevel::Avx2, ScanLevel::Neon] {
+        if !level.available() {
+            let mut sums = [0u16; 5];
+            assert_eq!(scan_with_level(level, &p3, 5, &lut, &mut sums).unwrap_err().code(), "QUARRY_UNSUPPORTED");
+        }
+    }
+    assert!(ScanLevel::best().available());
     // Empty lists scan to nothing.
     fastscan::scan(&[], 0, &lut, &mut []).unwrap();
     let mut top = TopKCollector::new(3);
