@@ -11,7 +11,8 @@ use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use quarry_ann::fastscan::{
-    QuantizedLut, ScanLevel, TopKCollector, pack, scan_collect_batch_with_level, scan_collect_with_level, scan_with_level,
+    QuantizedLut, ScanLevel, TopKCollector, pack, scan_collect_batch_with_level, scan_collect_with_level,
+    scan_with_level,
 };
 
 struct Rng(u64);
@@ -77,9 +78,13 @@ fn bench(c: &mut Criterion) {
                 // lists of an IVF probe): the steady state of scan + prune.
                 let mut warm = TopKCollector::new(10);
                 scan_collect_with_level(level, &packed, n, &lut, &mut warm).unwrap();
-                g.bench_with_input(BenchmarkId::new("collect_top10_warm", format!("{level:?}")), &level, |b, &level| {
-                    b.iter(|| scan_collect_with_level(level, black_box(&packed), n, &lut, &mut warm).unwrap())
-                });
+                g.bench_with_input(
+                    BenchmarkId::new("collect_top10_warm", format!("{level:?}")),
+                    &level,
+                    |b, &level| {
+                        b.iter(|| scan_collect_with_level(level, black_box(&packed), n, &lut, &mut warm).unwrap())
+                    },
+                );
             }
             // Three queries over the same list; throughput counts vectors × queries.
             g.throughput(Throughput::Elements(3 * n as u64));

@@ -51,11 +51,25 @@
 //! have kept. Filters and tombstones belong to the collector, so they are
 //! applied inside the scan, before a vector can occupy a top-k slot.
 
+//!
+//! # Using it from an index
+//!
+//! Per IVF list keep the packed codes ([`pack`], [`append`]; [`unpack_all`]
+//! and [`pack`] again to compact after removals). Per query build one
+//! [`QuantizedLut`]; when the lists' distances differ only by a per-list
+//! constant (inner product with residuals: `⟨q, c⟩ + ⟨q, r⟩`), set that
+//! constant with [`QuantizedLut::set_offset`] before each list instead of
+//! re-quantising. One [`TopKCollector`] spans all probed lists
+//! ([`TopKCollector::set_base`] maps list positions to a global numbering,
+//! its filter sees that number), so later lists are pruned by the best
+//! results of earlier ones. [`scan_collect_batch`] serves several queries
+//! that probe the same list in one pass over its codes.
+
 use crate::error::{AnnError, Result, invalid};
 
-mod scalar;
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+mod scalar;
 
 /// The intrinsics `neon.rs` uses (swapped for scalar models in its test).
 #[cfg(target_arch = "aarch64")]
@@ -236,7 +250,11 @@ impl QuantizedLut {
             return Err(invalid(format!("fast-scan needs 1 <= m <= {MAX_M}, got {m}")));
         }
         if lut.len() != m * KSUB {
-            return Err(AnnError::DimMismatch(format!("lookup table has {} entries, m × 16 = {}", lut.len(), m * KSUB)));
+            return Err(AnnError::DimMismatch(format!(
+                "lookup table has {} entries, m × 16 = {}",
+                lut.len(),
+                m * KSUB
+            )));
         }
         // Branch-free scan first (vectorises); locate the culprit only on failure.
         let exponent_all_ones = lut.iter().fold(false, |bad, x| bad | (x.to_bits() & 0x7f80_0000 == 0x7f80_0000));
@@ -460,11 +478,7 @@ impl<'a> TopKCollector<'a> {
 impl Collector for TopKCollector<'_> {
     #[inline]
     fn threshold(&self) -> f32 {
-        if self.heap.len() < self.k {
-            f32::INFINITY
-        } else {
-            self.heap.peek().map_or(f32::NEG_INFINITY, |e| e.dist)
-        }
+        if self.heap.len() < self.k { f32::INFINITY } else { self.heap.peek().map_or(f32::NEG_INFINITY, |e| e.dist) }
     }
 
     #[inline]
@@ -606,7 +620,12 @@ pub fn scan_collect_with_level(
 /// block's codes once for up to four queries, which saves work and memory
 /// traffic when a batch of queries probes the same list. Results are
 /// identical to one [`scan_collect`] per query.
-pub fn scan_collect_batch<C: Collector>(packed: &[u8], n: usize, luts: &[&QuantizedLut], collectors: &mut [C]) -> Result<()> {
+pub fn scan_collect_batch<C: Collector>(
+    packed: &[u8],
+    n: usize,
+    luts: &[&QuantizedLut],
+    collectors: &mut [C],
+) -> Result<()> {
     scan_collect_batch_with_level(ScanLevel::best(), packed, n, luts, collectors)
 }
 
@@ -644,7 +663,13 @@ pub fn scan_collect_batch_with_level<C: Collector>(
 }
 
 /// [`scan`] over a kernel that returns each block's 32 sums as an array.
-fn scan_by_blocks(packed: &[u8], n: usize, lut: &QuantizedLut, out: &mut [u16], mut block_sums: impl FnMut(&[u8]) -> [u16; BLOCK]) {
+fn scan_by_blocks(
+    packed: &[u8],
+    n: usize,
+    lut: &QuantizedLut,
+    out: &mut [u16],
+    mut block_sums: impl FnMut(&[u8]) -> [u16; BLOCK],
+) {
     for (b, block) in packed.chunks_exact(block_bytes(lut.m)).enumerate() {
         let sums = block_sums(block);
         let start = b * BLOCK;
@@ -689,7 +714,14 @@ impl Pruner {
 
     /// Offers the sums whose bit is set in `mask` (bit j = vector base + j).
     #[inline]
-    pub(crate) fn offer_mask(&mut self, mut mask: u32, sums: &[u16; BLOCK], base: usize, lut: &QuantizedLut, c: &mut impl Collector) {
+    pub(crate) fn offer_mask(
+        &mut self,
+        mut mask: u32,
+        sums: &[u16; BLOCK],
+        base: usize,
+        lut: &QuantizedLut,
+        c: &mut impl Collector,
+    ) {
         if mask == 0 {
             return;
         }

@@ -47,7 +47,10 @@ fn reference_sums(codes: &[u8], m: usize, lut: &QuantizedLut) -> Vec<u16> {
 }
 
 fn exact_adc(codes: &[u8], m: usize, lut: &[f32]) -> Vec<f64> {
-    codes.chunks_exact(m).map(|row| row.iter().enumerate().map(|(s, &c)| lut[s * 16 + c as usize] as f64).sum()).collect()
+    codes
+        .chunks_exact(m)
+        .map(|row| row.iter().enumerate().map(|(s, &c)| lut[s * 16 + c as usize] as f64).sum())
+        .collect()
 }
 
 fn packed(codes: &[u8], m: usize) -> Vec<u8> {
@@ -76,7 +79,8 @@ fn check_bound(codes: &[u8], m: usize, lut_f32: &[f32], lut: &QuantizedLut) {
     let mut out = vec![0u16; n];
     scan_with_level(ScanLevel::Scalar, &packed(codes, m), n, lut, &mut out).unwrap();
     let magnitude: f64 = lut_f32.iter().map(|x| x.abs() as f64).fold(0.0, f64::max) * m as f64;
-    let slack = lut.error_bound() as f64 * (1.0 + 1e-6) + 4.0 * f32::EPSILON as f64 * (magnitude + lut.bias().abs() as f64);
+    let slack =
+        lut.error_bound() as f64 * (1.0 + 1e-6) + 4.0 * f32::EPSILON as f64 * (magnitude + lut.bias().abs() as f64);
     for (i, exact) in exact_adc(codes, m, lut_f32).into_iter().enumerate() {
         let approx = lut.to_f32(out[i]) as f64;
         assert!((approx - exact).abs() <= slack, "vector {i}: approx {approx}, exact {exact}, bound {slack} (m {m})");
@@ -188,7 +192,19 @@ proptest! {
 #[test]
 fn big_and_odd_m() {
     let mut rng = Rng(7);
-    for &(m, n) in &[(1, 33), (2, 1), (3, 64), (63, 95), (199, 97), (200, 161), (256, 40), (257, 40), (300, 70), (1001, 33), (4096, 5)] {
+    for &(m, n) in &[
+        (1, 33),
+        (2, 1),
+        (3, 64),
+        (63, 95),
+        (199, 97),
+        (200, 161),
+        (256, 40),
+        (257, 40),
+        (300, 70),
+        (1001, 33),
+        (4096, 5),
+    ] {
         let codes = rng.codes(n, m);
         let lut_f32 = rng.lut(m);
         let lut = QuantizedLut::new(&lut_f32, m).unwrap();
@@ -261,7 +277,8 @@ fn adversarial_tables() {
 
 /// Brute force: the k best (to_f32(sum), pos) among allowed positions.
 fn brute_top_k(sums: &[u16], lut: &QuantizedLut, k: usize, allow: &dyn Fn(usize) -> bool) -> Vec<(f32, usize)> {
-    let mut all: Vec<(f32, usize)> = sums.iter().enumerate().filter(|(i, _)| allow(*i)).map(|(i, &s)| (lut.to_f32(s), i)).collect();
+    let mut all: Vec<(f32, usize)> =
+        sums.iter().enumerate().filter(|(i, _)| allow(*i)).map(|(i, &s)| (lut.to_f32(s), i)).collect();
     all.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
     all.truncate(k);
     all
@@ -418,8 +435,14 @@ fn batch_equals_single_queries() {
     let lut3 = QuantizedLut::new(&[0.0; 48], 3).unwrap();
     let p = packed(&[0; 6], 2);
     let mut one = vec![TopKCollector::new(1)];
-    assert_eq!(fastscan::scan_collect_batch(&p, 3, &[&lut2, &lut2], &mut one).unwrap_err().code(), "QUARRY_DIM_MISMATCH");
+    assert_eq!(
+        fastscan::scan_collect_batch(&p, 3, &[&lut2, &lut2], &mut one).unwrap_err().code(),
+        "QUARRY_DIM_MISMATCH"
+    );
     let mut two = vec![TopKCollector::new(1), TopKCollector::new(1)];
-    assert_eq!(fastscan::scan_collect_batch(&p, 3, &[&lut2, &lut3], &mut two).unwrap_err().code(), "QUARRY_DIM_MISMATCH");
+    assert_eq!(
+        fastscan::scan_collect_batch(&p, 3, &[&lut2, &lut3], &mut two).unwrap_err().code(),
+        "QUARRY_DIM_MISMATCH"
+    );
     fastscan::scan_collect_batch::<TopKCollector>(&p, 3, &[], &mut []).unwrap();
 }

@@ -137,7 +137,11 @@ pub(crate) unsafe fn collect(packed: &[u8], n: usize, lut: &QuantizedLut, c: &mu
 /// AVX2 must be available; `block` and every table hold `pairs * 32` bytes.
 #[inline]
 #[target_feature(enable = "avx2")]
-unsafe fn block_sums_multi<const Q: usize>(block: *const u8, tables: [*const u8; Q], pairs: usize) -> [(__m256i, __m256i); Q] {
+unsafe fn block_sums_multi<const Q: usize>(
+    block: *const u8,
+    tables: [*const u8; Q],
+    pairs: usize,
+) -> [(__m256i, __m256i); Q] {
     let low_nibbles = _mm256_set1_epi8(0x0f);
     let zero = _mm256_setzero_si256();
     let mut acc = [[zero; 4]; Q];
@@ -164,7 +168,12 @@ unsafe fn block_sums_multi<const Q: usize>(block: *const u8, tables: [*const u8;
 /// AVX2 must be available; `packed` holds `packed_len(n, m)` bytes; all
 /// tables have the same m; `luts.len() == collectors.len()`.
 #[target_feature(enable = "avx2")]
-pub(crate) unsafe fn collect_batch<C: Collector>(packed: &[u8], n: usize, luts: &[&QuantizedLut], collectors: &mut [C]) {
+pub(crate) unsafe fn collect_batch<C: Collector>(
+    packed: &[u8],
+    n: usize,
+    luts: &[&QuantizedLut],
+    collectors: &mut [C],
+) {
     let mut rest = luts.len();
     let mut at = 0;
     while rest > 0 {
@@ -187,7 +196,12 @@ pub(crate) unsafe fn collect_batch<C: Collector>(packed: &[u8], n: usize, luts: 
 /// # Safety
 /// As [`collect_batch`], with exactly `Q` tables and collectors.
 #[target_feature(enable = "avx2")]
-unsafe fn collect_group<const Q: usize, C: Collector>(packed: &[u8], n: usize, luts: &[&QuantizedLut], collectors: &mut [C]) {
+unsafe fn collect_group<const Q: usize, C: Collector>(
+    packed: &[u8],
+    n: usize,
+    luts: &[&QuantizedLut],
+    collectors: &mut [C],
+) {
     let m = luts[0].m;
     let bb = block_bytes(m);
     let p = pairs(m);
