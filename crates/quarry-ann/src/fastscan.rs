@@ -34,9 +34,10 @@
 //! approximate distance is `to_f32(acc) = acc / scale + Σ_s min_s`, and
 //!
 //! ```text
-//! |to_f32(acc) − Σ_s lut[s][code_s]|  ≤  m / (2 · scale)   (= error_bound())
+//! |to_f32(acc) − Σ_s lut[s][code_s]|  ≤  m · (1/2 + 2^-15) / scale   (= error_bound())
 //! ```
 //!
+//! (half a unit per table, plus the f32 arithmetic of the quantisation),
 //! plus f32 rounding of the final multiply-add (relative 2^-23 of the
 //! magnitudes involved).
 //!
@@ -50,11 +51,43 @@
 //! have kept. Filters and tombstones belong to the collector, so they are
 //! applied inside the scan, before a vector can occupy a top-k slot.
 
+//!
+//! # Using it from an index
+//!
+//! Per IVF list keep the packed codes ([`pack`], [`append`]; [`unpack_all`]
+//! and [`pack`] again to compact after removals). Per query build one
+//! [`QuantizedLut`]; when the lists' distances differ only by a per-list
+//! constant (inner product with residuals: `⟨q, c⟩ + ⟨q, r⟩`), set that
+//! constant with [`QuantizedLut::set_offset`] before each list instead of
+//! re-quantising. One [`TopKCollector`] spans all probed lists
+//! ([`TopKCollector::set_base`] maps list positions to a global numbering,
+//! its filter sees that number), so later lists are pruned by the best
+//! results of earlier ones. [`scan_collect_batch`] serves several queries
+//! that probe the same list in one pass over its codes.
+
 use crate::error::{AnnError, Result, invalid};
 
-mod scalar;
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+mod scalar;
+
+/// The intrinsics `neon.rs` uses (swapped for scalar models in its test).
+#[cfg(target_arch = "aarch64")]
+mod arch {
+    pub(super) use core::arch::aarch64::*;
+}
+
+/// Puts the Neon level's `#[target_feature]` on each item.
+#[cfg(target_arch = "aarch64")]
+macro_rules! neon_target {
+    ($($item:item)*) => {$(
+        #[target_feature(enable = "neon")]
+        $item
+    )*};
+}
+
+#[cfg(target_arch = "aarch64")]
+mod neon;
 
 /// Vectors per packed block.
 pub const BLOCK: usize = 32;
@@ -96,7 +129,7 @@ fn check_codes(codes: &[u8], m: usize) -> Result<()> {
     if m == 0 {
         return Err(invalid("fast-scan needs m >= 1 sub-quantizers"));
     }
-    if codes.len() % m != 0 {
+    if !codes.len().is_multiple_of(m) {
         return Err(AnnError::DimMismatch(format!("{} codes do not divide into vectors of m = {m}", codes.len())));
     }
     if let Some(p) = codes.iter().position(|&c| c >= 16) {
@@ -201,7 +234,9 @@ pub struct QuantizedLut {
     /// u8 units per unit of distance.
     scale: f64,
     inv_scale: f32,
-    /// Σ_s min_s plus any caller offset: the distance of an all-zero sum.
+    /// Σ_s min_s.
+    sum_mins: f64,
+    /// Σ_s min_s plus the caller's offset: the distance of an all-zero sum.
     bias: f32,
 }
 
@@ -215,48 +250,81 @@ impl QuantizedLut {
             return Err(invalid(format!("fast-scan needs 1 <= m <= {MAX_M}, got {m}")));
         }
         if lut.len() != m * KSUB {
-            return Err(AnnError::DimMismatch(format!("lookup table has {} entries, m × 16 = {}", lut.len(), m * KSUB)));
+            return Err(AnnError::DimMismatch(format!(
+                "lookup table has {} entries, m × 16 = {}",
+                lut.len(),
+                m * KSUB
+            )));
         }
-        if let Some(p) = lut.iter().position(|x| !x.is_finite()) {
+        // Branch-free scan first (vectorises); locate the culprit only on failure.
+        let exponent_all_ones = lut.iter().fold(false, |bad, x| bad | (x.to_bits() & 0x7f80_0000 == 0x7f80_0000));
+        if exponent_all_ones {
+            let p = lut.iter().position(|x| !x.is_finite()).unwrap_or(0);
             return Err(AnnError::InvalidInput(format!("lookup table entry {p} is NaN or infinite")));
         }
         // f64 so that ranges of extreme f32 values neither overflow nor lose digits.
+        // Minima and maxima are exact in f32; sums of ranges go to f64 so
+        // extreme tables neither overflow nor lose digits.
         let mut mins = Vec::with_capacity(m);
         let mut max_range = 0f64;
         let mut sum_range = 0f64;
         for t in lut.chunks_exact(KSUB) {
-            let lo = t.iter().fold(f64::INFINITY, |a, &x| a.min(x as f64));
-            let hi = t.iter().fold(f64::NEG_INFINITY, |a, &x| a.max(x as f64));
+            // Plain comparisons (entries are finite) over 4 lanes, so the folds vectorise.
+            let (mut lo4, mut hi4) = ([t[0]; 4], [t[0]; 4]);
+            for c in t.chunks_exact(4) {
+                for l in 0..4 {
+                    lo4[l] = if c[l] < lo4[l] { c[l] } else { lo4[l] };
+                    hi4[l] = if c[l] > hi4[l] { c[l] } else { hi4[l] };
+                }
+            }
+            let lo = lo4.into_iter().fold(lo4[0], |a, x| if x < a { x } else { a });
+            let hi = hi4.into_iter().fold(hi4[0], |a, x| if x > a { x } else { a });
             mins.push(lo);
-            max_range = max_range.max(hi - lo);
-            sum_range += hi - lo;
+            let range = hi as f64 - lo as f64;
+            max_range = max_range.max(range);
+            sum_range += range;
         }
-        let bias = mins.iter().sum::<f64>();
-        let extreme = mins.iter().map(|x| x.abs()).sum::<f64>() + sum_range;
+        let sum_mins = mins.iter().map(|&x| x as f64).sum::<f64>();
+        let extreme = mins.iter().map(|&x| (x as f64).abs()).sum::<f64>() + sum_range;
         if extreme > f32::MAX as f64 {
             return Err(AnnError::InvalidInput("lookup table sums leave the f32 range".into()));
         }
         let scale = if max_range > 0.0 {
-            // Entries ≤ 255, and Σ_s round(range_s · scale) ≤ scale · Σ range + m/2 ≤ 65535.
-            (255.0 / max_range).min((65535.0 - m as f64 / 2.0) / sum_range)
+            // Entries ≤ 255, and Σ_s round(range_s · scale) ≤ scale · Σ range + m/2 ≤ 65535
+            // (the rounding slack of the f32 arithmetic below is far below m/2).
+            (255.0 / max_range).min((65535.0 - m as f64) / sum_range)
         } else {
             1.0
         };
+        let scale_f32 = scale as f32;
         let mut tables = vec![0u8; block_bytes(m)];
-        for (s, t) in lut.chunks_exact(KSUB).enumerate() {
+        for (s, (t, &lo)) in lut.chunks_exact(KSUB).zip(&mins).enumerate() {
             let dst = &mut tables[(s / 2) * 32 + (s % 2) * 16..][..KSUB];
             for (d, &x) in dst.iter_mut().zip(t) {
-                *d = ((x as f64 - mins[s]) * scale).round().clamp(0.0, 255.0) as u8;
+                // Round half up; the value is in [0.5, 255.5] up to f32 rounding.
+                let v = (x - lo) * scale_f32 + 0.5;
+                let v = if v < 255.0 { v } else { 255.0 };
+                // SAFETY: v is finite and in [0, 255] (x ≥ lo, all finite).
+                *d = unsafe { v.to_int_unchecked::<i32>() } as u8;
             }
         }
-        Ok(QuantizedLut { m, tables, scale, inv_scale: (1.0 / scale) as f32, bias: bias as f32 })
+        let mut q = QuantizedLut { m, tables, scale, inv_scale: (1.0 / scale) as f32, sum_mins, bias: 0.0 };
+        q.set_offset(0.0);
+        Ok(q)
     }
 
     /// Adds `offset` to every distance this table produces (e.g. a per-list
     /// term of an IVF index that the sub-tables do not carry).
     pub fn with_offset(mut self, offset: f32) -> Self {
-        self.bias += offset;
+        self.set_offset(offset);
         self
+    }
+
+    /// Sets the constant added to every distance (replacing any earlier
+    /// offset), so one quantised table serves several IVF lists whose
+    /// distances differ by a per-list constant.
+    pub fn set_offset(&mut self, offset: f32) {
+        self.bias = (self.sum_mins + offset as f64) as f32;
     }
 
     /// Number of sub-quantizers.
@@ -280,9 +348,10 @@ impl QuantizedLut {
     }
 
     /// Largest |to_f32(sum) − exact f32 ADC distance| from quantisation,
-    /// `m / (2 · scale)` (f32 rounding of the conversion comes on top).
+    /// `m · (1/2 + 2^-15) / scale` (half a unit per table plus the f32
+    /// rounding of the quantisation; rounding of the conversion comes on top).
     pub fn error_bound(&self) -> f32 {
-        (0.5 * self.m as f64 / self.scale) as f32
+        ((0.5 + 1.0 / 32768.0) * self.m as f64 / self.scale) as f32
     }
 
     /// Approximate distance of a u16 sum. Monotone non-decreasing in `acc`.
@@ -302,16 +371,29 @@ impl QuantizedLut {
         if t < self.to_f32(0) {
             return 0;
         }
-        let guess = ((t as f64 - self.bias as f64) * self.scale).floor().clamp(0.0, 65535.0) as u32;
+        // t − bias ≥ 0 here (to_f32(0) ≤ t), so truncation is floor.
+        let guess = (((t - self.bias) * self.scale as f32) as u32).min(65535);
+        let fits = |a: u32| self.to_f32(a as u16) <= t;
+        // The guess is within a unit or two unless f32 rounding merges many
+        // sums into one distance (huge bias, tiny range); then bisect.
         let mut a = guess;
-        // The guess is within a unit or two of the answer; the f32 conversion decides.
-        while a < 65535 && self.to_f32((a + 1) as u16) <= t {
-            a += 1;
+        for _ in 0..3 {
+            if fits(a) {
+                if a == 65535 || !fits(a + 1) {
+                    return a as u16;
+                }
+                a += 1;
+            } else {
+                a -= 1; // a > 0: fits(0) holds
+            }
         }
-        while a > 0 && self.to_f32(a as u16) > t {
-            a -= 1;
+        // Invariant: fits(lo), !fits(hi + 1) with hi = 65535 meaning unbounded above.
+        let (mut lo, mut hi) = (0u32, 65535u32);
+        while lo < hi {
+            let mid = lo + (hi - lo).div_ceil(2);
+            if fits(mid) { lo = mid } else { hi = mid - 1 }
         }
-        a as u16
+        lo as u16
     }
 }
 
@@ -396,11 +478,7 @@ impl<'a> TopKCollector<'a> {
 impl Collector for TopKCollector<'_> {
     #[inline]
     fn threshold(&self) -> f32 {
-        if self.heap.len() < self.k {
-            f32::INFINITY
-        } else {
-            self.heap.peek().map_or(f32::NEG_INFINITY, |e| e.dist)
-        }
+        if self.heap.len() < self.k { f32::INFINITY } else { self.heap.peek().map_or(f32::NEG_INFINITY, |e| e.dist) }
     }
 
     #[inline]
@@ -416,9 +494,13 @@ impl Collector for TopKCollector<'_> {
             return;
         }
         if full {
-            self.heap.pop();
+            // Replacing the top sifts once, where pop + push would sift twice.
+            if let Some(mut worst) = self.heap.peek_mut() {
+                *worst = e;
+            }
+        } else {
+            self.heap.push(e);
         }
-        self.heap.push(e);
     }
 }
 
@@ -429,6 +511,8 @@ pub enum ScanLevel {
     Scalar,
     /// x86-64 AVX2 (`vpshufb`).
     Avx2,
+    /// AArch64 Neon (`tbl`).
+    Neon,
 }
 
 impl ScanLevel {
@@ -440,17 +524,21 @@ impl ScanLevel {
             ScanLevel::Avx2 => std::arch::is_x86_feature_detected!("avx2"),
             #[cfg(not(target_arch = "x86_64"))]
             ScanLevel::Avx2 => false,
+            #[cfg(target_arch = "aarch64")]
+            ScanLevel::Neon => std::arch::is_aarch64_feature_detected!("neon"),
+            #[cfg(not(target_arch = "aarch64"))]
+            ScanLevel::Neon => false,
         }
     }
 
     /// The fastest level this CPU runs.
     pub fn best() -> Self {
-        if ScanLevel::Avx2.available() { ScanLevel::Avx2 } else { ScanLevel::Scalar }
+        [ScanLevel::Avx2, ScanLevel::Neon].into_iter().find(|l| l.available()).unwrap_or(ScanLevel::Scalar)
     }
 
     /// Every level this CPU runs (for tests and benches).
     pub fn all_available() -> Vec<Self> {
-        [ScanLevel::Scalar, ScanLevel::Avx2].into_iter().filter(|l| l.available()).collect()
+        [ScanLevel::Scalar, ScanLevel::Avx2, ScanLevel::Neon].into_iter().filter(|l| l.available()).collect()
     }
 }
 
@@ -476,12 +564,19 @@ pub fn scan_with_level(level: ScanLevel, packed: &[u8], n: usize, lut: &Quantize
     }
     let (packed, out) = (&packed[..packed_len(n, lut.m)], &mut out[..n]);
     match level {
-        ScanLevel::Scalar => scalar::scan(packed, n, lut, out),
+        ScanLevel::Scalar => scan_by_blocks(packed, n, lut, out, |b| scalar::block_sums(b, &lut.tables, lut.m)),
         // SAFETY: check_scan confirmed AVX2 at runtime; lengths checked above.
         #[cfg(target_arch = "x86_64")]
         ScanLevel::Avx2 => unsafe { avx2::scan(packed, n, lut, out) },
         #[cfg(not(target_arch = "x86_64"))]
         ScanLevel::Avx2 => unreachable!("Avx2 is never available off x86-64"),
+        // SAFETY: check_scan confirmed Neon at runtime; blocks and tables hold pairs × 32 bytes.
+        #[cfg(target_arch = "aarch64")]
+        ScanLevel::Neon => scan_by_blocks(packed, n, lut, out, |b| unsafe {
+            neon::block_sums(b.as_ptr(), lut.tables.as_ptr(), pairs(lut.m))
+        }),
+        #[cfg(not(target_arch = "aarch64"))]
+        ScanLevel::Neon => unreachable!("Neon is never available off AArch64"),
     }
     Ok(())
 }
@@ -503,30 +598,130 @@ pub fn scan_collect_with_level(
     check_scan(packed, n, lut, level)?;
     let packed = &packed[..packed_len(n, lut.m)];
     match level {
-        ScanLevel::Scalar => scalar::collect(packed, n, lut, c),
+        ScanLevel::Scalar => collect_by_blocks(packed, n, lut, c, |b| scalar::block_sums(b, &lut.tables, lut.m)),
         // SAFETY: check_scan confirmed AVX2 at runtime and the buffer length.
         #[cfg(target_arch = "x86_64")]
         ScanLevel::Avx2 => unsafe { avx2::collect(packed, n, lut, c) },
+        #[cfg(not(target_arch = "x86_64"))]
+        ScanLevel::Avx2 => unreachable!("Avx2 is never available off x86-64"),
+        // SAFETY: check_scan confirmed Neon at runtime; blocks and tables hold pairs × 32 bytes.
+        #[cfg(target_arch = "aarch64")]
+        ScanLevel::Neon => collect_by_blocks(packed, n, lut, c, |b| unsafe {
+            neon::block_sums(b.as_ptr(), lut.tables.as_ptr(), pairs(lut.m))
+        }),
+        #[cfg(not(target_arch = "aarch64"))]
+        ScanLevel::Neon => unreachable!("Neon is never available off AArch64"),
+    }
+    Ok(())
+}
+
+/// [`scan_collect`] for several queries over the same list: query `i` uses
+/// `luts[i]` and `collectors[i]`. The SIMD level loads and splits each
+/// block's codes once for up to four queries, which saves work and memory
+/// traffic when a batch of queries probes the same list. Results are
+/// identical to one [`scan_collect`] per query.
+pub fn scan_collect_batch<C: Collector>(
+    packed: &[u8],
+    n: usize,
+    luts: &[&QuantizedLut],
+    collectors: &mut [C],
+) -> Result<()> {
+    scan_collect_batch_with_level(ScanLevel::best(), packed, n, luts, collectors)
+}
+
+/// [`scan_collect_batch`] at a given level.
+pub fn scan_collect_batch_with_level<C: Collector>(
+    level: ScanLevel,
+    packed: &[u8],
+    n: usize,
+    luts: &[&QuantizedLut],
+    collectors: &mut [C],
+) -> Result<()> {
+    if luts.len() != collectors.len() {
+        return Err(AnnError::DimMismatch(format!("{} tables for {} collectors", luts.len(), collectors.len())));
+    }
+    let Some(first) = luts.first() else { return Ok(()) };
+    if let Some(other) = luts.iter().find(|l| l.m != first.m) {
+        return Err(AnnError::DimMismatch(format!("tables of m = {} and m = {} in one batch", first.m, other.m)));
+    }
+    check_scan(packed, n, first, level)?;
+    let packed = &packed[..packed_len(n, first.m)];
+    match level {
+        ScanLevel::Scalar | ScanLevel::Neon => {
+            for (lut, c) in luts.iter().zip(collectors.iter_mut()) {
+                scan_collect_with_level(level, packed, n, lut, c)?;
+            }
+        }
+        // SAFETY: check_scan confirmed AVX2 at runtime and the buffer length;
+        // all tables share m.
+        #[cfg(target_arch = "x86_64")]
+        ScanLevel::Avx2 => unsafe { avx2::collect_batch(packed, n, luts, collectors) },
         #[cfg(not(target_arch = "x86_64"))]
         ScanLevel::Avx2 => unreachable!("Avx2 is never available off x86-64"),
     }
     Ok(())
 }
 
+/// [`scan`] over a kernel that returns each block's 32 sums as an array.
+fn scan_by_blocks(
+    packed: &[u8],
+    n: usize,
+    lut: &QuantizedLut,
+    out: &mut [u16],
+    mut block_sums: impl FnMut(&[u8]) -> [u16; BLOCK],
+) {
+    for (b, block) in packed.chunks_exact(block_bytes(lut.m)).enumerate() {
+        let sums = block_sums(block);
+        let start = b * BLOCK;
+        let len = (n - start).min(BLOCK);
+        out[start..start + len].copy_from_slice(&sums[..len]);
+    }
+}
+
+/// [`scan_collect`] over a kernel that returns each block's 32 sums as an array.
+fn collect_by_blocks(
+    packed: &[u8],
+    n: usize,
+    lut: &QuantizedLut,
+    c: &mut impl Collector,
+    mut block_sums: impl FnMut(&[u8]) -> [u16; BLOCK],
+) {
+    let mut pruner = Pruner::new(lut, c);
+    for (b, block) in packed.chunks_exact(block_bytes(lut.m)).enumerate() {
+        let sums = block_sums(block);
+        let start = b * BLOCK;
+        let len = (n - start).min(BLOCK);
+        let mut mask = 0u32;
+        for (j, &s) in sums[..len].iter().enumerate() {
+            mask |= ((s <= pruner.bound) as u32) << j;
+        }
+        pruner.offer_mask(mask, &sums, start, lut, c);
+    }
+}
+
 /// Threshold state shared by the kernels' collect loops: the u16 bound is
 /// recomputed only after an offer, since only offers can lower it.
 pub(crate) struct Pruner {
     pub(crate) bound: u16,
+    threshold: f32,
 }
 
 impl Pruner {
     pub(crate) fn new(lut: &QuantizedLut, c: &impl Collector) -> Self {
-        Pruner { bound: lut.from_f32_threshold(c.threshold()) }
+        let threshold = c.threshold();
+        Pruner { bound: lut.from_f32_threshold(threshold), threshold }
     }
 
     /// Offers the sums whose bit is set in `mask` (bit j = vector base + j).
     #[inline]
-    pub(crate) fn offer_mask(&mut self, mut mask: u32, sums: &[u16; BLOCK], base: usize, lut: &QuantizedLut, c: &mut impl Collector) {
+    pub(crate) fn offer_mask(
+        &mut self,
+        mut mask: u32,
+        sums: &[u16; BLOCK],
+        base: usize,
+        lut: &QuantizedLut,
+        c: &mut impl Collector,
+    ) {
         if mask == 0 {
             return;
         }
@@ -536,7 +731,11 @@ impl Pruner {
             // Re-check against the bound lowered by earlier offers in this block.
             if sums[j] <= self.bound {
                 c.offer(base + j, lut.to_f32(sums[j]));
-                self.bound = lut.from_f32_threshold(c.threshold());
+                let t = c.threshold();
+                if t.to_bits() != self.threshold.to_bits() {
+                    self.threshold = t;
+                    self.bound = lut.from_f32_threshold(t);
+                }
             }
         }
     }

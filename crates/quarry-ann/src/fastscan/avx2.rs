@@ -129,3 +129,94 @@ pub(crate) unsafe fn collect(packed: &[u8], n: usize, lut: &QuantizedLut, c: &mu
         }
     }
 }
+
+/// Sums of one block for `Q` queries sharing the code loads and nibble
+/// splits; the per-query work is the two shuffles and the widening adds.
+///
+/// # Safety
+/// AVX2 must be available; `block` and every table hold `pairs * 32` bytes.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn block_sums_multi<const Q: usize>(
+    block: *const u8,
+    tables: [*const u8; Q],
+    pairs: usize,
+) -> [(__m256i, __m256i); Q] {
+    let low_nibbles = _mm256_set1_epi8(0x0f);
+    let zero = _mm256_setzero_si256();
+    let mut acc = [[zero; 4]; Q];
+    for q in 0..pairs {
+        // SAFETY: q < pairs and the block holds pairs × 32 bytes.
+        let codes = unsafe { _mm256_loadu_si256(block.add(q * 32) as *const __m256i) };
+        let lo = _mm256_and_si256(codes, low_nibbles);
+        let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(codes), low_nibbles);
+        for (a, &t) in acc.iter_mut().zip(&tables) {
+            // SAFETY: every table holds pairs × 32 bytes.
+            let table = unsafe { _mm256_loadu_si256(t.add(q * 32) as *const __m256i) };
+            let r_lo = _mm256_shuffle_epi8(table, lo);
+            let r_hi = _mm256_shuffle_epi8(table, hi);
+            a[0] = _mm256_add_epi16(a[0], r_lo);
+            a[1] = _mm256_add_epi16(a[1], _mm256_srli_epi16::<8>(r_lo));
+            a[2] = _mm256_add_epi16(a[2], r_hi);
+            a[3] = _mm256_add_epi16(a[3], _mm256_srli_epi16::<8>(r_hi));
+        }
+    }
+    acc.map(|a| (finish(a[0], a[1]), finish(a[2], a[3])))
+}
+
+/// # Safety
+/// AVX2 must be available; `packed` holds `packed_len(n, m)` bytes; all
+/// tables have the same m; `luts.len() == collectors.len()`.
+#[target_feature(enable = "avx2")]
+pub(crate) unsafe fn collect_batch<C: Collector>(
+    packed: &[u8],
+    n: usize,
+    luts: &[&QuantizedLut],
+    collectors: &mut [C],
+) {
+    let mut rest = luts.len();
+    let mut at = 0;
+    while rest > 0 {
+        // Groups of up to 3 keep the 4 accumulators per query in registers.
+        let take = rest.min(3);
+        let (l, c) = (&luts[at..at + take], &mut collectors[at..at + take]);
+        // SAFETY: forwarded from the caller.
+        unsafe {
+            match take {
+                3 => collect_group::<3, C>(packed, n, l, c),
+                2 => collect_group::<2, C>(packed, n, l, c),
+                _ => collect(packed, n, l[0], &mut c[0]),
+            }
+        }
+        at += take;
+        rest -= take;
+    }
+}
+
+/// # Safety
+/// As [`collect_batch`], with exactly `Q` tables and collectors.
+#[target_feature(enable = "avx2")]
+unsafe fn collect_group<const Q: usize, C: Collector>(
+    packed: &[u8],
+    n: usize,
+    luts: &[&QuantizedLut],
+    collectors: &mut [C],
+) {
+    let m = luts[0].m;
+    let bb = block_bytes(m);
+    let p = pairs(m);
+    let tables: [*const u8; Q] = std::array::from_fn(|i| luts[i].tables.as_ptr());
+    let mut pruners: [Pruner; Q] = std::array::from_fn(|i| Pruner::new(luts[i], &collectors[i]));
+    for b in 0..n.div_ceil(BLOCK) {
+        let start = b * BLOCK;
+        // SAFETY: block b lies inside `packed`; tables hold pairs × 32 bytes.
+        let sums = unsafe { block_sums_multi::<Q>(packed.as_ptr().add(b * bb), tables, p) };
+        let valid = if n - start >= BLOCK { u32::MAX } else { (1u32 << (n - start)) - 1 };
+        for (i, (s0, s1)) in sums.into_iter().enumerate() {
+            let mask = le_mask(s0, s1, pruners[i].bound) & valid;
+            if mask != 0 {
+                pruners[i].offer_mask(mask, &to_array(s0, s1), start, luts[i], &mut collectors[i]);
+            }
+        }
+    }
+}

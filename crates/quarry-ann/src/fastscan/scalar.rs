@@ -2,7 +2,7 @@
 //! per (vector, sub-quantizer) exactly as the layout in the parent module
 //! describes, so the SIMD levels are checked against a plain reading of it.
 
-use super::{BLOCK, Collector, Pruner, QuantizedLut, block_bytes, pairs};
+use super::{BLOCK, pairs};
 
 /// Sums of one block's 32 vectors. `QuantizedLut` guarantees that no sum
 /// exceeds 65535, so the u32 accumulation narrows exactly.
@@ -22,29 +22,4 @@ pub(crate) fn block_sums(block: &[u8], tables: &[u8], m: usize) -> [u16; BLOCK] 
         debug_assert!(a <= u16::MAX as u32, "quantised sums exceed u16");
         a as u16
     })
-}
-
-pub(crate) fn scan(packed: &[u8], n: usize, lut: &QuantizedLut, out: &mut [u16]) {
-    let bb = block_bytes(lut.m);
-    for (b, block) in packed.chunks_exact(bb).enumerate() {
-        let sums = block_sums(block, &lut.tables, lut.m);
-        let start = b * BLOCK;
-        let len = (n - start).min(BLOCK);
-        out[start..start + len].copy_from_slice(&sums[..len]);
-    }
-}
-
-pub(crate) fn collect(packed: &[u8], n: usize, lut: &QuantizedLut, c: &mut impl Collector) {
-    let bb = block_bytes(lut.m);
-    let mut pruner = Pruner::new(lut, c);
-    for (b, block) in packed.chunks_exact(bb).enumerate() {
-        let sums = block_sums(block, &lut.tables, lut.m);
-        let start = b * BLOCK;
-        let len = (n - start).min(BLOCK);
-        let mut mask = 0u32;
-        for (j, &s) in sums[..len].iter().enumerate() {
-            mask |= ((s <= pruner.bound) as u32) << j;
-        }
-        pruner.offer_mask(mask, &sums, start, lut, c);
-    }
 }
