@@ -56,6 +56,21 @@ export declare class NativeNgramIndex {
   contaminationAsync(texts: Array<string>, n: number): Promise<Array<NgramContamination>>
 }
 
+export declare class NativeVectorIndex {
+  /** Searches a batch of queries on the calling thread. */
+  searchSync(queries: Float32Array, options: NativeSearchOptions): VectorSearchResult
+  /** Searches a batch of queries on the libuv pool. */
+  search(queries: Float32Array, options: NativeSearchOptions): Promise<VectorSearchResult>
+  /** Adds vectors with optional ids and labels. */
+  add(vectors: Float32Array, ids?: Ids | undefined | null, labels?: Uint32Array | undefined | null): void
+  /** Removes vectors by id; returns how many were present. */
+  remove(ids: Ids): number
+  /** Saves atomically (removed vectors are compacted away). */
+  save(path: string): void
+  get size(): number
+  info(): VectorIndexInfo
+}
+
 /** Exact k-NN of every query row among the base rows. */
 export declare function distanceKnn(metricCode: number, queries: TypedArray, queriesDtype: number, base: TypedArray, baseDtype: number, dim: number, k: number): KnnResult
 
@@ -106,6 +121,36 @@ export interface NativeInfo {
   features: Array<string>
   /** Target triple pieces: `os-arch`. */
   target: string
+}
+
+/** Per-call search options (see the facade's `VectorSearchOptions`). */
+export interface NativeSearchOptions {
+  k: number
+  nprobe?: number
+  rerank?: number
+  pruneEps?: number
+  allow?: Ids
+  labels?: Uint32Array
+}
+
+/** Options of `vectorBuild` (see the facade's `VectorBuildOptions`). */
+export interface NativeVectorBuildOptions {
+  dim: number
+  metric: string
+  kind: string
+  nlist?: number
+  pqM?: number
+  pqBits?: number
+  opq?: boolean
+  opqIterations?: number
+  binaryLevels?: number
+  storeVectors?: boolean
+  kmeansIterations?: number
+  maxPointsPerCentroid?: number
+  balance?: number
+  closureCopies?: number
+  closureRatio?: number
+  seed?: number
 }
 
 /** Builds an index from files (`.jsonl`, text files, directories of them) into `output`. */
@@ -188,4 +233,41 @@ export interface NgramStats {
   saSampleRate: number
   isaSampleRate: number
   vocabSize?: number
+}
+
+/** Trains and fills an index from `vectors` (`n × dim`), off the event loop. */
+export declare function vectorBuild(vectors: Float32Array, ids: Ids | undefined | null, labels: Uint32Array | undefined | null, options: NativeVectorBuildOptions, onProgress?: (((arg: VectorProgress) => void)) | undefined | null, cancel?: CancelToken | undefined | null): Promise<NativeVectorIndex>
+
+/** Facts about an index. */
+export interface VectorIndexInfo {
+  dim: number
+  metric: string
+  kind: string
+  nlist: number
+  size: number
+  codeBytes: number
+  heapBytes: number
+  mappedBytes: number
+  storeVectors: boolean
+  wideIds: boolean
+  opq: boolean
+}
+
+/** Opens a saved index, validating it; with `mmap` its lists stay in the file. */
+export declare function vectorOpen(path: string, mmap: boolean): NativeVectorIndex
+
+/** A build progress report: `stage` and the fraction of it done. */
+export interface VectorProgress {
+  stage: string
+  fraction: number
+}
+
+/**
+ * Search results: `k` per query, best first; empty slots have id -1 (all
+ * bits set) and a NaN distance.
+ */
+export interface VectorSearchResult {
+  k: number
+  ids: Ids
+  distances: Float32Array
 }

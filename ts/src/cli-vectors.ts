@@ -186,7 +186,7 @@ export function addVectorCommands(program: Command) {
       const ms = performance.now() - t0;
       const nq = r.ids.length / r.k;
       const rows = Array.from({ length: nq }, (_, q) => ({
-        ids: Array.from(r.ids.subarray(q * r.k, (q + 1) * r.k), (x) => (typeof x === 'bigint' ? x.toString() : x)),
+        ids: Array.from(r.ids.subarray(q * r.k, (q + 1) * r.k) as ArrayLike<number | bigint>, (x) => (typeof x === 'bigint' ? x.toString() : x)),
         distances: Array.from(r.distances.subarray(q * r.k, (q + 1) * r.k)),
       }));
       if (o.json) console.log(JSON.stringify({ ms, results: rows }, null, 2));

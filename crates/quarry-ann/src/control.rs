@@ -4,11 +4,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::error::{AnnError, Result};
 
+/// A progress sink: `(stage, fraction done)`.
+pub type ProgressFn<'a> = &'a (dyn Fn(&str, f64) + Sync);
+
 /// Progress sink and cancel flag threaded through long operations. Both are
 /// optional; `Control::none()` reports nothing and never cancels.
 #[derive(Clone, Copy, Default)]
 pub struct Control<'a> {
-    progress: Option<&'a (dyn Fn(&str, f64) + Sync)>,
+    progress: Option<ProgressFn<'a>>,
     cancel: Option<&'a AtomicBool>,
 }
 
@@ -19,7 +22,7 @@ impl<'a> Control<'a> {
     }
 
     /// Reports progress as `(stage, fraction in 0..=1)`, cancels when `cancel` is set.
-    pub fn new(progress: Option<&'a (dyn Fn(&str, f64) + Sync)>, cancel: Option<&'a AtomicBool>) -> Self {
+    pub fn new(progress: Option<ProgressFn<'a>>, cancel: Option<&'a AtomicBool>) -> Self {
         Control { progress, cancel }
     }
 

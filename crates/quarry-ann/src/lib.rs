@@ -47,7 +47,7 @@ impl Metric {
 
 /// Rejects NaN and infinite components, naming the first offending vector.
 pub fn check_finite(vectors: &[f32], dim: usize) -> Result<()> {
-    if dim == 0 || vectors.len() % dim != 0 {
+    if dim == 0 || !vectors.len().is_multiple_of(dim) {
         return Err(AnnError::DimMismatch(format!("{} values do not divide into vectors of dim {dim}", vectors.len())));
     }
     match vectors.iter().position(|x| !x.is_finite()) {
