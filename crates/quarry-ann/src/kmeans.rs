@@ -58,6 +58,9 @@ const SEED_POOL_PER_CENTROID: usize = 16;
 /// Nearest centroids considered per point before the balanced assignment
 /// falls back to a scan of every centroid with room left.
 const BALANCE_CANDIDATES: usize = 8;
+/// Greedy seeding (several draws per centroid) only while it costs at most
+/// this many distance flops; larger problems draw once per centroid.
+const GREEDY_SEEDING_MAX_FLOPS: f64 = 2e9;
 
 /// Trains `cfg.k` centroids on the `n × dim` row-major `data`.
 ///
@@ -328,29 +331,41 @@ fn seed_plus_plus(data: &[f32], dim: usize, k: usize, rng: &mut Rng, ctl: Contro
     let first = rng.below(np as u64) as usize;
     centroids.extend_from_slice(&pool[first * dim..(first + 1) * dim]);
     let mut d2: Vec<f32> = pool.par_chunks_exact(dim).map(|x| (kern.f32_l2sq)(x, &centroids[..dim])).collect();
+    // Greedy k-means++ (as scikit-learn does): several D² draws per step,
+    // keeping the one that lowers the potential most, while that stays cheap.
+    let greedy = 2 + (k as f64).ln() as usize;
+    let trials = if (k as f64) * (np as f64) * (dim as f64) * (greedy as f64) <= GREEDY_SEEDING_MAX_FLOPS { greedy } else { 1 };
     for c in 1..k {
         if c % 64 == 0 {
             ctl.check()?;
             ctl.report("kmeans seeding", c as f64 / k as f64);
         }
         let total: f64 = d2.iter().map(|&d| d as f64).sum();
-        let pick = if total > 0.0 && total.is_finite() {
-            let target = rng.next_f64() * total;
-            let mut acc = 0.0f64;
-            let mut pick = None;
-            for (i, &d) in d2.iter().enumerate() {
-                acc += d as f64;
-                if acc > target && d > 0.0 {
-                    pick = Some(i);
-                    break;
+        let picks: Vec<usize> = (0..trials).map(|_| draw_d2(&d2, total, np, rng)).collect();
+        let best = if trials == 1 {
+            picks[0]
+        } else {
+            let potentials: Vec<f64> = picks
+                .iter()
+                .map(|&p| {
+                    let cand = &pool[p * dim..(p + 1) * dim];
+                    let parts: Vec<f64> = d2
+                        .par_chunks(4096)
+                        .zip(pool.par_chunks(4096 * dim))
+                        .map(|(dd, xx)| dd.iter().zip(xx.chunks_exact(dim)).map(|(&d, x)| d.min((kern.f32_l2sq)(x, cand)) as f64).sum())
+                        .collect();
+                    parts.iter().sum()
+                })
+                .collect();
+            let mut b = 0;
+            for t in 1..trials {
+                if potentials[t] < potentials[b] {
+                    b = t;
                 }
             }
-            // Rounding can leave `target` past the final sum: take the last positive.
-            pick.or_else(|| d2.iter().rposition(|&d| d > 0.0)).unwrap_or(0)
-        } else {
-            rng.below(np as u64) as usize
+            picks[b]
         };
-        let new = pool[pick * dim..(pick + 1) * dim].to_vec();
+        let new = pool[best * dim..(best + 1) * dim].to_vec();
         d2.par_iter_mut().zip(pool.par_chunks_exact(dim)).for_each(|(d, x)| {
             let nd = (kern.f32_l2sq)(x, &new);
             if nd < *d {
@@ -360,6 +375,24 @@ fn seed_plus_plus(data: &[f32], dim: usize, k: usize, rng: &mut Rng, ctl: Contro
         centroids.extend_from_slice(&new);
     }
     Ok(centroids)
+}
+
+/// One D² draw: index `i` with probability `d2[i] / total`; uniform when every
+/// point coincides with a chosen centroid.
+fn draw_d2(d2: &[f32], total: f64, np: usize, rng: &mut Rng) -> usize {
+    if !(total > 0.0 && total.is_finite()) {
+        return rng.below(np as u64) as usize;
+    }
+    let target = rng.next_f64() * total;
+    let mut acc = 0.0f64;
+    for (i, &d) in d2.iter().enumerate() {
+        acc += d as f64;
+        if acc > target && d > 0.0 {
+            return i;
+        }
+    }
+    // Rounding can leave `target` past the final sum: take the last positive.
+    d2.iter().rposition(|&d| d > 0.0).unwrap_or(0)
 }
 
 /// Centroids become the means of their members (f64 sums, cluster by
