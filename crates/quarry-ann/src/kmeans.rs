@@ -326,11 +326,10 @@ fn seed_plus_plus(data: &[f32], dim: usize, k: usize, rng: &mut Rng, ctl: Contro
         data
     };
     let np = pool.len() / dim;
-    let kern = quarry_simd::kernels();
     let mut centroids = Vec::with_capacity(k * dim);
     let first = rng.below(np as u64) as usize;
     centroids.extend_from_slice(&pool[first * dim..(first + 1) * dim]);
-    let mut d2: Vec<f32> = pool.par_chunks_exact(dim).map(|x| (kern.f32_l2sq)(x, &centroids[..dim])).collect();
+    let mut d2: Vec<f32> = pool.par_chunks_exact(dim).map(|x| l2sq(x, &centroids[..dim])).collect();
     // Greedy k-means++ (as scikit-learn does): several D² draws per step,
     // keeping the one that lowers the potential most, while that stays cheap.
     let greedy = 2 + (k as f64).ln() as usize;
@@ -342,39 +341,47 @@ fn seed_plus_plus(data: &[f32], dim: usize, k: usize, rng: &mut Rng, ctl: Contro
         }
         let total: f64 = d2.iter().map(|&d| d as f64).sum();
         let picks: Vec<usize> = (0..trials).map(|_| draw_d2(&d2, total, np, rng)).collect();
-        let best = if trials == 1 {
-            picks[0]
-        } else {
-            let potentials: Vec<f64> = picks
-                .iter()
-                .map(|&p| {
-                    let cand = &pool[p * dim..(p + 1) * dim];
-                    let parts: Vec<f64> = d2
-                        .par_chunks(4096)
-                        .zip(pool.par_chunks(4096 * dim))
-                        .map(|(dd, xx)| dd.iter().zip(xx.chunks_exact(dim)).map(|(&d, x)| d.min((kern.f32_l2sq)(x, cand)) as f64).sum())
-                        .collect();
-                    parts.iter().sum()
-                })
-                .collect();
-            let mut b = 0;
-            for t in 1..trials {
-                if potentials[t] < potentials[b] {
-                    b = t;
+        // Distances of every pool point to every candidate, in one parallel pass.
+        let cands: Vec<&[f32]> = picks.iter().map(|&p| &pool[p * dim..(p + 1) * dim]).collect();
+        let mut dist = vec![0f32; np * trials];
+        dist.par_chunks_mut(SEED_CHUNK * trials).zip(pool.par_chunks(SEED_CHUNK * dim)).for_each(|(dd, xx)| {
+            for (row, x) in dd.chunks_exact_mut(trials).zip(xx.chunks_exact(dim)) {
+                for (o, c) in row.iter_mut().zip(&cands) {
+                    *o = l2sq(x, c);
                 }
             }
-            picks[b]
-        };
-        let new = pool[best * dim..(best + 1) * dim].to_vec();
-        d2.par_iter_mut().zip(pool.par_chunks_exact(dim)).for_each(|(d, x)| {
-            let nd = (kern.f32_l2sq)(x, &new);
-            if nd < *d {
-                *d = nd;
-            }
         });
+        let mut best = 0;
+        if trials > 1 {
+            let potential =
+                |t: usize| -> f64 { d2.iter().zip(dist.chunks_exact(trials)).map(|(&d, r)| d.min(r[t]) as f64).sum() };
+            let mut best_pot = potential(0);
+            for t in 1..trials {
+                let p = potential(t);
+                if p < best_pot {
+                    (best, best_pot) = (t, p);
+                }
+            }
+        }
+        d2.iter_mut().zip(dist.chunks_exact(trials)).for_each(|(d, r)| *d = d.min(r[best]));
+        let new = cands[best].to_vec();
         centroids.extend_from_slice(&new);
     }
     Ok(centroids)
+}
+
+/// Pool points per parallel task in seeding.
+const SEED_CHUNK: usize = 2048;
+
+/// Squared L2: the dispatched kernel for long vectors, an inlined loop for
+/// short ones (PQ sub-spaces), where the call through the table dominates.
+#[inline]
+fn l2sq(a: &[f32], b: &[f32]) -> f32 {
+    if a.len() >= 16 {
+        (quarry_simd::kernels().f32_l2sq)(a, b)
+    } else {
+        a.iter().zip(b).map(|(&x, &y)| (x - y) * (x - y)).sum()
+    }
 }
 
 /// One D² draw: index `i` with probability `d2[i] / total`; uniform when every
