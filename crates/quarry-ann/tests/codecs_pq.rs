@@ -287,3 +287,21 @@ fn opq_errors() {
     assert_eq!(opq.apply(&data[..8], &mut out[..7]).unwrap_err().code(), "QUARRY_DIM_MISMATCH");
     assert_eq!(opq.apply_inverse(&data[..9], &mut out).unwrap_err().code(), "QUARRY_DIM_MISMATCH");
 }
+
+#[test]
+fn encode_breaks_ties_to_the_smaller_centroid() {
+    // Centroids drawn from a handful of values: many exact duplicates and ties.
+    let mut rng = Rng::new(12);
+    for (m, nbits) in [(4usize, 8u32), (3, 4), (8, 4)] {
+        let dim = m * 2;
+        let ksub = 1usize << nbits;
+        let centroids: Vec<f32> = (0..m * ksub * 2).map(|_| rng.below(3) as f32).collect();
+        let pq = ProductQuantizer { dim, m, nbits, centroids };
+        let data: Vec<f32> = (0..200 * dim).map(|_| rng.below(5) as f32 * 0.5).collect();
+        let mut unpacked = vec![0u8; 200 * m];
+        pq.codes_unpacked(&data, &mut unpacked).unwrap();
+        for i in 0..200 {
+            assert_eq!(&unpacked[i * m..(i + 1) * m], &naive_codes(&pq, &data[i * dim..(i + 1) * dim])[..], "row {i}");
+        }
+    }
+}
