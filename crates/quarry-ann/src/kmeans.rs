@@ -136,7 +136,7 @@ pub fn train(data: &[f32], dim: usize, cfg: &KMeansConfig, ctl: Control) -> Resu
 impl KMeans {
     /// Number of centroids.
     pub fn k(&self) -> usize {
-        if self.dim == 0 { 0 } else { self.centroids.len() / self.dim }
+        self.centroids.len().checked_div(self.dim).unwrap_or(0)
     }
 
     /// Nearest centroid (squared L2) of each row of `data`, with the squared
@@ -246,8 +246,8 @@ impl KMeans {
                     // Every candidate is full: nearest centroid with room, by a full scan.
                     let x = &data[i * dim..(i + 1) * dim];
                     let mut best = (f32::INFINITY, u32::MAX);
-                    for c in 0..k {
-                        if load[c] < cap {
+                    for (c, _) in load.iter().enumerate().filter(|(_, l)| **l < cap) {
+                        {
                             let d = if spherical { -(kern.f32_dot)(x, self.centroid(c)) } else { (kern.f32_l2sq)(x, self.centroid(c)) };
                             if d < best.0 || best.1 == u32::MAX {
                                 best = (d, c as u32);

@@ -94,7 +94,7 @@ impl ProductQuantizer {
 
     /// Components per sub-space.
     pub fn dsub(&self) -> usize {
-        if self.m == 0 { 0 } else { self.dim / self.m }
+        self.dim.checked_div(self.m).unwrap_or(0)
     }
 
     /// Bytes per code: `m` (8-bit) or `ceil(m / 2)` (4-bit).
@@ -303,7 +303,7 @@ fn check_len(what: &str, got: usize, want: usize) -> Result<()> {
 pub(crate) fn sub_code(code: &[u8], s: usize, nbits: u32) -> u8 {
     if nbits == 8 {
         code[s]
-    } else if s % 2 == 0 {
+    } else if s.is_multiple_of(2) {
         code[s / 2] & 0x0f
     } else {
         code[s / 2] >> 4

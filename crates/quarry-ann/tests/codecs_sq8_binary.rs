@@ -37,8 +37,8 @@ fn sq8_roundtrip_error_is_half_a_step() {
         let far: Vec<f32> = (0..dim).map(|d| if d % 2 == 0 { 1e6 } else { -1e6 }).collect();
         let mut c = vec![0u8; dim];
         sq.encode(&far, &mut c).unwrap();
-        for d in 0..dim {
-            assert_eq!(c[d], if d % 2 == 0 { 255 } else { 0 });
+        for (d, &code) in c.iter().enumerate() {
+            assert_eq!(code, if d % 2 == 0 { 255 } else { 0 });
         }
     }
     // A constant dimension decodes exactly.
@@ -112,7 +112,7 @@ fn sq8_errors() {
     let mut codes = vec![0u8; 40];
     assert_eq!(sq.encode(&data, &mut codes[..36]).unwrap_err().code(), "QUARRY_DIM_MISMATCH");
     assert_eq!(sq.encode(&[f32::INFINITY; 4], &mut codes[..4]).unwrap_err().code(), "QUARRY_INVALID_INPUT");
-    let mut out = vec![0f32; 40];
+    let mut out = [0f32; 40];
     assert_eq!(sq.decode(&codes[..39], &mut out[..39]).unwrap_err().code(), "QUARRY_DIM_MISMATCH");
     assert_eq!(sq.prepare(&data[..3], Metric::L2).unwrap_err().code(), "QUARRY_DIM_MISMATCH");
     assert_eq!(sq.prepare(&[f32::NAN; 4], Metric::L2).unwrap_err().code(), "QUARRY_INVALID_INPUT");
