@@ -305,3 +305,30 @@ fn encode_breaks_ties_to_the_smaller_centroid() {
         }
     }
 }
+
+#[test]
+fn portable_nearest_centroid_matches_dispatched_encode() {
+    let mut rng = Rng::new(77);
+    for (dim, m, nbits) in [(16usize, 8usize, 8u32), (12, 4, 4), (8, 8, 4)] {
+        let data = gaussian(600, dim, rng.next_u64());
+        let pq = ProductQuantizer::train(&data, dim, m, nbits, 1, Control::none()).unwrap();
+        let (ksub, dsub) = (pq.ksub(), pq.dsub());
+        let mut unpacked = vec![0u8; 600 * m];
+        pq.codes_unpacked(&data, &mut unpacked).unwrap();
+        let mut scratch = vec![0f32; ksub];
+        for s in 0..m {
+            // Transposed sub-space table, as the encoder builds it.
+            let mut t = vec![0f32; dsub * ksub];
+            for c in 0..ksub {
+                for d in 0..dsub {
+                    t[d * ksub + c] = pq.centroids[(s * ksub + c) * dsub + d];
+                }
+            }
+            for i in 0..600 {
+                let sub = &data[i * dim + s * dsub..i * dim + (s + 1) * dsub];
+                let want = quarry_ann::pq::nearest_centroid_portable(&t, sub, &mut scratch);
+                assert_eq!(unpacked[i * m + s] as usize, want);
+            }
+        }
+    }
+}
