@@ -58,6 +58,9 @@ const SEED_POOL_PER_CENTROID: usize = 16;
 /// Nearest centroids considered per point before the balanced assignment
 /// falls back to a scan of every centroid with room left.
 const BALANCE_CANDIDATES: usize = 8;
+/// Greedy seeding (several draws per centroid) only while it costs at most
+/// this many distance flops; larger problems draw once per centroid.
+const GREEDY_SEEDING_MAX_FLOPS: f64 = 2e9;
 
 /// Trains `cfg.k` centroids on the `n × dim` row-major `data`.
 ///
@@ -133,7 +136,7 @@ pub fn train(data: &[f32], dim: usize, cfg: &KMeansConfig, ctl: Control) -> Resu
 impl KMeans {
     /// Number of centroids.
     pub fn k(&self) -> usize {
-        if self.dim == 0 { 0 } else { self.centroids.len() / self.dim }
+        self.centroids.len().checked_div(self.dim).unwrap_or(0)
     }
 
     /// Nearest centroid (squared L2) of each row of `data`, with the squared
@@ -243,8 +246,8 @@ impl KMeans {
                     // Every candidate is full: nearest centroid with room, by a full scan.
                     let x = &data[i * dim..(i + 1) * dim];
                     let mut best = (f32::INFINITY, u32::MAX);
-                    for c in 0..k {
-                        if load[c] < cap {
+                    for (c, _) in load.iter().enumerate().filter(|(_, l)| **l < cap) {
+                        {
                             let d = if spherical { -(kern.f32_dot)(x, self.centroid(c)) } else { (kern.f32_l2sq)(x, self.centroid(c)) };
                             if d < best.0 || best.1 == u32::MAX {
                                 best = (d, c as u32);
@@ -323,43 +326,80 @@ fn seed_plus_plus(data: &[f32], dim: usize, k: usize, rng: &mut Rng, ctl: Contro
         data
     };
     let np = pool.len() / dim;
-    let kern = quarry_simd::kernels();
     let mut centroids = Vec::with_capacity(k * dim);
     let first = rng.below(np as u64) as usize;
     centroids.extend_from_slice(&pool[first * dim..(first + 1) * dim]);
-    let mut d2: Vec<f32> = pool.par_chunks_exact(dim).map(|x| (kern.f32_l2sq)(x, &centroids[..dim])).collect();
+    let mut d2: Vec<f32> = pool.par_chunks_exact(dim).map(|x| l2sq(x, &centroids[..dim])).collect();
+    // Greedy k-means++ (as scikit-learn does): several D² draws per step,
+    // keeping the one that lowers the potential most, while that stays cheap.
+    let greedy = 2 + (k as f64).ln() as usize;
+    let trials = if (k as f64) * (np as f64) * (dim as f64) * (greedy as f64) <= GREEDY_SEEDING_MAX_FLOPS { greedy } else { 1 };
     for c in 1..k {
         if c % 64 == 0 {
             ctl.check()?;
             ctl.report("kmeans seeding", c as f64 / k as f64);
         }
         let total: f64 = d2.iter().map(|&d| d as f64).sum();
-        let pick = if total > 0.0 && total.is_finite() {
-            let target = rng.next_f64() * total;
-            let mut acc = 0.0f64;
-            let mut pick = None;
-            for (i, &d) in d2.iter().enumerate() {
-                acc += d as f64;
-                if acc > target && d > 0.0 {
-                    pick = Some(i);
-                    break;
+        let picks: Vec<usize> = (0..trials).map(|_| draw_d2(&d2, total, np, rng)).collect();
+        // Distances of every pool point to every candidate, in one parallel pass.
+        let cands: Vec<&[f32]> = picks.iter().map(|&p| &pool[p * dim..(p + 1) * dim]).collect();
+        let mut dist = vec![0f32; np * trials];
+        dist.par_chunks_mut(SEED_CHUNK * trials).zip(pool.par_chunks(SEED_CHUNK * dim)).for_each(|(dd, xx)| {
+            for (row, x) in dd.chunks_exact_mut(trials).zip(xx.chunks_exact(dim)) {
+                for (o, c) in row.iter_mut().zip(&cands) {
+                    *o = l2sq(x, c);
                 }
             }
-            // Rounding can leave `target` past the final sum: take the last positive.
-            pick.or_else(|| d2.iter().rposition(|&d| d > 0.0)).unwrap_or(0)
-        } else {
-            rng.below(np as u64) as usize
-        };
-        let new = pool[pick * dim..(pick + 1) * dim].to_vec();
-        d2.par_iter_mut().zip(pool.par_chunks_exact(dim)).for_each(|(d, x)| {
-            let nd = (kern.f32_l2sq)(x, &new);
-            if nd < *d {
-                *d = nd;
-            }
         });
+        let mut best = 0;
+        if trials > 1 {
+            let potential =
+                |t: usize| -> f64 { d2.iter().zip(dist.chunks_exact(trials)).map(|(&d, r)| d.min(r[t]) as f64).sum() };
+            let mut best_pot = potential(0);
+            for t in 1..trials {
+                let p = potential(t);
+                if p < best_pot {
+                    (best, best_pot) = (t, p);
+                }
+            }
+        }
+        d2.iter_mut().zip(dist.chunks_exact(trials)).for_each(|(d, r)| *d = d.min(r[best]));
+        let new = cands[best].to_vec();
         centroids.extend_from_slice(&new);
     }
     Ok(centroids)
+}
+
+/// Pool points per parallel task in seeding.
+const SEED_CHUNK: usize = 2048;
+
+/// Squared L2: the dispatched kernel for long vectors, an inlined loop for
+/// short ones (PQ sub-spaces), where the call through the table dominates.
+#[inline]
+fn l2sq(a: &[f32], b: &[f32]) -> f32 {
+    if a.len() >= 16 {
+        (quarry_simd::kernels().f32_l2sq)(a, b)
+    } else {
+        a.iter().zip(b).map(|(&x, &y)| (x - y) * (x - y)).sum()
+    }
+}
+
+/// One D² draw: index `i` with probability `d2[i] / total`; uniform when every
+/// point coincides with a chosen centroid.
+fn draw_d2(d2: &[f32], total: f64, np: usize, rng: &mut Rng) -> usize {
+    if !(total > 0.0 && total.is_finite()) {
+        return rng.below(np as u64) as usize;
+    }
+    let target = rng.next_f64() * total;
+    let mut acc = 0.0f64;
+    for (i, &d) in d2.iter().enumerate() {
+        acc += d as f64;
+        if acc > target && d > 0.0 {
+            return i;
+        }
+    }
+    // Rounding can leave `target` past the final sum: take the last positive.
+    d2.iter().rposition(|&d| d > 0.0).unwrap_or(0)
 }
 
 /// Centroids become the means of their members (f64 sums, cluster by

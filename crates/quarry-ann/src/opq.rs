@@ -57,7 +57,7 @@ impl Opq {
         }
         let sample_storage;
         let x: &[f32] = if n > OPQ_MAX_TRAIN {
-            let mut idx = Rng::new(seed ^ 0x4f50_51).sample_indices(n, OPQ_MAX_TRAIN);
+            let mut idx = Rng::new(seed ^ 0x004f_5051).sample_indices(n, OPQ_MAX_TRAIN);
             idx.sort_unstable();
             sample_storage = gather_rows(data, dim, &idx);
             &sample_storage

@@ -176,8 +176,8 @@ fn scan_scalar(q: &Sq8Query, dim: usize, codes: &[u8], out: &mut [f32]) {
         *o = match q.metric {
             Metric::L2 => {
                 let mut acc = 0f32;
-                for d in 0..dim {
-                    let diff = q.a[d] - q.s[d] * c[d] as f32;
+                for ((&b, &a), &s) in c.iter().zip(&q.a).zip(&q.s) {
+                    let diff = a - s * b as f32;
                     acc += diff * diff;
                 }
                 acc
@@ -226,12 +226,12 @@ unsafe fn scan_avx2(q: &Sq8Query, dim: usize, codes: &[u8], out: &mut [f32]) {
         let s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
         let s1 = _mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1));
         let mut total = _mm_cvtss_f32(s1);
-        for d in body..dim {
+        for (d, &b) in c.iter().enumerate().skip(body) {
             if l2 {
-                let diff = q.a[d] - q.s[d] * c[d] as f32;
+                let diff = q.a[d] - q.s[d] * b as f32;
                 total += diff * diff;
             } else {
-                total += q.a[d] * c[d] as f32;
+                total += q.a[d] * b as f32;
             }
         }
         *o = if l2 { total } else { q.bias + total };
