@@ -218,6 +218,40 @@ def quantize_kv(c: dict, k: np.ndarray, v: np.ndarray):
     return kh, vh, kb + vb
 
 
+class PrefixCaches:
+    """Quantized caches of every length L <= T from one quantization of all T tokens.
+
+    Every rule above is causal and aligned at token 0 (q8_0/q4_0/f16 per token,
+    KIVI values per token, KIVI key groups at multiples of `group`), so the cache
+    of length L is: the first nq(L) tokens of the all-quantized tensor, then the
+    full-precision residual. main() checks this against quantize_kv at L = T.
+    """
+
+    def __init__(self, c: dict, k: np.ndarray, v: np.ndarray):
+        self.c, self.k, self.v = c, k, v
+        h, n, d = k.shape
+        if c["method"] == "kivi":
+            g = c["group"]
+            self.res_bytes, self.res_round = (4, lambda a: a) if c["residual_dtype"] == "f32" else (2, f16)
+            self.kq, _ = quant_kivi_keys(k[:, : (n // g) * g], c["bits"], g, 0, 0, self.res_round)
+            self.vq, _ = quant_kivi_values(v, c["bits"], g, 0, 0, self.res_round)
+        else:
+            self.kq, self.vq, _ = quantize_kv(c, k, v)
+
+    def view(self, length: int):
+        c, (h, _, d) = self.c, self.k.shape
+        if c["method"] != "kivi":
+            per_token = {"f32": d * 4, "f16": d * 2, "q8_0": d // 32 * 34, "q4_0": d // 32 * 18}[c["method"]]
+            return self.kq[:, :length], self.vq[:, :length], 2 * h * length * per_token
+        g, b = c["group"], c["bits"]
+        nk, nv = kivi_split(length, g, c["residual"])
+        kh = np.concatenate([self.kq[:, :nk], self.res_round(self.k[:, nk:length])], axis=1)
+        vh = np.concatenate([self.vq[:, :nv], self.res_round(self.v[:, nv:length])], axis=1)
+        nbytes = (h * (nk // g) * d * _group_bytes(g, b) + h * (length - nk) * d * self.res_bytes
+                  + h * nv * (d // g) * _group_bytes(g, b) + h * (length - nv) * d * self.res_bytes)
+        return kh.astype(np.float32), vh.astype(np.float32), nbytes
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model-dir", default=DEFAULT_MODEL_DIR)
@@ -264,14 +298,26 @@ def main() -> None:
         for c in cfgs:
             row = {"layer": layer}
             errs, coss, cmins = [], [], []
+            # The spec case, straightforwardly: the whole dumped cache, quantized once.
+            kh, vh, nbytes = quantize_kv(c, k_src, v)
+            row["k_rel_err"] = rel_err(kh, k_src)
+            row["v_rel_err"] = rel_err(vh, v)
+            row["bytes_per_token"] = nbytes / T
+            row["bits_per_value"] = 8 * nbytes / (T * kvh * d * 2)
+            prefix = PrefixCaches(c, k_src, v) if len(positions) > 1 else None
+            if prefix is not None:
+                pk, pv, pb = prefix.view(T)
+                if pb != nbytes or not (np.array_equal(pk, kh) and np.array_equal(pv, vh)):
+                    raise SystemExit(f"internal: prefix caches disagree with quantize_kv for {label(c)}")
+                n0 = positions[0] + 1  # and at the shortest cache, quantized on its own
+                ak, av, ab = quantize_kv(c, k_src[:, :n0], v[:, :n0])
+                pk, pv, pb = prefix.view(n0)
+                if pb != ab or not (np.array_equal(pk, ak) and np.array_equal(pv, av)):
+                    raise SystemExit(f"internal: prefix cache of {n0} tokens disagrees for {label(c)}")
+            full = (kh, vh)
             for p in positions:
-                kh, vh, nbytes = quantize_kv(c, k_src[:, : p + 1], v[:, : p + 1])
-                if p == T - 1:
-                    row["k_rel_err"] = rel_err(kh, k_src)
-                    row["v_rel_err"] = rel_err(vh, v)
-                    row["bytes_per_token"] = nbytes / T
-                    row["bits_per_value"] = 8 * nbytes / (T * kvh * d * 2)
-                k_att = kh if args.key_source == "post" else apply_rope(kh, theta)
+                kh, vh = full if p == T - 1 else prefix.view(p + 1)[:2]
+                k_att = kh if args.key_source == "post" else apply_rope(kh, theta, angle_dtype=np.float32)
                 o = decode_attention(q[:, p], k_att, vh, scale)
                 hc = head_cos(o, refs[p])
                 errs.append(rel_err(o, refs[p]))

@@ -34,16 +34,25 @@ def load_layer(model_dir: str, meta: dict, layer: int, kind: str) -> np.ndarray:
     return data.reshape(shape)
 
 
-def rope_tables(tokens: int, head_dim: int, theta: float, start: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """cos/sin [tokens, head_dim] of the half-split (GPT-NeoX / Hugging Face) rotary embedding."""
-    inv_freq = 1.0 / (theta ** (np.arange(0, head_dim, 2, dtype=np.float64) / head_dim))
-    pos = np.arange(start, start + tokens, dtype=np.float64)
-    ang = np.outer(pos, inv_freq)  # [tokens, head_dim/2]
+def rope_tables(tokens: int, head_dim: int, theta: float, start: int = 0,
+                angle_dtype=np.float64) -> tuple[np.ndarray, np.ndarray]:
+    """cos/sin [tokens, head_dim] of the half-split (GPT-NeoX / Hugging Face) rotary embedding.
+
+    angle_dtype=np.float32 reproduces how the model computed them (Hugging Face:
+    inverse frequencies, the position * frequency product and cos/sin in f32);
+    float64 gives the exact angles. The two differ by up to ~position * 2^-24
+    radians, about 2e-4 relative at position 4095.
+    """
+    ft = np.dtype(angle_dtype).type
+    exps = np.arange(0, head_dim, 2).astype(ft) / ft(head_dim)
+    inv_freq = (ft(1.0) / (ft(theta) ** exps)).astype(ft)
+    pos = np.arange(start, start + tokens).astype(ft)
+    ang = (pos[:, None] * inv_freq[None, :]).astype(ft)  # [tokens, head_dim/2]
     ang = np.concatenate([ang, ang], axis=1)
-    return np.cos(ang), np.sin(ang)
+    return np.cos(ang).astype(np.float64), np.sin(ang).astype(np.float64)
 
 
-def apply_rope(x: np.ndarray, theta: float, start: int = 0) -> np.ndarray:
+def apply_rope(x: np.ndarray, theta: float, start: int = 0, angle_dtype=np.float64) -> np.ndarray:
     """x [heads, tokens, head_dim] at positions start..start+tokens-1 -> rotated, float64.
 
     Channel i pairs with channel i + head_dim/2 (not 2i with 2i+1):
@@ -51,7 +60,7 @@ def apply_rope(x: np.ndarray, theta: float, start: int = 0) -> np.ndarray:
       y[i + d/2] = x[i + d/2] cos(p w_i) + x[i] sin(p w_i),   w_i = theta^(-2i/d)
     """
     _, tokens, d = x.shape
-    cos, sin = rope_tables(tokens, d, theta, start)
+    cos, sin = rope_tables(tokens, d, theta, start, angle_dtype)
     x = x.astype(np.float64)
     half = d // 2
     rot = np.concatenate([-x[..., half:], x[..., :half]], axis=-1)

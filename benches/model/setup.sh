@@ -1,4 +1,4 @@
-#!/usr/bin/env bash
+#!/bin/sh
 # Idempotent setup of the real-model activation dumps (format: benches/model/README.md).
 # Everything lands in the git-ignored cache benches/.data/:
 #   benches/.data/venv-model/                 Python venv: torch (CPU use), transformers, gguf, numpy, accelerate
@@ -8,7 +8,7 @@
 #   sh benches/model/setup.sh            # everything
 #   sh benches/model/setup.sh --force    # redo the dumps (venv and model file are kept)
 # Env: PYTHON (default python3), THREADS (default 2), TOKENS (default 4096).
-set -euo pipefail
+set -eu
 
 BENCH_DIR="$(cd "$(dirname "$0")/.." && pwd)"
 ROOT="$(dirname "$BENCH_DIR")"
