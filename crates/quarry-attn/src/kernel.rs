@@ -80,6 +80,9 @@ pub(crate) struct Job {
     pub cols: Vec<u32>,
 }
 
+/// (head, tile, output rows, lse rows) of one parallel task.
+type Task<'o> = (usize, usize, Option<&'o mut [f32]>, &'o mut [f32]);
+
 struct Scratch {
     qbuf: Vec<f32>,
     s: Vec<f32>,
@@ -112,7 +115,7 @@ impl Ctx<'_> {
         let tiles = self.q_tiles();
         // One task per (head, tile); the output and lse slices of a task are
         // disjoint, so they are split up front.
-        let mut tasks: Vec<(usize, usize, Option<&mut [f32]>, &mut [f32])> = Vec::with_capacity(sh.heads * tiles);
+        let mut tasks: Vec<Task<'_>> = Vec::with_capacity(sh.heads * tiles);
         let mut out_rest: &mut [f32] = &mut out;
         let mut lse_rest: &mut [f32] = &mut lse;
         for h in 0..sh.heads {
@@ -237,9 +240,8 @@ impl Ctx<'_> {
             }
         }
 
-        for i in 0..rows {
-            let l = sc.l[i];
-            lse[i] = if l > 0.0 { sc.m[i] + l.ln() } else { f32::NEG_INFINITY };
+        for ((dst, &l), &m) in lse.iter_mut().zip(&sc.l[..rows]).zip(&sc.m[..rows]) {
+            *dst = if l > 0.0 { m + l.ln() } else { f32::NEG_INFINITY };
         }
         if let Some(out) = out {
             for i in 0..rows {

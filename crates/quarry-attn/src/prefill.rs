@@ -66,7 +66,7 @@ impl PrefillPattern {
 
     fn validate(&self) -> Result<()> {
         match *self {
-            PrefillPattern::VerticalSlash { last_q, .. } if last_q == 0 => invalid("vertical-slash last_q must be > 0"),
+            PrefillPattern::VerticalSlash { last_q: 0, .. } => invalid("vertical-slash last_q must be > 0"),
             PrefillPattern::BlockTopK { gamma, .. } if !(gamma > 0.0 && gamma.is_finite()) => {
                 invalid(format!("block-topk gamma ({gamma}) must be in (0, 1]"))
             }
@@ -533,9 +533,7 @@ fn block_topk_jobs(
             if opts.causal {
                 // Diagonal: the blocks holding this tile's own positions.
                 let r1 = ((t + 1) * b).min(shape.q_len) - 1;
-                for kb in shape.q_pos(t * b) / b..=shape.q_pos(r1) / b {
-                    keep[kb] = true;
-                }
+                keep[shape.q_pos(t * b) / b..=shape.q_pos(r1) / b].fill(true);
             }
         }
         let mut iv: Vec<[usize; 2]> =

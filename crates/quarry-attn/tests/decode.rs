@@ -87,7 +87,7 @@ fn selectors_at_full_budget_equal_dense() {
     let quest = QuestIndex::build(&k, &shape, 16).unwrap();
     let squeezed = SqueezedIndex::build(&k, &shape, 8, 5, 7).unwrap();
     let duo = DuoPolicy { retrieval: vec![true, true], sink: 4, window: 16, streaming_recall: vec![] };
-    let sels = vec![
+    let sels = [
         quest.selector(333, 0, 0).select(&q, &shape).unwrap(),
         quest.selector(10_000, 4, 4).select(&q, &shape).unwrap(),
         squeezed.selector(333, 0, 0).select(&q, &shape).unwrap(),

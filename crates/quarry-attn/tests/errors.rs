@@ -125,11 +125,11 @@ fn decode_errors() {
     assert_eq!(code(QuestIndex::build(&k[1..], &shape, 16)), DIM);
     let quest = QuestIndex::build(&k, &shape, 16).unwrap();
     let other = AttnShape::decode(4, 2, 40, 8);
-    assert_eq!(code(quest.selector(16, 0, 0).select(&vec![0.1; 32], &other)), DIM);
+    assert_eq!(code(quest.selector(16, 0, 0).select(&[0.1; 32], &other)), DIM);
     assert_eq!(code(quest.selector(16, 0, 0).select(&q[1..], &shape)), DIM);
     assert_eq!(code(SqueezedIndex::build(&k, &shape, 0, 3, 1)), ARG);
     let sq = SqueezedIndex::build(&k, &shape, 4, 3, 1).unwrap();
-    assert_eq!(code(sq.selector(16, 0, 0).select(&vec![0.1; 32], &other)), DIM);
+    assert_eq!(code(sq.selector(16, 0, 0).select(&[0.1; 32], &other)), DIM);
     let duo = DuoPolicy { retrieval: vec![true], sink: 1, window: 1, streaming_recall: vec![] };
     assert_eq!(code(duo.select(&q, &shape)), DIM);
     assert_eq!(code(TopKSelector { k: (&k[1..]).into(), budget: 4, sink: 0, recent: 0 }.select(&q, &shape)), DIM);

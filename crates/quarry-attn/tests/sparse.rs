@@ -67,9 +67,9 @@ fn check_sparse_kernel(shape: AttnShape, opts: AttnOptions, seed: u64) {
         mass[h] += p.iter().enumerate().filter(|&(j, _)| index.contains(h, i, j)).map(|(_, x)| x).sum::<f64>();
     })
     .unwrap();
-    for h in 0..shape.heads {
-        let want = mass[h] / shape.q_len as f64;
-        assert!((rec.per_head[h] - want).abs() < 1e-4, "recall {} vs {want}", rec.per_head[h]);
+    for (got, m) in rec.per_head.iter().zip(&mass) {
+        let want = m / shape.q_len as f64;
+        assert!((got - want).abs() < 1e-4, "recall {got} vs {want}");
     }
 }
 
