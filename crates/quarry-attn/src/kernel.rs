@@ -1,0 +1,308 @@
+//! The tiled attention engine (FlashAttention-style online softmax) shared by
+//! dense and sparse prefill.
+//!
+//! K is transposed once per call into `[kv_heads][head_dim][ld]` so that any
+//! run of up to `block` consecutive keys is a row-major `head_dim × w`
+//! matrix: a query tile times it is one [`simd::gemm`]. A tile job is a list
+//! of key *ranges* (consecutive keys, at most `block` long, at any offset)
+//! plus a list of single key *columns*, which are gathered into a panel of
+//! at most `block` keys and then go through exactly the same steps. Dense
+//! attention is the job "all aligned blocks up to the diagonal".
+
+use crate::shape::{AttnShape, KvSlice};
+use crate::simd::{self, Level};
+use rayon::prelude::*;
+use std::borrow::Cow;
+
+/// K transposed and V widened to f32, ready for the tile engine.
+pub(crate) struct PreparedKv<'a> {
+    pub kt: Vec<f32>,
+    /// Row stride of `kt` (>= kv_len, padded).
+    pub ld: usize,
+    pub v: Cow<'a, [f32]>,
+}
+
+impl<'a> PreparedKv<'a> {
+    pub fn new(k: &KvSlice, v: Option<&KvSlice<'a>>, shape: &AttnShape) -> Self {
+        let n = shape.kv_len;
+        let d = shape.head_dim;
+        // Pad so rows do not sit a multiple of 4 KiB apart (cache-set aliasing
+        // when a tile walks head_dim rows).
+        let mut ld = n.div_ceil(16) * 16;
+        if ld.is_multiple_of(1024) {
+            ld += 16;
+        }
+        let mut kt = vec![0.0f32; shape.kv_heads * d * ld];
+        kt.par_chunks_mut(d * ld).enumerate().for_each(|(g, dst)| {
+            let mut row = vec![0.0f32; d];
+            let base = g * n * d;
+            for j in 0..n {
+                k.read(base + j * d, &mut row);
+                for (c, &x) in row.iter().enumerate() {
+                    dst[c * ld + j] = x;
+                }
+            }
+        });
+        let v = match v {
+            Some(KvSlice::F32(s)) => Cow::Borrowed(*s),
+            Some(KvSlice::F16(s)) => {
+                use half::slice::HalfFloatSliceExt;
+                let mut w = vec![0.0f32; s.len()];
+                w.par_chunks_mut(1 << 16)
+                    .zip(s.par_chunks(1 << 16))
+                    .for_each(|(dst, src)| src.convert_to_f32_slice(dst));
+                Cow::Owned(w)
+            }
+            None => Cow::Owned(Vec::new()),
+        };
+        PreparedKv { kt, ld, v }
+    }
+}
+
+/// Everything a tile needs besides its job.
+pub(crate) struct Ctx<'a> {
+    pub level: Level,
+    pub shape: AttnShape,
+    pub causal: bool,
+    pub scale: f32,
+    pub block: usize,
+    pub q: &'a [f32],
+    pub kv: &'a PreparedKv<'a>,
+    /// When false only the log-sum-exp is computed (recall metrics).
+    pub with_output: bool,
+}
+
+/// Key sets of one (head, query tile): disjoint ranges `[start, end)` of at
+/// most `block` keys, and single columns outside them.
+#[derive(Default, Clone, Debug)]
+pub(crate) struct Job {
+    pub ranges: Vec<[u32; 2]>,
+    pub cols: Vec<u32>,
+}
+
+/// (head, tile, output rows, lse rows) of one parallel task.
+type Task<'o> = (usize, usize, Option<&'o mut [f32]>, &'o mut [f32]);
+
+struct Scratch {
+    qbuf: Vec<f32>,
+    s: Vec<f32>,
+    o: Vec<f32>,
+    m: Vec<f32>,
+    l: Vec<f32>,
+    panel: Vec<f32>,
+    vbuf: Vec<f32>,
+}
+
+impl Ctx<'_> {
+    pub fn q_tiles(&self) -> usize {
+        self.shape.q_len.div_ceil(self.block)
+    }
+
+    /// Runs `job_for(head, tile, &mut job)` for every tile and the engine on
+    /// it, in parallel; returns (output or empty, lse `[heads, q_len]`).
+    pub fn run<F>(&self, job_for: F) -> (Vec<f32>, Vec<f32>)
+    where
+        F: Fn(usize, usize, &mut Job) + Sync,
+    {
+        let sh = &self.shape;
+        let d = sh.head_dim;
+        let b = self.block;
+        let mut out = if self.with_output { vec![0.0f32; sh.q_elems()] } else { Vec::new() };
+        let mut lse = vec![0.0f32; sh.heads * sh.q_len];
+        if sh.q_len == 0 {
+            return (out, lse);
+        }
+        let tiles = self.q_tiles();
+        // One task per (head, tile); the output and lse slices of a task are
+        // disjoint, so they are split up front.
+        let mut tasks: Vec<Task<'_>> = Vec::with_capacity(sh.heads * tiles);
+        let mut out_rest: &mut [f32] = &mut out;
+        let mut lse_rest: &mut [f32] = &mut lse;
+        for h in 0..sh.heads {
+            for t in 0..tiles {
+                let rows = (sh.q_len - t * b).min(b);
+                let (l, rest) = lse_rest.split_at_mut(rows);
+                lse_rest = rest;
+                let o = if self.with_output {
+                    let (o, rest) = std::mem::take(&mut out_rest).split_at_mut(rows * d);
+                    out_rest = rest;
+                    Some(o)
+                } else {
+                    None
+                };
+                tasks.push((h, t, o, l));
+            }
+        }
+        // Later tiles of a causal pass are the most expensive: start them
+        // first so the tail of the schedule is short.
+        if self.causal {
+            tasks.reverse();
+        }
+        tasks.into_par_iter().for_each_init(
+            || (self.scratch(), Job::default()),
+            |(scratch, job), (h, t, o, l)| {
+                job.ranges.clear();
+                job.cols.clear();
+                job_for(h, t, job);
+                self.tile(h, t, job, o, l, scratch);
+            },
+        );
+        (out, lse)
+    }
+
+    fn scratch(&self) -> Scratch {
+        let d = self.shape.head_dim;
+        let b = self.block;
+        Scratch {
+            qbuf: vec![0.0; b * d],
+            s: vec![0.0; b * b],
+            o: vec![0.0; b * d],
+            m: vec![0.0; b],
+            l: vec![0.0; b],
+            panel: vec![0.0; d * b],
+            vbuf: vec![0.0; b * d],
+        }
+    }
+
+    fn tile(&self, h: usize, t: usize, job: &Job, out: Option<&mut [f32]>, lse: &mut [f32], sc: &mut Scratch) {
+        let sh = &self.shape;
+        let d = sh.head_dim;
+        let b = self.block;
+        let r0 = t * b;
+        let rows = lse.len();
+        let g = h / sh.group();
+        let level = self.level;
+        let qsrc = &self.q[(h * sh.q_len + r0) * d..(h * sh.q_len + r0 + rows) * d];
+        for (dst, &x) in sc.qbuf[..rows * d].iter_mut().zip(qsrc) {
+            *dst = x * self.scale;
+        }
+        sc.m[..rows].fill(f32::NEG_INFINITY);
+        sc.l[..rows].fill(0.0);
+        if self.with_output {
+            sc.o[..rows * d].fill(0.0);
+        }
+        let kt = &self.kv.kt[g * d * self.kv.ld..(g + 1) * d * self.kv.ld];
+        let ld = self.kv.ld;
+        let vh: &[f32] = if self.with_output { &self.kv.v[g * sh.kv_len * d..(g + 1) * sh.kv_len * d] } else { &[] };
+        let first_pos = if self.causal { sh.q_pos(r0) } else { usize::MAX };
+
+        for &[s, e] in &job.ranges {
+            let (s, e) = (s as usize, e as usize);
+            let w = e - s;
+            simd::gemm(level, rows, w, d, &sc.qbuf, d, &kt[s..], ld, &mut sc.s, b, false);
+            // Only tiles crossing the diagonal need the mask.
+            if self.causal && e - 1 > first_pos {
+                for i in 0..rows {
+                    let pos = sh.q_pos(r0 + i);
+                    let srow = &mut sc.s[i * b..i * b + w];
+                    for (c, x) in srow.iter_mut().enumerate() {
+                        if s + c > pos {
+                            *x = f32::NEG_INFINITY;
+                        }
+                    }
+                }
+            }
+            self.update(rows, w, sc);
+            if self.with_output {
+                simd::gemm(level, rows, d, w, &sc.s, b, &vh[s * d..], d, &mut sc.o, d, true);
+            }
+        }
+
+        for chunk in job.cols.chunks(b) {
+            let w = chunk.len();
+            for c in 0..d {
+                let src = &kt[c * ld..(c + 1) * ld];
+                let dst = &mut sc.panel[c * b..c * b + w];
+                for (x, &j) in dst.iter_mut().zip(chunk) {
+                    *x = src[j as usize];
+                }
+            }
+            if self.with_output {
+                for (jj, &j) in chunk.iter().enumerate() {
+                    let j = j as usize;
+                    sc.vbuf[jj * d..(jj + 1) * d].copy_from_slice(&vh[j * d..(j + 1) * d]);
+                }
+            }
+            simd::gemm(level, rows, w, d, &sc.qbuf, d, &sc.panel, b, &mut sc.s, b, false);
+            if self.causal && chunk.iter().any(|&j| j as usize > first_pos) {
+                for i in 0..rows {
+                    let pos = sh.q_pos(r0 + i);
+                    for (x, &j) in sc.s[i * b..i * b + w].iter_mut().zip(chunk) {
+                        if j as usize > pos {
+                            *x = f32::NEG_INFINITY;
+                        }
+                    }
+                }
+            }
+            self.update(rows, w, sc);
+            if self.with_output {
+                simd::gemm(level, rows, d, w, &sc.s, b, &sc.vbuf, d, &mut sc.o, d, true);
+            }
+        }
+
+        for ((dst, &l), &m) in lse.iter_mut().zip(&sc.l[..rows]).zip(&sc.m[..rows]) {
+            *dst = if l > 0.0 { m + l.ln() } else { f32::NEG_INFINITY };
+        }
+        if let Some(out) = out {
+            for i in 0..rows {
+                let l = sc.l[i];
+                let inv = if l > 0.0 { 1.0 / l } else { 0.0 };
+                for (dst, &x) in out[i * d..(i + 1) * d].iter_mut().zip(&sc.o[i * d..(i + 1) * d]) {
+                    *dst = x * inv;
+                }
+            }
+        }
+    }
+
+    /// Online softmax step over the `rows × w` scores in `sc.s`: turns them
+    /// into probabilities relative to the new running max and rescales the
+    /// running sum and output.
+    #[inline]
+    fn update(&self, rows: usize, w: usize, sc: &mut Scratch) {
+        let b = self.block;
+        let d = self.shape.head_dim;
+        for i in 0..rows {
+            let srow = &mut sc.s[i * b..i * b + w];
+            let mx = simd::row_max(self.level, srow);
+            let m_old = sc.m[i];
+            let m_new = m_old.max(mx);
+            if m_new == f32::NEG_INFINITY {
+                // No visible key yet for this row: contributes nothing.
+                srow.fill(0.0);
+                continue;
+            }
+            let sum = simd::exp_sub_sum(self.level, srow, m_new);
+            if m_new > m_old {
+                let alpha = (m_old - m_new).exp();
+                sc.l[i] *= alpha;
+                if self.with_output {
+                    simd::scale(self.level, &mut sc.o[i * d..(i + 1) * d], alpha);
+                }
+                sc.m[i] = m_new;
+            }
+            sc.l[i] += sum;
+        }
+    }
+}
+
+/// The dense job of tile `t`: aligned blocks up to the last key the tile
+/// sees.
+pub(crate) fn dense_job(shape: &AttnShape, causal: bool, block: usize, t: usize, job: &mut Job) {
+    let end = visible_end(shape, causal, block, t);
+    let mut s = 0;
+    while s < end {
+        let e = (s + block).min(end);
+        job.ranges.push([s as u32, e as u32]);
+        s = e;
+    }
+}
+
+/// One past the last key any row of tile `t` may see.
+pub(crate) fn visible_end(shape: &AttnShape, causal: bool, block: usize, t: usize) -> usize {
+    if causal {
+        let last_row = ((t + 1) * block).min(shape.q_len) - 1;
+        shape.q_pos(last_row) + 1
+    } else {
+        shape.kv_len
+    }
+}

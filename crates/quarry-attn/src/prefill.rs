@@ -1,0 +1,684 @@
+//! Sparse prefill: index sets per (head, query tile) and the patterns that
+//! build them (A-shape, MInference vertical-slash, FlexPrefill block top-k,
+//! per-head choice), computed by the same tile engine as dense attention.
+
+use crate::dense::{AttnOutput, dense_lse};
+use crate::error::{Result, invalid, mismatch};
+use crate::kernel::{Ctx, Job, PreparedKv, dense_job, visible_end};
+use crate::metrics::{Recall, recall_from_lse};
+use crate::shape::{AttnOptions, AttnShape, KvSlice, check_all};
+use crate::simd::{self, Level};
+use rayon::prelude::*;
+
+/// Columns MInference always ranks first in the vertical estimate
+/// (attention sinks), counted in the `vertical` budget.
+pub const VS_FORCED_SINKS: usize = 30;
+/// Nearest diagonals MInference always ranks first in the slash estimate
+/// (local window), counted in the `slash` budget.
+pub const VS_FORCED_LOCAL: usize = 100;
+
+/// How block scores of [`PrefillPattern::BlockTopK`] are estimated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScoreEstimate {
+    /// f32 dot products of mean-pooled query and key blocks.
+    Pooled,
+    /// Pooled blocks quantised to 8-bit symmetric integers per block.
+    PooledI8,
+    /// Pooled blocks quantised to 4-bit symmetric integers (-7..=7) per
+    /// block (SALE-style low-bit estimate).
+    PooledI4,
+}
+
+/// A prefill sparsity pattern. Budgets larger than the sequence are clamped
+/// (the pattern then equals dense attention).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum PrefillPattern {
+    /// Every visible key.
+    Dense,
+    /// StreamingLLM / A-shape: the first `sink` keys plus the `window` keys
+    /// before each query, at tile granularity: a tile computes the union of
+    /// its rows' windows, so a row may see up to `block - 1` extra keys.
+    AShape { sink: usize, window: usize },
+    /// MInference: attention of the last `last_q` queries estimates which
+    /// key columns (verticals) and diagonals (slashes, offset `pos - key`)
+    /// matter; the top `vertical` columns and top `slash` diagonals are
+    /// kept. Diagonals become key ranges per query tile, columns outside them
+    /// are gathered. The first [`VS_FORCED_SINKS`] columns and the nearest
+    /// [`VS_FORCED_LOCAL`] diagonals rank first.
+    VerticalSlash { vertical: usize, slash: usize, last_q: usize },
+    /// FlexPrefill query-aware blocks: mean-pooled query tile · mean-pooled
+    /// key block scores, softmaxed over the visible blocks of each query
+    /// tile; the highest blocks are kept until their cumulative share
+    /// reaches `gamma` (a per-head, per-tile budget), plus the first block
+    /// and the diagonal. `gamma >= 1` keeps everything.
+    BlockTopK { gamma: f32, estimate: ScoreEstimate },
+}
+
+impl PrefillPattern {
+    pub fn name(&self) -> &'static str {
+        match self {
+            PrefillPattern::Dense => "dense",
+            PrefillPattern::AShape { .. } => "a-shape",
+            PrefillPattern::VerticalSlash { .. } => "vertical-slash",
+            PrefillPattern::BlockTopK { .. } => "block-topk",
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        match *self {
+            PrefillPattern::VerticalSlash { last_q: 0, .. } => invalid("vertical-slash last_q must be > 0"),
+            PrefillPattern::BlockTopK { gamma, .. } if !(gamma > 0.0 && gamma.is_finite()) => {
+                invalid(format!("block-topk gamma ({gamma}) must be in (0, 1]"))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Which keys each (query head, query tile) computes: disjoint key ranges of
+/// at most `block` consecutive keys, and single key columns outside them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SparseIndex {
+    shape: AttnShape,
+    causal: bool,
+    block: usize,
+    tiles: usize,
+    range_ptr: Vec<usize>,
+    ranges: Vec<[u32; 2]>,
+    col_ptr: Vec<usize>,
+    cols: Vec<u32>,
+}
+
+impl SparseIndex {
+    /// Builds an index from explicit key sets, one `(ranges, columns)` per
+    /// (head, tile) in head-major order. Ranges are `[start, end)`; overlaps,
+    /// unsorted input, long ranges and columns inside ranges are normalised;
+    /// keys no row of the tile can see are dropped. Keys past `kv_len` are
+    /// an error.
+    pub fn from_key_sets(shape: &AttnShape, opts: &AttnOptions, sets: &[(Vec<[u32; 2]>, Vec<u32>)]) -> Result<Self> {
+        opts.validate()?;
+        shape.validate(opts.causal)?;
+        let tiles = shape.q_len.div_ceil(opts.block);
+        if sets.len() != shape.heads * tiles {
+            return mismatch(format!("{} key sets given, heads × tiles = {}", sets.len(), shape.heads * tiles));
+        }
+        let mut jobs = Vec::with_capacity(sets.len());
+        for (i, (ranges, cols)) in sets.iter().enumerate() {
+            let t = i % tiles.max(1);
+            let mut iv = Vec::with_capacity(ranges.len());
+            for &[s, e] in ranges {
+                if s > e || e as usize > shape.kv_len {
+                    return invalid(format!("range [{s}, {e}) outside 0..{}", shape.kv_len));
+                }
+                iv.push([s as usize, e as usize]);
+            }
+            if let Some(&c) = cols.iter().find(|&&c| c as usize >= shape.kv_len) {
+                return invalid(format!("column {c} outside 0..{}", shape.kv_len));
+            }
+            let mut c = cols.clone();
+            let mut job = Job::default();
+            finish_job(&mut iv, &mut c, visible_end(shape, opts.causal, opts.block, t), opts.block, &mut job);
+            jobs.push(job);
+        }
+        Ok(Self::from_jobs(shape, opts, jobs))
+    }
+
+    fn from_jobs(shape: &AttnShape, opts: &AttnOptions, jobs: Vec<Job>) -> Self {
+        let tiles = shape.q_len.div_ceil(opts.block);
+        let mut s = SparseIndex {
+            shape: *shape,
+            causal: opts.causal,
+            block: opts.block,
+            tiles,
+            range_ptr: vec![0],
+            ranges: Vec::new(),
+            col_ptr: vec![0],
+            cols: Vec::new(),
+        };
+        for j in jobs {
+            s.ranges.extend_from_slice(&j.ranges);
+            s.cols.extend_from_slice(&j.cols);
+            s.range_ptr.push(s.ranges.len());
+            s.col_ptr.push(s.cols.len());
+        }
+        s
+    }
+
+    pub fn shape(&self) -> &AttnShape {
+        &self.shape
+    }
+
+    pub fn block(&self) -> usize {
+        self.block
+    }
+
+    pub fn causal(&self) -> bool {
+        self.causal
+    }
+
+    /// Query tiles per head.
+    pub fn tiles(&self) -> usize {
+        self.tiles
+    }
+
+    /// Key ranges `[start, end)` of head `h`, tile `t`.
+    pub fn ranges(&self, h: usize, t: usize) -> &[[u32; 2]] {
+        let i = h * self.tiles + t;
+        &self.ranges[self.range_ptr[i]..self.range_ptr[i + 1]]
+    }
+
+    /// Single key columns of head `h`, tile `t` (sorted, outside the ranges).
+    pub fn columns(&self, h: usize, t: usize) -> &[u32] {
+        let i = h * self.tiles + t;
+        &self.cols[self.col_ptr[i]..self.col_ptr[i + 1]]
+    }
+
+    /// Whether query row `i` of head `h` computes key `j` (visible and
+    /// selected).
+    pub fn contains(&self, h: usize, i: usize, j: usize) -> bool {
+        if self.causal && j > self.shape.q_pos(i) {
+            return false;
+        }
+        let t = i / self.block;
+        self.ranges(h, t).iter().any(|&[s, e]| (s as usize..e as usize).contains(&j))
+            || self.columns(h, t).binary_search(&(j as u32)).is_ok()
+    }
+
+    /// Computed (visible) query-key pairs of head `h`.
+    pub fn head_pairs(&self, h: usize) -> u64 {
+        let sh = &self.shape;
+        let mut total = 0u64;
+        for t in 0..self.tiles {
+            let r0 = t * self.block;
+            let r1 = (r0 + self.block).min(sh.q_len);
+            for i in r0..r1 {
+                let end = if self.causal { sh.q_pos(i) + 1 } else { sh.kv_len };
+                for &[s, e] in self.ranges(h, t) {
+                    total += (e as usize).min(end).saturating_sub(s as usize) as u64;
+                }
+                total += self.columns(h, t).partition_point(|&c| (c as usize) < end) as u64;
+            }
+        }
+        total
+    }
+
+    /// Visible query-key pairs of one head (what dense computes).
+    pub fn dense_pairs_per_head(&self) -> u64 {
+        dense_pairs(&self.shape, self.causal)
+    }
+
+    /// Share of visible pairs head `h` computes.
+    pub fn head_density(&self, h: usize) -> f64 {
+        let d = self.dense_pairs_per_head();
+        if d == 0 { 1.0 } else { self.head_pairs(h) as f64 / d as f64 }
+    }
+
+    /// Share of visible pairs computed over all heads.
+    pub fn density(&self) -> f64 {
+        let d = self.dense_pairs_per_head() * self.shape.heads as u64;
+        if d == 0 {
+            return 1.0;
+        }
+        let s: u64 = (0..self.shape.heads).into_par_iter().map(|h| self.head_pairs(h)).sum();
+        s as f64 / d as f64
+    }
+}
+
+/// Visible query-key pairs of one head.
+pub fn dense_pairs(shape: &AttnShape, causal: bool) -> u64 {
+    if causal {
+        (0..shape.q_len).map(|i| shape.q_pos(i) as u64 + 1).sum()
+    } else {
+        shape.q_len as u64 * shape.kv_len as u64
+    }
+}
+
+/// Merges intervals (clipped to `[0, vis_end)`), splits them into chunks of
+/// at most `block` keys and keeps the columns outside them.
+fn finish_job(iv: &mut Vec<[usize; 2]>, cols: &mut Vec<u32>, vis_end: usize, block: usize, job: &mut Job) {
+    for r in iv.iter_mut() {
+        r[1] = r[1].min(vis_end);
+    }
+    iv.retain(|r| r[0] < r[1]);
+    iv.sort_unstable();
+    let mut merged: Vec<[usize; 2]> = Vec::with_capacity(iv.len());
+    for &r in iv.iter() {
+        match merged.last_mut() {
+            Some(last) if r[0] <= last[1] => last[1] = last[1].max(r[1]),
+            _ => merged.push(r),
+        }
+    }
+    for &[s, e] in &merged {
+        let mut a = s;
+        while a < e {
+            let b = (a + block).min(e);
+            job.ranges.push([a as u32, b as u32]);
+            a = b;
+        }
+    }
+    cols.retain(|&c| (c as usize) < vis_end);
+    cols.sort_unstable();
+    cols.dedup();
+    cols.retain(|&c| {
+        let c = c as usize;
+        let k = merged.partition_point(|r| r[1] <= c);
+        !(k < merged.len() && merged[k][0] <= c)
+    });
+    job.cols.extend_from_slice(cols);
+}
+
+/// Builds the index of one pattern for all heads.
+pub fn build_index<'a>(
+    q: &[f32],
+    k: impl Into<KvSlice<'a>>,
+    shape: &AttnShape,
+    opts: &AttnOptions,
+    pattern: &PrefillPattern,
+) -> Result<SparseIndex> {
+    build_index_per_head(q, k, shape, opts, &vec![*pattern; shape.heads])
+}
+
+/// Builds an index with one pattern per query head (`patterns.len() ==
+/// heads`), e.g. from [`search_patterns`] or a DuoAttention policy.
+pub fn build_index_per_head<'a>(
+    q: &[f32],
+    k: impl Into<KvSlice<'a>>,
+    shape: &AttnShape,
+    opts: &AttnOptions,
+    patterns: &[PrefillPattern],
+) -> Result<SparseIndex> {
+    let k = k.into();
+    check_all(q, &k, None, shape, opts)?;
+    if patterns.len() != shape.heads {
+        return mismatch(format!("{} patterns for {} heads", patterns.len(), shape.heads));
+    }
+    for p in patterns {
+        p.validate()?;
+    }
+    let needs_k = patterns.iter().any(|p| !matches!(p, PrefillPattern::Dense | PrefillPattern::AShape { .. }));
+    let kv = if needs_k { Some(PreparedKv::new(&k, None, shape)) } else { None };
+    let level = Level::resolve(opts.kernel);
+    let per_head: Vec<Vec<Job>> = (0..shape.heads)
+        .into_par_iter()
+        .map(|h| head_jobs(q, &k, kv.as_ref(), shape, opts, level, h, &patterns[h]))
+        .collect();
+    Ok(SparseIndex::from_jobs(shape, opts, per_head.into_iter().flatten().collect()))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn head_jobs(
+    q: &[f32],
+    k: &KvSlice,
+    kv: Option<&PreparedKv>,
+    shape: &AttnShape,
+    opts: &AttnOptions,
+    level: Level,
+    h: usize,
+    pattern: &PrefillPattern,
+) -> Vec<Job> {
+    let b = opts.block;
+    let tiles = shape.q_len.div_ceil(b);
+    let mut jobs = vec![Job::default(); tiles];
+    let tile_pos = |t: usize| -> (usize, usize) {
+        let r1 = ((t + 1) * b).min(shape.q_len) - 1;
+        (shape.q_pos(t * b), shape.q_pos(r1))
+    };
+    match *pattern {
+        PrefillPattern::Dense => {
+            for (t, job) in jobs.iter_mut().enumerate() {
+                dense_job(shape, opts.causal, b, t, job);
+            }
+        }
+        PrefillPattern::AShape { sink, window } => {
+            for (t, job) in jobs.iter_mut().enumerate() {
+                let (p0, p1) = tile_pos(t);
+                let mut iv = vec![[0, sink]];
+                if window > 0 {
+                    if opts.causal {
+                        iv.push([(p0 + 1).saturating_sub(window), p1 + 1]);
+                    } else {
+                        // Non-causal: keys within `window` positions of
+                        // each row, before or after it.
+                        iv.push([(p0 + 1).saturating_sub(window), p1 + window]);
+                    }
+                }
+                finish_job(&mut iv, &mut Vec::new(), visible_end(shape, opts.causal, b, t), b, job);
+            }
+        }
+        PrefillPattern::VerticalSlash { vertical, slash, last_q } => {
+            let kv = kv.expect("prepared keys");
+            let (vcols, offsets) = vs_estimate(q, kv, shape, opts, level, h, vertical, slash, last_q);
+            let n = shape.kv_len as i64;
+            for (t, job) in jobs.iter_mut().enumerate() {
+                let (p0, p1) = tile_pos(t);
+                let mut iv = Vec::with_capacity(offsets.len());
+                for &o in &offsets {
+                    // Diagonal `pos - key = o` crosses this tile at keys
+                    // p0-o ..= p1-o.
+                    let s = (p0 as i64 - o).max(0);
+                    let e = (p1 as i64 - o + 1).min(n);
+                    if s < e {
+                        iv.push([s as usize, e as usize]);
+                    }
+                }
+                let mut c = vcols.clone();
+                finish_job(&mut iv, &mut c, visible_end(shape, opts.causal, b, t), b, job);
+            }
+        }
+        PrefillPattern::BlockTopK { gamma, estimate } => {
+            block_topk_jobs(q, k, shape, opts, h, gamma, estimate, &mut jobs);
+        }
+    }
+    jobs
+}
+
+/// MInference's estimate for head `h`: softmax of the last `last_q` queries
+/// over their visible keys, summed per column and per diagonal; returns the
+/// top columns and top diagonal offsets.
+#[allow(clippy::too_many_arguments)]
+fn vs_estimate(
+    q: &[f32],
+    kv: &PreparedKv,
+    shape: &AttnShape,
+    opts: &AttnOptions,
+    level: Level,
+    h: usize,
+    vertical: usize,
+    slash: usize,
+    last_q: usize,
+) -> (Vec<u32>, Vec<i64>) {
+    let d = shape.head_dim;
+    let n = shape.kv_len;
+    let lq = last_q.min(shape.q_len);
+    let g = h / shape.group();
+    let scale = opts.scale_for(d);
+    let r0 = shape.q_len - lq;
+    let qs: Vec<f32> = q[(h * shape.q_len + r0) * d..(h * shape.q_len + shape.q_len) * d].iter().map(|x| x * scale).collect();
+    let kt = &kv.kt[g * d * kv.ld..(g + 1) * d * kv.ld];
+    let mut vscore = vec![0.0f64; n];
+    // Offsets pos - key span -(n-1)..=(n-1); index o + n - 1.
+    let mut sscore = vec![0.0f64; 2 * n - 1];
+    let mut row = vec![0.0f32; n];
+    const CH: usize = 8;
+    let mut s = vec![0.0f32; CH * n];
+    let mut i0 = 0;
+    while i0 < lq {
+        let rows = (lq - i0).min(CH);
+        simd::gemm(level, rows, n, d, &qs[i0 * d..], d, kt, kv.ld, &mut s, n, false);
+        for i in 0..rows {
+            let pos = shape.q_pos(r0 + i0 + i);
+            let end = if opts.causal { pos + 1 } else { n };
+            row[..end].copy_from_slice(&s[i * n..i * n + end]);
+            let m = simd::row_max(level, &row[..end]);
+            let sum = simd::exp_sub_sum(level, &mut row[..end], m);
+            let inv = 1.0 / sum as f64;
+            for (j, &p) in row[..end].iter().enumerate() {
+                let p = p as f64 * inv;
+                vscore[j] += p;
+                sscore[(pos as i64 - j as i64 + n as i64 - 1) as usize] += p;
+            }
+        }
+        i0 += rows;
+    }
+    for v in vscore.iter_mut().take(VS_FORCED_SINKS) {
+        *v = f64::INFINITY;
+    }
+    for o in 0..VS_FORCED_LOCAL.min(n) {
+        sscore[o + n - 1] = f64::INFINITY;
+    }
+    let cols = top_indices(&vscore, vertical).into_iter().map(|j| j as u32).collect();
+    let offs = top_indices(&sscore, slash).into_iter().map(|i| i as i64 - (n as i64 - 1)).collect();
+    (cols, offs)
+}
+
+/// Indices of the `k` largest positive scores (ties by lower index).
+fn top_indices(score: &[f64], k: usize) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..score.len()).filter(|&i| score[i] > 0.0).collect();
+    if k < idx.len() {
+        let cmp = |a: &usize, b: &usize| score[*b].total_cmp(&score[*a]).then(a.cmp(b));
+        idx.select_nth_unstable_by(k, cmp);
+        idx.truncate(k);
+    }
+    idx
+}
+
+#[allow(clippy::too_many_arguments)]
+fn block_topk_jobs(
+    q: &[f32],
+    k: &KvSlice,
+    shape: &AttnShape,
+    opts: &AttnOptions,
+    h: usize,
+    gamma: f32,
+    estimate: ScoreEstimate,
+    jobs: &mut [Job],
+) {
+    let b = opts.block;
+    let d = shape.head_dim;
+    let n = shape.kv_len;
+    let g = h / shape.group();
+    let kblocks = n.div_ceil(b);
+    let tiles = jobs.len();
+    let scale = opts.scale_for(d);
+    // Mean-pooled representatives.
+    let mut qbar = vec![0.0f32; tiles * d];
+    for t in 0..tiles {
+        let r0 = t * b;
+        let r1 = (r0 + b).min(shape.q_len);
+        let dst = &mut qbar[t * d..(t + 1) * d];
+        for i in r0..r1 {
+            for (x, &y) in dst.iter_mut().zip(&q[(h * shape.q_len + i) * d..][..d]) {
+                *x += y;
+            }
+        }
+        let inv = 1.0 / (r1 - r0) as f32;
+        dst.iter_mut().for_each(|x| *x *= inv);
+    }
+    let mut kbar = vec![0.0f32; kblocks * d];
+    let mut row = vec![0.0f32; d];
+    for kb in 0..kblocks {
+        let s = kb * b;
+        let e = (s + b).min(n);
+        let dst = &mut kbar[kb * d..(kb + 1) * d];
+        for j in s..e {
+            k.read((g * n + j) * d, &mut row);
+            for (x, &y) in dst.iter_mut().zip(&row) {
+                *x += y;
+            }
+        }
+        let inv = 1.0 / (e - s) as f32;
+        dst.iter_mut().for_each(|x| *x *= inv);
+    }
+    let score: Box<dyn Fn(usize, usize) -> f32> = match estimate {
+        ScoreEstimate::Pooled => {
+            let dot = quarry_simd::kernels().f32_dot;
+            Box::new(move |t, kb| dot(&qbar[t * d..(t + 1) * d], &kbar[kb * d..(kb + 1) * d]) * scale)
+        }
+        ScoreEstimate::PooledI8 | ScoreEstimate::PooledI4 => {
+            let qmax = if estimate == ScoreEstimate::PooledI8 { 127.0 } else { 7.0 };
+            let (qq, qs) = quantize_rows(&qbar, d, qmax);
+            let (kq, ks) = quantize_rows(&kbar, d, qmax);
+            let dot = quarry_simd::kernels().i8_dot;
+            Box::new(move |t, kb| {
+                dot(&qq[t * d..(t + 1) * d], &kq[kb * d..(kb + 1) * d]) as f32 * qs[t] * ks[kb] * scale
+            })
+        }
+    };
+    let mut sc: Vec<(f32, usize)> = Vec::with_capacity(kblocks);
+    for (t, job) in jobs.iter_mut().enumerate() {
+        let vis = visible_end(shape, opts.causal, b, t);
+        let nb = vis.div_ceil(b);
+        let mut keep = vec![false; nb];
+        if gamma >= 1.0 {
+            keep.fill(true);
+        } else {
+            sc.clear();
+            sc.extend((0..nb).map(|kb| (score(t, kb), kb)));
+            let m = sc.iter().map(|x| x.0).fold(f32::NEG_INFINITY, f32::max);
+            let mut total = 0.0f64;
+            for x in sc.iter_mut() {
+                x.0 = (x.0 - m).exp();
+                total += x.0 as f64;
+            }
+            sc.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+            let mut cum = 0.0f64;
+            for &(p, kb) in sc.iter() {
+                if cum >= gamma as f64 * total {
+                    break;
+                }
+                keep[kb] = true;
+                cum += p as f64;
+            }
+            keep[0] = true;
+            if opts.causal {
+                // Diagonal: the blocks holding this tile's own positions.
+                let r1 = ((t + 1) * b).min(shape.q_len) - 1;
+                keep[shape.q_pos(t * b) / b..=shape.q_pos(r1) / b].fill(true);
+            }
+        }
+        let mut iv: Vec<[usize; 2]> =
+            (0..nb).filter(|&kb| keep[kb]).map(|kb| [kb * b, ((kb + 1) * b).min(n)]).collect();
+        finish_job(&mut iv, &mut Vec::new(), vis, b, job);
+    }
+}
+
+/// Symmetric per-row quantisation to integers in `-qmax..=qmax`.
+fn quantize_rows(x: &[f32], d: usize, qmax: f32) -> (Vec<i8>, Vec<f32>) {
+    let rows = x.len() / d;
+    let mut q = vec![0i8; x.len()];
+    let mut s = vec![0.0f32; rows];
+    for r in 0..rows {
+        let src = &x[r * d..(r + 1) * d];
+        let amax = src.iter().fold(0.0f32, |a, &v| a.max(v.abs()));
+        let scale = if amax > 0.0 { amax / qmax } else { 1.0 };
+        s[r] = scale;
+        for (dst, &v) in q[r * d..(r + 1) * d].iter_mut().zip(src) {
+            *dst = (v / scale).round().clamp(-qmax, qmax) as i8;
+        }
+    }
+    (q, s)
+}
+
+/// Computes attention over the keys of `index` only (same tile engine as
+/// dense). `density` is the share of visible query-key pairs computed.
+pub fn sparse_attention<'a>(
+    q: &[f32],
+    k: impl Into<KvSlice<'a>>,
+    v: impl Into<KvSlice<'a>>,
+    shape: &AttnShape,
+    opts: &AttnOptions,
+    index: &SparseIndex,
+) -> Result<AttnOutput> {
+    let (k, v) = (k.into(), v.into());
+    check_all(q, &k, Some(&v), shape, opts)?;
+    check_index(index, shape, opts)?;
+    let kv = PreparedKv::new(&k, Some(&v), shape);
+    let (output, lse) = run_index(q, &kv, shape, opts, index, true);
+    Ok(AttnOutput { output, lse, density: index.density() })
+}
+
+/// Builds the index of `pattern` and computes the sparse attention.
+pub fn sparse_prefill<'a>(
+    q: &[f32],
+    k: impl Into<KvSlice<'a>>,
+    v: impl Into<KvSlice<'a>>,
+    shape: &AttnShape,
+    opts: &AttnOptions,
+    pattern: &PrefillPattern,
+) -> Result<AttnOutput> {
+    let (k, v) = (k.into(), v.into());
+    let index = build_index(q, k, shape, opts, pattern)?;
+    sparse_attention(q, k, v, shape, opts, &index)
+}
+
+fn check_index(index: &SparseIndex, shape: &AttnShape, opts: &AttnOptions) -> Result<()> {
+    if index.shape != *shape || index.block != opts.block || index.causal != opts.causal {
+        return mismatch("sparse index was built for another shape, block size or causality");
+    }
+    Ok(())
+}
+
+fn run_index(q: &[f32], kv: &PreparedKv, shape: &AttnShape, opts: &AttnOptions, index: &SparseIndex, with_output: bool) -> (Vec<f32>, Vec<f32>) {
+    let ctx = Ctx {
+        level: Level::resolve(opts.kernel),
+        shape: *shape,
+        causal: opts.causal,
+        scale: opts.scale_for(shape.head_dim),
+        block: opts.block,
+        q,
+        kv,
+        with_output,
+    };
+    ctx.run(|h, t, job| {
+        job.ranges.extend_from_slice(index.ranges(h, t));
+        job.cols.extend_from_slice(index.columns(h, t));
+    })
+}
+
+/// Log-sum-exp per query row over the keys of `index` only.
+pub fn sparse_lse<'a>(q: &[f32], k: impl Into<KvSlice<'a>>, shape: &AttnShape, opts: &AttnOptions, index: &SparseIndex) -> Result<Vec<f32>> {
+    let k = k.into();
+    check_all(q, &k, None, shape, opts)?;
+    check_index(index, shape, opts)?;
+    let kv = PreparedKv::new(&k, None, shape);
+    Ok(run_index(q, &kv, shape, opts, index, false).1)
+}
+
+/// Attention recall of a prefill index: for each query row the share of its
+/// true softmax mass on the selected keys (`exp(lse_selected - lse_all)`),
+/// averaged per head and overall.
+pub fn prefill_recall<'a>(q: &[f32], k: impl Into<KvSlice<'a>>, shape: &AttnShape, opts: &AttnOptions, index: &SparseIndex) -> Result<Recall> {
+    let k = k.into();
+    let full = dense_lse(q, k, shape, opts)?;
+    let sel = sparse_lse(q, k, shape, opts, index)?;
+    Ok(recall_from_lse(&sel, &full, shape.heads, shape.q_len))
+}
+
+/// Result of [`search_patterns`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct PatternChoice {
+    /// Chosen pattern per query head ([`PrefillPattern::Dense`] where no
+    /// candidate met the target).
+    pub patterns: Vec<PrefillPattern>,
+    /// Calibration recall of the chosen pattern per head.
+    pub recall: Vec<f64>,
+    /// Calibration density of the chosen pattern per head.
+    pub density: Vec<f64>,
+}
+
+/// MInference's offline step: for each head, the candidate with the lowest
+/// density whose mean attention recall on the calibration Q/K reaches
+/// `target`; heads no candidate serves get [`PrefillPattern::Dense`].
+pub fn search_patterns<'a>(
+    q: &[f32],
+    k: impl Into<KvSlice<'a>>,
+    shape: &AttnShape,
+    opts: &AttnOptions,
+    candidates: &[PrefillPattern],
+    target: f64,
+) -> Result<PatternChoice> {
+    let k = k.into();
+    if !(0.0..=1.0).contains(&target) {
+        return invalid(format!("recall target ({target}) must be in [0, 1]"));
+    }
+    let full = dense_lse(q, k, shape, opts)?;
+    let mut best = PatternChoice {
+        patterns: vec![PrefillPattern::Dense; shape.heads],
+        recall: vec![1.0; shape.heads],
+        density: vec![1.0; shape.heads],
+    };
+    for cand in candidates {
+        let index = build_index(q, k, shape, opts, cand)?;
+        let sel = sparse_lse(q, k, shape, opts, &index)?;
+        let r = recall_from_lse(&sel, &full, shape.heads, shape.q_len);
+        for h in 0..shape.heads {
+            let dens = index.head_density(h);
+            if r.per_head[h] >= target && dens < best.density[h] {
+                best.patterns[h] = *cand;
+                best.recall[h] = r.per_head[h];
+                best.density[h] = dens;
+            }
+        }
+    }
+    Ok(best)
+}

@@ -1,0 +1,507 @@
+//! Inner loops shared by the dense and sparse kernels: a small GEMM
+//! (`C = A·B` or `C += A·B`, A and B row-major), the softmax row step
+//! (`p = exp(s - m)`, returning `Σp`), row max, scale and axpy. Each has an
+//! AVX2+FMA version (chosen at run time) and a scalar version the tests
+//! compare it with.
+
+use crate::shape::KernelChoice;
+
+/// Kernel family actually used for a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Scalar,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+}
+
+impl Level {
+    /// Resolves a [`KernelChoice`] against this CPU.
+    pub fn resolve(choice: KernelChoice) -> Level {
+        match choice {
+            KernelChoice::Scalar => Level::Scalar,
+            KernelChoice::Auto => best(),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Level::Scalar => "scalar",
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx2 => "avx2",
+        }
+    }
+}
+
+/// The best level this CPU runs (probed once).
+pub fn best() -> Level {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::sync::OnceLock;
+        static BEST: OnceLock<bool> = OnceLock::new();
+        let avx2 = *BEST.get_or_init(|| {
+            std::env::var("QUARRY_SIMD").map(|v| !v.eq_ignore_ascii_case("scalar")).unwrap_or(true)
+                && std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+        });
+        if avx2 {
+            return Level::Avx2;
+        }
+    }
+    Level::Scalar
+}
+
+/// Row-major matrix product over raw strides: `C[m×n] (=|+=) A[m×k] · B[k×n]`.
+///
+/// # Panics
+/// When a slice is too short for its strides (internal callers size them).
+#[allow(clippy::too_many_arguments)]
+pub fn gemm(
+    level: Level,
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    lda: usize,
+    b: &[f32],
+    ldb: usize,
+    c: &mut [f32],
+    ldc: usize,
+    accumulate: bool,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(a.len() >= (m - 1) * lda + k, "gemm: A too short");
+    assert!(k == 0 || b.len() >= (k - 1) * ldb + n, "gemm: B too short");
+    assert!(c.len() >= (m - 1) * ldc + n, "gemm: C too short");
+    match level {
+        Level::Scalar => gemm_scalar(m, n, k, a, lda, b, ldb, c, ldc, accumulate),
+        // SAFETY: `Avx2` is only produced when the CPU has AVX2 and FMA, and
+        // the bounds were asserted above.
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx2 => unsafe { avx2::gemm(m, n, k, a.as_ptr(), lda, b.as_ptr(), ldb, c.as_mut_ptr(), ldc, accumulate) },
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn gemm_scalar(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    lda: usize,
+    b: &[f32],
+    ldb: usize,
+    c: &mut [f32],
+    ldc: usize,
+    accumulate: bool,
+) {
+    for i in 0..m {
+        let crow = &mut c[i * ldc..i * ldc + n];
+        if !accumulate {
+            crow.fill(0.0);
+        }
+        for p in 0..k {
+            let av = a[i * lda + p];
+            let brow = &b[p * ldb..p * ldb + n];
+            for (cv, &bv) in crow.iter_mut().zip(brow) {
+                *cv = av.mul_add(bv, *cv);
+            }
+        }
+    }
+}
+
+/// Maximum of `x` (`-inf` when empty or all `-inf`; NaN-free input assumed).
+pub fn row_max(level: Level, x: &[f32]) -> f32 {
+    match level {
+        Level::Scalar => x.iter().copied().fold(f32::NEG_INFINITY, f32::max),
+        // SAFETY: AVX2 present (see `Level`).
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx2 => unsafe { avx2::row_max(x) },
+    }
+}
+
+/// `x[i] = exp(x[i] - m)` in place; returns the sum. `m` must be finite;
+/// `-inf` entries become exactly 0.
+pub fn exp_sub_sum(level: Level, x: &mut [f32], m: f32) -> f32 {
+    match level {
+        Level::Scalar => {
+            let mut s = 0.0f32;
+            for v in x.iter_mut() {
+                *v = (*v - m).exp();
+                s += *v;
+            }
+            s
+        }
+        // SAFETY: AVX2 present.
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx2 => unsafe { avx2::exp_sub_sum(x, m) },
+    }
+}
+
+/// `y *= a`.
+pub fn scale(level: Level, y: &mut [f32], a: f32) {
+    match level {
+        Level::Scalar => y.iter_mut().for_each(|v| *v *= a),
+        // SAFETY: AVX2 present.
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx2 => unsafe { avx2::scale(y, a) },
+    }
+}
+
+/// `y += a * x`.
+pub fn axpy(level: Level, y: &mut [f32], a: f32, x: &[f32]) {
+    assert_eq!(y.len(), x.len());
+    match level {
+        Level::Scalar => y.iter_mut().zip(x).for_each(|(yv, &xv)| *yv = a.mul_add(xv, *yv)),
+        // SAFETY: AVX2 present, equal lengths asserted.
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx2 => unsafe { avx2::axpy(y, a, x) },
+    }
+}
+
+/// Scalar exp of the kind the AVX2 path computes (used by tests to bound the
+/// approximation).
+#[cfg(target_arch = "x86_64")]
+pub fn exp_avx2_lanes(x: &[f32]) -> Option<Vec<f32>> {
+    if best() != Level::Avx2 {
+        return None;
+    }
+    let mut out = x.to_vec();
+    // SAFETY: AVX2 checked above.
+    unsafe { avx2::exp_sub_sum(&mut out, 0.0) };
+    Some(out)
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    /// Rows per micro-tile; with two 8-lane column vectors this is 12
+    /// accumulators plus 2 B registers and a broadcast (of 16 ymm).
+    const MR: usize = 6;
+
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn gemm(
+        m: usize,
+        n: usize,
+        k: usize,
+        a: *const f32,
+        lda: usize,
+        b: *const f32,
+        ldb: usize,
+        c: *mut f32,
+        ldc: usize,
+        acc: bool,
+    ) {
+        let mut i0 = 0;
+        while i0 < m {
+            let rows = (m - i0).min(MR);
+            let ai = unsafe { a.add(i0 * lda) };
+            let ci = unsafe { c.add(i0 * ldc) };
+            let mut j0 = 0;
+            while j0 < n {
+                let cols = (n - j0).min(16);
+                let bj = unsafe { b.add(j0) };
+                let cj = unsafe { ci.add(j0) };
+                unsafe {
+                    match rows {
+                        6 => tile::<6>(k, ai, lda, bj, ldb, cj, ldc, cols, acc),
+                        5 => tile::<5>(k, ai, lda, bj, ldb, cj, ldc, cols, acc),
+                        4 => tile::<4>(k, ai, lda, bj, ldb, cj, ldc, cols, acc),
+                        3 => tile::<3>(k, ai, lda, bj, ldb, cj, ldc, cols, acc),
+                        2 => tile::<2>(k, ai, lda, bj, ldb, cj, ldc, cols, acc),
+                        _ => tile::<1>(k, ai, lda, bj, ldb, cj, ldc, cols, acc),
+                    }
+                }
+                j0 += 16;
+            }
+            i0 += MR;
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn lane_mask(valid: usize) -> __m256i {
+        // Lane l is on when l < valid (valid may be <= 0 or >= 8).
+        let idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        _mm256_cmpgt_epi32(_mm256_set1_epi32(valid as i32), idx)
+    }
+
+    /// One `R × 16` tile (or fewer columns, `cols`, through masked loads).
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn tile<const R: usize>(
+        k: usize,
+        a: *const f32,
+        lda: usize,
+        b: *const f32,
+        ldb: usize,
+        c: *mut f32,
+        ldc: usize,
+        cols: usize,
+        acc: bool,
+    ) {
+        let mut c0 = [_mm256_setzero_ps(); R];
+        let mut c1 = [_mm256_setzero_ps(); R];
+        if cols == 16 {
+            for p in 0..k {
+                let bp = unsafe { b.add(p * ldb) };
+                let b0 = unsafe { _mm256_loadu_ps(bp) };
+                let b1 = unsafe { _mm256_loadu_ps(bp.add(8)) };
+                for r in 0..R {
+                    let av = _mm256_set1_ps(unsafe { *a.add(r * lda + p) });
+                    c0[r] = _mm256_fmadd_ps(av, b0, c0[r]);
+                    c1[r] = _mm256_fmadd_ps(av, b1, c1[r]);
+                }
+            }
+            for r in 0..R {
+                let cp = unsafe { c.add(r * ldc) };
+                unsafe {
+                    if acc {
+                        c0[r] = _mm256_add_ps(c0[r], _mm256_loadu_ps(cp));
+                        c1[r] = _mm256_add_ps(c1[r], _mm256_loadu_ps(cp.add(8)));
+                    }
+                    _mm256_storeu_ps(cp, c0[r]);
+                    _mm256_storeu_ps(cp.add(8), c1[r]);
+                }
+            }
+        } else {
+            let m0 = unsafe { lane_mask(cols) };
+            let m1 = unsafe { lane_mask(cols.saturating_sub(8)) };
+            for p in 0..k {
+                let bp = unsafe { b.add(p * ldb) };
+                let b0 = unsafe { _mm256_maskload_ps(bp, m0) };
+                let b1 = unsafe { _mm256_maskload_ps(bp.add(8), m1) };
+                for r in 0..R {
+                    let av = _mm256_set1_ps(unsafe { *a.add(r * lda + p) });
+                    c0[r] = _mm256_fmadd_ps(av, b0, c0[r]);
+                    c1[r] = _mm256_fmadd_ps(av, b1, c1[r]);
+                }
+            }
+            for r in 0..R {
+                let cp = unsafe { c.add(r * ldc) };
+                unsafe {
+                    if acc {
+                        c0[r] = _mm256_add_ps(c0[r], _mm256_maskload_ps(cp, m0));
+                        c1[r] = _mm256_add_ps(c1[r], _mm256_maskload_ps(cp.add(8), m1));
+                    }
+                    _mm256_maskstore_ps(cp, m0, c0[r]);
+                    _mm256_maskstore_ps(cp.add(8), m1, c1[r]);
+                }
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn hmax(v: __m256) -> f32 {
+        let hi = _mm256_extractf128_ps(v, 1);
+        let m = _mm_max_ps(_mm256_castps256_ps128(v), hi);
+        let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+        let m = _mm_max_ss(m, _mm_shuffle_ps(m, m, 1));
+        _mm_cvtss_f32(m)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn hsum(v: __m256) -> f32 {
+        let hi = _mm256_extractf128_ps(v, 1);
+        let s = _mm_add_ps(_mm256_castps256_ps128(v), hi);
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+        _mm_cvtss_f32(s)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn row_max(x: &[f32]) -> f32 {
+        let n = x.len();
+        let p = x.as_ptr();
+        let mut mv = _mm256_set1_ps(f32::NEG_INFINITY);
+        let mut i = 0;
+        while i + 8 <= n {
+            mv = _mm256_max_ps(mv, unsafe { _mm256_loadu_ps(p.add(i)) });
+            i += 8;
+        }
+        let mut m = unsafe { hmax(mv) };
+        for &v in &x[i..] {
+            m = m.max(v);
+        }
+        m
+    }
+
+    /// exp(x) for x <= ~88: Cody-Waite reduction `x = n·ln2 + r`, a degree-6
+    /// polynomial for `exp(r)` on |r| <= ln2/2 (about 2 ulp), then `2^n` by
+    /// exponent arithmetic. Below -87.3 (where the result would be
+    /// subnormal) the result is 0, so masked `-inf` scores give exactly 0.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    pub unsafe fn exp_ps(x: __m256) -> __m256 {
+        let lo = _mm256_set1_ps(-87.3);
+        let under = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
+        let x = _mm256_min_ps(_mm256_max_ps(x, lo), _mm256_set1_ps(88.3));
+        let n = _mm256_round_ps(
+            _mm256_mul_ps(x, _mm256_set1_ps(std::f32::consts::LOG2_E)),
+            _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC,
+        );
+        let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693_359_4), x);
+        let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.121_944_4e-4), r);
+        let mut y = _mm256_set1_ps(1.987_569_1e-4);
+        y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.398_2e-3));
+        y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(8.333_452e-3));
+        y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(4.166_579_6e-2));
+        y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.666_666_5e-1));
+        y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(0.5));
+        let r2 = _mm256_mul_ps(r, r);
+        y = _mm256_fmadd_ps(y, r2, _mm256_add_ps(r, _mm256_set1_ps(1.0)));
+        let pow2 = _mm256_castsi256_ps(_mm256_slli_epi32(
+            _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)),
+            23,
+        ));
+        _mm256_andnot_ps(under, _mm256_mul_ps(y, pow2))
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn exp_sub_sum(x: &mut [f32], m: f32) -> f32 {
+        let n = x.len();
+        let p = x.as_mut_ptr();
+        let mv = _mm256_set1_ps(m);
+        let mut sv = _mm256_setzero_ps();
+        let mut i = 0;
+        while i + 8 <= n {
+            unsafe {
+                let e = exp_ps(_mm256_sub_ps(_mm256_loadu_ps(p.add(i)), mv));
+                _mm256_storeu_ps(p.add(i), e);
+                sv = _mm256_add_ps(sv, e);
+            }
+            i += 8;
+        }
+        if i < n {
+            unsafe {
+                let mask = lane_mask(n - i);
+                let v = _mm256_maskload_ps(p.add(i), mask);
+                let e = _mm256_and_ps(exp_ps(_mm256_sub_ps(v, mv)), _mm256_castsi256_ps(mask));
+                _mm256_maskstore_ps(p.add(i), mask, e);
+                sv = _mm256_add_ps(sv, e);
+            }
+        }
+        unsafe { hsum(sv) }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn scale(y: &mut [f32], a: f32) {
+        let n = y.len();
+        let p = y.as_mut_ptr();
+        let av = _mm256_set1_ps(a);
+        let mut i = 0;
+        while i + 8 <= n {
+            unsafe { _mm256_storeu_ps(p.add(i), _mm256_mul_ps(_mm256_loadu_ps(p.add(i)), av)) };
+            i += 8;
+        }
+        for v in &mut y[i..] {
+            *v *= a;
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
+        let n = y.len();
+        let yp = y.as_mut_ptr();
+        let xp = x.as_ptr();
+        let av = _mm256_set1_ps(a);
+        let mut i = 0;
+        while i + 8 <= n {
+            unsafe {
+                let r = _mm256_fmadd_ps(av, _mm256_loadu_ps(xp.add(i)), _mm256_loadu_ps(yp.add(i)));
+                _mm256_storeu_ps(yp.add(i), r);
+            }
+            i += 8;
+        }
+        for j in i..n {
+            y[j] = a.mul_add(x[j], y[j]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lcg(seed: &mut u64) -> f32 {
+        *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((*seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+
+    #[test]
+    fn gemm_levels_agree_on_all_tail_shapes() {
+        let mut s = 7u64;
+        for &(m, n, k) in &[(1, 1, 1), (6, 16, 8), (7, 17, 5), (13, 33, 64), (5, 3, 0), (64, 64, 64), (2, 9, 3)] {
+            let lda = k + 3;
+            let ldb = n + 5;
+            let ldc = n + 2;
+            let a: Vec<f32> = (0..m * lda).map(|_| lcg(&mut s)).collect();
+            let b: Vec<f32> = (0..k.max(1) * ldb).map(|_| lcg(&mut s)).collect();
+            let init: Vec<f32> = (0..m * ldc).map(|_| lcg(&mut s)).collect();
+            for acc in [false, true] {
+                let mut c_ref = init.clone();
+                gemm(Level::Scalar, m, n, k, &a, lda, &b, ldb, &mut c_ref, ldc, acc);
+                // naive f64 check of the scalar kernel
+                for i in 0..m {
+                    for j in 0..n {
+                        let mut want = if acc { init[i * ldc + j] as f64 } else { 0.0 };
+                        for p in 0..k {
+                            want += a[i * lda + p] as f64 * b[p * ldb + j] as f64;
+                        }
+                        assert!((c_ref[i * ldc + j] as f64 - want).abs() < 1e-4);
+                    }
+                    // padding between rows untouched
+                    for j in n..ldc {
+                        assert_eq!(c_ref[i * ldc + j], init[i * ldc + j]);
+                    }
+                }
+                let mut c = init.clone();
+                gemm(best(), m, n, k, &a, lda, &b, ldb, &mut c, ldc, acc);
+                for (x, y) in c.iter().zip(&c_ref) {
+                    assert!((x - y).abs() < 1e-4, "{m}x{n}x{k}: {x} vs {y}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn exp_matches_std_closely() {
+        let mut xs: Vec<f32> = (0..4000).map(|i| -100.0 + i as f32 * 0.0301).collect();
+        xs.extend([0.0, -0.0, f32::NEG_INFINITY, -87.0, -1e-8, 1e-8, 60.0]);
+        for level in [Level::Scalar, best()] {
+            let mut y = xs.clone();
+            let s = exp_sub_sum(level, &mut y, 0.0);
+            let mut want_sum = 0.0f64;
+            for (x, v) in xs.iter().zip(&y) {
+                let want = (*x as f64).exp();
+                want_sum += if *x < -87.3 { 0.0 } else { want };
+                if *x == f32::NEG_INFINITY {
+                    assert_eq!(*v, 0.0);
+                } else if *x >= -87.0 {
+                    assert!(((*v as f64) - want).abs() <= 4e-7 * want, "exp({x}) = {v}, want {want}");
+                }
+            }
+            assert!((s as f64 - want_sum).abs() <= 1e-5 * want_sum);
+        }
+    }
+
+    #[test]
+    fn helpers_agree() {
+        let mut s = 3u64;
+        for n in [0usize, 1, 7, 8, 9, 31, 100] {
+            let x: Vec<f32> = (0..n).map(|_| lcg(&mut s) * 10.0).collect();
+            assert_eq!(row_max(Level::Scalar, &x), row_max(best(), &x));
+            let mut y1: Vec<f32> = (0..n).map(|_| lcg(&mut s)).collect();
+            let mut y2 = y1.clone();
+            axpy(Level::Scalar, &mut y1, 0.7, &x);
+            axpy(best(), &mut y2, 0.7, &x);
+            assert_eq!(y1, y2);
+            scale(Level::Scalar, &mut y1, -1.5);
+            scale(best(), &mut y2, -1.5);
+            assert_eq!(y1, y2);
+        }
+    }
+}

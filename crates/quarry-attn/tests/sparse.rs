@@ -1,0 +1,223 @@
+mod common;
+
+use common::{Planted, Rng, masked_naive, max_head_err, planted};
+use proptest::prelude::*;
+use quarry_attn::*;
+
+type KeySets = Vec<(Vec<[u32; 2]>, Vec<u32>)>;
+
+fn random_sets(shape: &AttnShape, block: usize, r: &mut Rng) -> KeySets {
+    let tiles = shape.q_len.div_ceil(block);
+    (0..shape.heads * tiles)
+        .map(|_| {
+            let nr = r.below(4);
+            let ranges = (0..nr)
+                .map(|_| {
+                    let s = r.below(shape.kv_len);
+                    let e = (s + 1 + r.below(2 * block)).min(shape.kv_len);
+                    [s as u32, e as u32]
+                })
+                .collect();
+            let nc = r.below(40);
+            let cols = (0..nc).map(|_| r.below(shape.kv_len) as u32).collect();
+            (ranges, cols)
+        })
+        .collect()
+}
+
+fn check_sparse_kernel(shape: AttnShape, opts: AttnOptions, seed: u64) {
+    let mut r = Rng(seed);
+    let q = r.vec(shape.q_elems(), 1.0);
+    let k = r.vec(shape.kv_elems(), 1.0);
+    let v = r.vec(shape.kv_elems(), 1.0);
+    let sets = random_sets(&shape, opts.block, &mut r);
+    let index = SparseIndex::from_key_sets(&shape, &opts, &sets).unwrap();
+    // The normalised index means exactly the union of the given keys.
+    let tiles = index.tiles();
+    for h in 0..shape.heads {
+        for i in 0..shape.q_len {
+            let (ranges, cols) = &sets[h * tiles + i / opts.block];
+            for j in 0..shape.kv_len {
+                let visible = !opts.causal || j <= shape.q_pos(i);
+                let given = ranges.iter().any(|&[s, e]| (s as usize..e as usize).contains(&j)) || cols.contains(&(j as u32));
+                assert_eq!(index.contains(h, i, j), visible && given, "h{h} i{i} j{j}");
+            }
+        }
+    }
+    let want = masked_naive(&q, &k, &v, &shape, &opts, |h, i, j| index.contains(h, i, j));
+    for kernel in [KernelChoice::Auto, KernelChoice::Scalar] {
+        let o = opts.with_kernel(kernel);
+        let got = sparse_attention(&q, &k, &v, &shape, &o, &index).unwrap();
+        let e = max_head_err(&got.output, &want, shape.heads);
+        assert!(e < 1e-5, "{kernel:?}: rel err {e}");
+    }
+    // Density is the share of visible pairs computed.
+    let mut pairs = 0u64;
+    for h in 0..shape.heads {
+        for i in 0..shape.q_len {
+            pairs += (0..shape.kv_len).filter(|&j| index.contains(h, i, j)).count() as u64;
+        }
+    }
+    let dense = dense_pairs(&shape, opts.causal) * shape.heads as u64;
+    assert!((index.density() - pairs as f64 / dense as f64).abs() < 1e-12);
+    // Recall (lse-based) equals the reference probability mass.
+    let rec = prefill_recall(&q, &k, &shape, &opts, &index).unwrap();
+    let mut mass = vec![0.0f64; shape.heads];
+    naive_probs(&q, &k, &shape, &opts, |h, i, p| {
+        mass[h] += p.iter().enumerate().filter(|&(j, _)| index.contains(h, i, j)).map(|(_, x)| x).sum::<f64>();
+    })
+    .unwrap();
+    for (got, m) in rec.per_head.iter().zip(&mass) {
+        let want = m / shape.q_len as f64;
+        assert!((got - want).abs() < 1e-4, "recall {got} vs {want}");
+    }
+}
+
+#[test]
+fn sparse_kernel_matches_masked_reference() {
+    check_sparse_kernel(AttnShape::prefill(2, 1, 200, 32), AttnOptions::causal().with_block(32), 1);
+    check_sparse_kernel(AttnShape::new(4, 2, 70, 130, 20), AttnOptions::non_causal().with_block(16), 2);
+    check_sparse_kernel(AttnShape::new(3, 3, 100, 150, 64), AttnOptions::causal(), 3);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
+    #[test]
+    fn sparse_kernel_random(kvh in 1usize..3, grp in 1usize..3, ql in 1usize..120, extra in 0usize..50,
+        d in prop::sample::select(vec![3usize, 16, 40]), causal in any::<bool>(),
+        block in prop::sample::select(vec![16usize, 32]), seed in any::<u64>()) {
+        let shape = AttnShape::new(kvh * grp, kvh, ql, ql + extra, d);
+        let opts = if causal { AttnOptions::causal() } else { AttnOptions::non_causal() }.with_block(block);
+        check_sparse_kernel(shape, opts, seed);
+    }
+}
+
+#[test]
+fn every_pattern_at_full_budget_equals_dense() {
+    for (shape, opts) in [
+        (AttnShape::prefill(4, 2, 300, 64), AttnOptions::causal()),
+        (AttnShape::new(2, 1, 100, 260, 32), AttnOptions::causal().with_block(32)),
+        (AttnShape::new(2, 2, 90, 150, 16), AttnOptions::non_causal().with_block(16)),
+    ] {
+        let mut r = Rng(11);
+        let q = r.vec(shape.q_elems(), 1.0);
+        let k = r.vec(shape.kv_elems(), 1.0);
+        let v = r.vec(shape.kv_elems(), 1.0);
+        let dense = dense_attention(&q, &k, &v, &shape, &opts).unwrap();
+        let n = shape.kv_len;
+        for p in [
+            PrefillPattern::Dense,
+            PrefillPattern::AShape { sink: n, window: 0 },
+            PrefillPattern::AShape { sink: 0, window: n },
+            PrefillPattern::AShape { sink: 10 * n, window: 10 * n },
+            PrefillPattern::VerticalSlash { vertical: n, slash: 2 * n, last_q: 64 },
+            PrefillPattern::VerticalSlash { vertical: 10 * n, slash: 0, last_q: 1000 },
+            PrefillPattern::BlockTopK { gamma: 1.0, estimate: ScoreEstimate::Pooled },
+            PrefillPattern::BlockTopK { gamma: 5.0, estimate: ScoreEstimate::PooledI4 },
+        ] {
+            let out = sparse_prefill(&q, &k, &v, &shape, &opts, &p).unwrap();
+            assert!((out.density - 1.0).abs() < 1e-12, "{p:?}: density {}", out.density);
+            let e = max_head_err(&out.output, &dense.output, shape.heads);
+            assert!(e < 1e-5, "{p:?}: err {e}");
+        }
+    }
+}
+
+fn recall_and_density(q: &[f32], k: &[f32], shape: &AttnShape, p: &PrefillPattern) -> (f64, f64) {
+    let opts = AttnOptions::causal();
+    let index = build_index(q, k, shape, &opts, p).unwrap();
+    let r = prefill_recall(q, k, shape, &opts, &index).unwrap();
+    (r.mean, index.density())
+}
+
+#[test]
+fn a_shape_recall_on_sink_and_local_heads() {
+    let n = 2048;
+    let shape = AttnShape::prefill(2, 2, n, 64);
+    let plant = Planted { columns: vec![0, 1, 2, 3], slashes: vec![0], strength: 10.0 };
+    let (q, k, _) = planted(2, n, 64, &plant, 21);
+    let (rec, dens) = recall_and_density(&q, &k, &shape, &PrefillPattern::AShape { sink: 64, window: 128 });
+    assert!(rec >= 0.9, "recall {rec}");
+    assert!(dens <= 0.25, "density {dens}");
+}
+
+#[test]
+fn vertical_slash_finds_planted_columns_and_far_slash() {
+    let n = 2048;
+    let shape = AttnShape::prefill(2, 2, n, 64);
+    let plant = Planted { columns: vec![0, 333, 777, 1200, 1500], slashes: vec![0, 700], strength: 10.0 };
+    let (q, k, _) = planted(2, n, 64, &plant, 22);
+    let vs = PrefillPattern::VerticalSlash { vertical: 64, slash: 140, last_q: 64 };
+    let (rec, dens) = recall_and_density(&q, &k, &shape, &vs);
+    assert!(rec >= 0.9, "vertical-slash recall {rec}");
+    assert!(dens <= 0.4, "density {dens}");
+    // A-shape at a similar density misses the far slash and the columns.
+    let (rec_a, dens_a) = recall_and_density(&q, &k, &shape, &PrefillPattern::AShape { sink: 64, window: 256 });
+    eprintln!("vertical-slash recall {rec} density {dens}; a-shape recall {rec_a} density {dens_a}");
+    assert!(rec_a < rec - 0.1, "a-shape {rec_a} vs vertical-slash {rec}");
+}
+
+#[test]
+fn block_topk_recall_tracks_gamma() {
+    let n = 2048;
+    let shape = AttnShape::prefill(2, 2, n, 64);
+    // Block-level structure (what pooled scores can see): two bands of
+    // heavy keys, plus the local diagonal.
+    let plant = Planted { columns: (0..64).chain(896..960).collect(), slashes: vec![0], strength: 6.0 };
+    let (q, k, _) = planted(2, n, 64, &plant, 23);
+    for est in [ScoreEstimate::Pooled, ScoreEstimate::PooledI8, ScoreEstimate::PooledI4] {
+        let (rec, dens) = recall_and_density(&q, &k, &shape, &PrefillPattern::BlockTopK { gamma: 0.9, estimate: est });
+        eprintln!("{est:?}: recall {rec} density {dens}");
+        assert!(rec >= 0.8, "{est:?}: recall {rec}");
+        assert!(dens <= 0.6, "{est:?}: density {dens}");
+    }
+    // Lower gamma computes less.
+    let (_, d_lo) = recall_and_density(&q, &k, &shape, &PrefillPattern::BlockTopK { gamma: 0.5, estimate: ScoreEstimate::Pooled });
+    let (_, d_hi) = recall_and_density(&q, &k, &shape, &PrefillPattern::BlockTopK { gamma: 0.95, estimate: ScoreEstimate::Pooled });
+    assert!(d_lo <= d_hi);
+}
+
+#[test]
+fn pattern_search_picks_the_cheapest_pattern_meeting_the_target() {
+    let n = 1024;
+    // Head 0: sinks + local only; head 1: far slash and columns as well.
+    let (q0, k0, _) = planted(1, n, 64, &Planted { columns: vec![0, 1], slashes: vec![0], strength: 10.0 }, 31);
+    let (q1, k1, _) = planted(1, n, 64, &Planted { columns: vec![0, 400, 800], slashes: vec![0, 300], strength: 10.0 }, 32);
+    let q = [q0, q1].concat();
+    let k = [k0, k1].concat();
+    let shape = AttnShape::prefill(2, 2, n, 64);
+    let opts = AttnOptions::causal();
+    let cands = [
+        PrefillPattern::AShape { sink: 64, window: 128 },
+        PrefillPattern::VerticalSlash { vertical: 64, slash: 140, last_q: 64 },
+        PrefillPattern::BlockTopK { gamma: 0.95, estimate: ScoreEstimate::Pooled },
+    ];
+    let choice = search_patterns(&q, &k, &shape, &opts, &cands, 0.9).unwrap();
+    // Each head gets the lowest-density candidate that meets the target,
+    // checked against an independent evaluation of every candidate.
+    for h in 0..2 {
+        let hs = AttnShape::prefill(1, 1, n, 64);
+        let (qh, kh) = (&q[h * n * 64..(h + 1) * n * 64], &k[h * n * 64..(h + 1) * n * 64]);
+        let best = cands
+            .iter()
+            .map(|p| (p, recall_and_density(qh, kh, &hs, p)))
+            .filter(|(_, (r, _))| *r >= 0.9)
+            .min_by(|a, b| a.1.1.total_cmp(&b.1.1))
+            .map(|(p, _)| *p)
+            .unwrap_or(PrefillPattern::Dense);
+        assert_eq!(choice.patterns[h], best, "head {h}: {choice:?}");
+    }
+    // Head 1's far slash and columns are out of A-shape's reach.
+    assert_ne!(choice.patterns[1].name(), "a-shape", "{choice:?}");
+    for h in 0..2 {
+        assert!(choice.recall[h] >= 0.9);
+        assert!(choice.density[h] < 1.0, "{choice:?}");
+    }
+    // The chosen per-head plan reaches the target when run.
+    let idx = build_index_per_head(&q, &k, &shape, &opts, &choice.patterns).unwrap();
+    let r = prefill_recall(&q, &k, &shape, &opts, &idx).unwrap();
+    assert!(r.per_head.iter().all(|&x| x >= 0.9), "{r:?}");
+    // An unreachable target leaves heads dense.
+    let strict = search_patterns(&q, &k, &shape, &opts, &cands[..1], 1.0).unwrap();
+    assert_eq!(strict.patterns[1], PrefillPattern::Dense);
+}
