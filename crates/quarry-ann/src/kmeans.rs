@@ -283,10 +283,36 @@ fn check_finite_rows(data: &[f32], dim: usize) -> Result<()> {
     check_finite(data, dim)
 }
 
+/// At most this many dimensions, L2 assignment uses the fused
+/// distance-and-argmin loop of the PQ encoder instead of GEMM (whose packing
+/// and per-tile top-k dominate at PQ sub-space sizes such as 2 or 4).
+const SMALL_DIM: usize = 8;
+
 /// Nearest centroid of every row by `metric` (GEMM path for 8+ rows).
 fn knn1(data: &[f32], centroids: &[f32], dim: usize, metric: SimdMetric) -> Result<Vec<(u32, f32)>> {
     if data.is_empty() {
         return Ok(Vec::new());
+    }
+    if metric == SimdMetric::L2sq && dim <= SMALL_DIM {
+        let k = centroids.len() / dim;
+        let mut t = vec![0f32; centroids.len()];
+        for c in 0..k {
+            for d in 0..dim {
+                t[d * k + c] = centroids[c * dim + d];
+            }
+        }
+        return Ok(data
+            .par_chunks(4096 * dim)
+            .flat_map_iter(|rows| {
+                let mut scratch = vec![0f32; k];
+                rows.chunks_exact(dim)
+                    .map(|x| {
+                        let c = crate::pq::nearest_centroid(&t, x, &mut scratch);
+                        (c as u32, l2sq(x, &centroids[c * dim..(c + 1) * dim]))
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect());
     }
     let r = quarry_simd::knn(metric, VectorsRef::F32(data), VectorsRef::F32(centroids), dim, 1).map_err(simd_err)?;
     Ok(r.ids.into_iter().zip(r.distances).collect())

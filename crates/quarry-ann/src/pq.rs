@@ -331,7 +331,7 @@ fn argmin(v: &[f32]) -> usize {
 
 /// Index of the nearest centroid (squared L2; ties to the smaller index) of
 /// sub-vector `q` in a transposed sub-space table; `scratch` holds `ksub` floats.
-fn nearest_centroid(t: &[f32], q: &[f32], scratch: &mut [f32]) -> usize {
+pub(crate) fn nearest_centroid(t: &[f32], q: &[f32], scratch: &mut [f32]) -> usize {
     #[cfg(target_arch = "x86_64")]
     if avx2() && scratch.len().is_multiple_of(8) {
         // SAFETY: AVX2 was detected at run time; ksub is a multiple of 8.

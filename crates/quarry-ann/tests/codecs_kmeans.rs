@@ -83,8 +83,8 @@ fn cfg(k: usize) -> KMeansConfig {
 
 #[test]
 fn inertia_matches_or_beats_reference_lloyd() {
-    let dim = 8;
-    for seed in 0..4u64 {
+    // dim 8 takes the fused small-dim assignment, dim 12 the GEMM one.
+    for (seed, dim) in [(0u64, 8usize), (1, 12), (2, 8), (3, 12)] {
         let data = blobs(600, dim, 12, 0.6, None, seed);
         let k = 12;
         let km = kmeans::train(&data, dim, &KMeansConfig { seed, ..cfg(k) }, Control::none()).unwrap();
@@ -100,7 +100,12 @@ fn inertia_matches_or_beats_reference_lloyd() {
 
 #[test]
 fn converged_centroids_are_a_lloyd_fixed_point() {
-    let dim = 5;
+    for dim in [5usize, 20] {
+        fixed_point(dim);
+    }
+}
+
+fn fixed_point(dim: usize) {
     let data = blobs(400, dim, 6, 0.3, None, 3);
     let km = kmeans::train(&data, dim, &KMeansConfig { iterations: 100, ..cfg(6) }, Control::none()).unwrap();
     let assign = km.assign(&data);
@@ -121,7 +126,12 @@ fn converged_centroids_are_a_lloyd_fixed_point() {
 
 #[test]
 fn deterministic_across_runs_and_thread_counts() {
-    let dim = 6;
+    for dim in [6usize, 24] {
+        deterministic(dim);
+    }
+}
+
+fn deterministic(dim: usize) {
     let data = blobs(3000, dim, 20, 1.0, None, 11);
     let c = KMeansConfig { k: 32, iterations: 10, seed: 5, max_points_per_centroid: 40, ..KMeansConfig::default() };
     let a = kmeans::train(&data, dim, &c, Control::none()).unwrap();
