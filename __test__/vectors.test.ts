@@ -8,7 +8,9 @@ import {
   DimensionMismatchError,
   InvalidArgumentError,
   InvalidInputError,
+  MuveraEncoder,
   VectorIndex,
+  chamferSimilarity,
   distance,
 } from '../dist/esm/index.js';
 import { rng } from './helpers.js';
@@ -131,5 +133,34 @@ describe('VectorIndex', () => {
     flipped[Math.floor(bytes.length / 2)] ^= 0xff;
     writeFileSync(path, flipped);
     expect(() => VectorIndex.open(path)).toThrow(CorruptIndexError);
+  });
+});
+
+describe('MUVERA multi-vector search', () => {
+  it('FDE inner products rank documents like Chamfer similarity; chamfer re-ranking recovers the best', async () => {
+    const d = 16;
+    const r = rng(9);
+    const set = (n: number) => Float32Array.from({ length: n * d }, () => r() * 2 - 1);
+    const docs = Array.from({ length: 200 }, () => set(8));
+    const enc = new MuveraEncoder({ dim: d, simhashBits: 3, repetitions: 10, seed: 1 });
+    const fde = new Float32Array(200 * enc.outputDim);
+    docs.forEach((doc, i) => fde.set(enc.encodeDocument(doc), i * enc.outputDim));
+    const index = await VectorIndex.build(fde, { dim: enc.outputDim, metric: 'ip', kind: 'flat' });
+    let found = 0;
+    for (let t = 0; t < 10; t++) {
+      // A query made of noisy copies of a document's vectors.
+      const target = docs[t * 17];
+      const query = target.map((x) => x + (r() - 0.5) * 0.2);
+      const cands = index.searchSync(enc.encodeQuery(query), { k: 20 }).ids as Uint32Array;
+      let best = -1;
+      let bestScore = -Infinity;
+      for (const c of cands) {
+        const s = chamferSimilarity(query, docs[c], d);
+        if (s > bestScore) [best, bestScore] = [c, s];
+      }
+      if (best === t * 17) found++;
+    }
+    expect(found).toBeGreaterThanOrEqual(9);
+    expect(() => chamferSimilarity(new Float32Array(3), new Float32Array(4), 2)).toThrow(DimensionMismatchError);
   });
 });

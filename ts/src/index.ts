@@ -28,6 +28,9 @@ export {
 } from './ngram.js';
 export {
   VectorIndex,
+  MuveraEncoder,
+  chamferSimilarity,
+  type MuveraOptions,
   type VectorMetric,
   type VectorIndexKind,
   type VectorIds,

@@ -255,3 +255,54 @@ export class VectorIndex {
     return call(() => this.#native.info()) as VectorIndexInfo;
   }
 }
+
+/** Options of {@link MuveraEncoder}. */
+export interface MuveraOptions {
+  /** Dimension of the input vectors. */
+  dim: number;
+  /** SimHash hyperplanes per repetition: 2^bits partitions (default 4). */
+  simhashBits?: number;
+  /** Independent repetitions, concatenated (default 20). */
+  repetitions?: number;
+  /** Random projection of each vector to this many dimensions (default: none). */
+  projectionDim?: number;
+  /** Count-sketch the encoding down to this many dimensions (default: none). */
+  finalDim?: number;
+  /** Fill a document's empty partitions from its nearest vector (default true). */
+  fillEmptyPartitions?: boolean;
+  seed?: number;
+}
+
+/**
+ * MUVERA fixed-dimensional encodings for multi-vector retrieval (ColBERT-style
+ * token vectors): `encodeQuery` / `encodeDocument` turn a set of vectors
+ * (`n × dim`) into one vector whose inner products approximate the Chamfer
+ * similarity, so multi-vector documents can be searched with any
+ * single-vector index (`metric: 'ip'`); re-rank the candidates with
+ * {@link chamferSimilarity}.
+ */
+export class MuveraEncoder {
+  readonly #native: Native.NativeMuvera;
+
+  constructor(opts: MuveraOptions) {
+    this.#native = call(() => new native.NativeMuvera(opts));
+  }
+
+  /** Dimension of the encodings. */
+  get outputDim(): number {
+    return this.#native.outputDim;
+  }
+
+  encodeQuery(vectors: Float32Array): Float32Array {
+    return call(() => this.#native.encodeQuery(f32('vectors', vectors)));
+  }
+
+  encodeDocument(vectors: Float32Array): Float32Array {
+    return call(() => this.#native.encodeDocument(f32('vectors', vectors)));
+  }
+}
+
+/** Exact Chamfer (MaxSim) similarity Σ_q max_d ⟨q, d⟩ of two vector sets (`n × dim` each). */
+export function chamferSimilarity(query: Float32Array, doc: Float32Array, dim: number): number {
+  return call(() => native.chamferSimilarity(f32('query', query), f32('doc', doc), dim));
+}

@@ -334,7 +334,9 @@ impl KeySelector for QuestSelector<'_> {
                     scored.select_nth_unstable_by(want, |a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
                     scored.truncate(want);
                 }
-                let mut sel = Vec::with_capacity(want * ix.page + self.sink + self.recent);
+                // Budgets may exceed the sequence (they clamp to dense): saturate.
+                let cap = want.saturating_mul(ix.page).saturating_add(self.sink).saturating_add(self.recent);
+                let mut sel = Vec::with_capacity(cap.min(shape.kv_len));
                 for &(_, p) in &scored {
                     sel.extend((p * ix.page) as u32..((p + 1) * ix.page).min(shape.kv_len) as u32);
                 }

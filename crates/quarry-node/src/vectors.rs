@@ -319,3 +319,72 @@ impl NativeVectorIndex {
         })
     }
 }
+
+/// Options of `MuveraEncoder` (see the facade's `MuveraOptions`).
+#[napi(object)]
+pub struct NativeMuveraOptions {
+    pub dim: u32,
+    pub simhash_bits: Option<u32>,
+    pub repetitions: Option<u32>,
+    pub projection_dim: Option<u32>,
+    pub final_dim: Option<u32>,
+    pub fill_empty_partitions: Option<bool>,
+    pub seed: Option<f64>,
+}
+
+/// MUVERA fixed-dimensional encodings: a multi-vector query or document as
+/// one vector whose inner products approximate Chamfer similarity.
+#[napi]
+pub struct NativeMuvera {
+    inner: quarry_ann::muvera::Muvera,
+}
+
+#[napi]
+impl NativeMuvera {
+    #[napi(constructor)]
+    pub fn new(o: NativeMuveraOptions) -> Result<Self> {
+        let d = quarry_ann::muvera::FdeConfig::default();
+        let cfg = quarry_ann::muvera::FdeConfig {
+            dim: o.dim as usize,
+            simhash_bits: o.simhash_bits.unwrap_or(d.simhash_bits),
+            repetitions: o.repetitions.map_or(d.repetitions, |r| r as usize),
+            projection_dim: o.projection_dim.map(|p| p as usize),
+            final_dim: o.final_dim.map(|p| p as usize),
+            fill_empty_partitions: o.fill_empty_partitions.unwrap_or(d.fill_empty_partitions),
+            seed: o.seed.map_or(d.seed, |s| s as u64),
+        };
+        Ok(NativeMuvera { inner: quarry_ann::muvera::Muvera::new(cfg).map_err(coded)? })
+    }
+
+    #[napi(getter)]
+    pub fn output_dim(&self) -> u32 {
+        self.inner.output_dim() as u32
+    }
+
+    /// FDE of a query's vectors (`n × dim`).
+    #[napi]
+    pub fn encode_query(&self, vectors: Float32Array) -> Result<Float32Array> {
+        Ok(Float32Array::new(self.inner.encode_query(&vectors).map_err(coded)?))
+    }
+
+    /// FDE of a document's vectors (`n × dim`).
+    #[napi]
+    pub fn encode_document(&self, vectors: Float32Array) -> Result<Float32Array> {
+        Ok(Float32Array::new(self.inner.encode_document(&vectors).map_err(coded)?))
+    }
+}
+
+/// Exact Chamfer (MaxSim) similarity `Σ_q max_d <q, d>` of two vector sets.
+#[napi]
+pub fn chamfer_similarity(query: Float32Array, doc: Float32Array, dim: u32) -> Result<f64> {
+    let dim = dim as usize;
+    if dim == 0 || query.len() % dim != 0 || doc.len() % dim != 0 || query.is_empty() || doc.is_empty() {
+        return Err(crate::errors::node_error(
+            "QUARRY_DIM_MISMATCH",
+            format!("chamfer needs non-empty sets of {dim}-dimensional vectors, got {} and {} values", query.len(), doc.len()),
+        ));
+    }
+    quarry_ann::check_finite(&query, dim).map_err(coded)?;
+    quarry_ann::check_finite(&doc, dim).map_err(coded)?;
+    Ok(quarry_ann::muvera::chamfer(&query, &doc, dim) as f64)
+}
