@@ -13,7 +13,7 @@ use crate::buf::Buf;
 use crate::error::Result;
 use crate::format::{SectionReader, SectionWriter};
 
-/// A bitvector with rank support, as used by the wavelet matrix.
+/// A bitvector with rank support, as used by the wavelet tree.
 pub trait RankBv: Send + Sync + Sized {
     /// Build from `n` bits stored LSB-first in `words`.
     fn from_words(words: &[u64], n: usize) -> Self;
@@ -36,6 +36,18 @@ pub trait RankBv: Send + Sync + Sized {
     fn write<'a>(&'a self, p: &str, w: &mut SectionWriter<'a>);
     #[doc(hidden)]
     fn read(p: &str, r: &SectionReader, n: usize) -> Result<Self>;
+}
+
+/// Prefetch hint for the cache line holding `p` (no-op where unsupported; never faults).
+#[inline(always)]
+pub(crate) fn prefetch<T>(p: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is a hint; it never faults, whatever the address.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch(p as *const i8, std::arch::x86_64::_MM_HINT_T0);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
 }
 
 #[inline]
@@ -98,6 +110,11 @@ impl IntVec {
 
     pub(crate) fn len(&self) -> usize {
         self.len
+    }
+
+    #[inline]
+    pub(crate) fn prefetch(&self, i: usize) {
+        prefetch(self.words.as_ptr().wrapping_add(i.wrapping_mul(self.width) / 64));
     }
 
     pub(crate) fn size_bytes(&self) -> usize {
@@ -357,6 +374,28 @@ impl RrrBv {
         (r, p)
     }
 
+    /// Rank of the block start, offset pointer, class (0 when `i` starts a block) and offset of
+    /// `i` in its block.
+    #[inline]
+    fn prep(&self, i: usize) -> (usize, usize, usize, usize) {
+        let blk = i / B;
+        let rem = i % B;
+        let (r, p) = self.locate_block(blk);
+        if rem == 0 {
+            return (r, p, 0, 0);
+        }
+        (r, p, self.classes.get(blk) as usize, rem)
+    }
+
+    #[inline]
+    fn prefetch_block(&self, blk: usize) {
+        let s = blk / SB;
+        self.sb_rank.prefetch(s);
+        self.sb_ptr.prefetch(s);
+        self.classes.prefetch(s * SB);
+        self.classes.prefetch(blk);
+    }
+
     fn scan(classes: &IntVec, nblocks: usize) -> Option<(Vec<u64>, Vec<u64>, usize)> {
         let t = tables();
         let mut sbr = Vec::with_capacity(nblocks / SB + 1);
@@ -461,9 +500,22 @@ impl RankBv for RrrBv {
     #[inline]
     fn rank1_pair(&self, a: usize, b: usize) -> (usize, usize) {
         let blk = a / B;
+        if a == b {
+            let r = self.rank1(a);
+            return (r, r);
+        }
         if blk != b / B || b == self.n {
-            let ra = self.rank1(a);
-            return (ra, if a == b { ra } else { self.rank1(b) });
+            // two independent ranks, each a chain of cache misses (superblock -> classes ->
+            // offset): start b's loads before walking a's chain, and both offsets' loads before
+            // decoding either, so the misses overlap
+            self.prefetch_block(b / B);
+            let (r1, p1, k1, m1) = self.prep(a);
+            let (r2, p2, k2, m2) = self.prep(b);
+            prefetch(self.offsets.as_ptr().wrapping_add(p1 / 64));
+            prefetch(self.offsets.as_ptr().wrapping_add(p2 / 64));
+            let c1 = self.block_rank(k1, p1, m1, m1).1;
+            let c2 = self.block_rank(k2, p2, m2, m2).1;
+            return (r1 + c1, r2 + c2);
         }
         // same block: one decoding pass answers both
         let (r, p) = self.locate_block(blk);
