@@ -240,9 +240,12 @@ const SB: usize = 32;
 
 struct Tables {
     binom: Vec<[u128; B + 1]>, // binom[n][k], n in 0..=B
-    /// binom[n][k] truncated to 64 bits: exact wherever the block's offsets fit 64 bits
+    /// bk[k][n] = C(n, k): the decoder walks n downwards at a fixed or decreasing k, so this
+    /// layout keeps its loads sequential within a row (L1) instead of 2 KiB apart (L2).
+    bk: Vec<[u128; B + 1]>,
+    /// bk truncated to 64 bits: exact wherever the block's offsets fit 64 bits
     /// (every C(n, k) <= C(B, k) < 2^64 for those classes).
-    binom64: Vec<[u64; B + 1]>,
+    bk64: Vec<[u64; B + 1]>,
     width: [u8; B + 1],
 }
 
@@ -261,13 +264,15 @@ fn tables() -> &'static Tables {
             let c = binom[B][k];
             width[k] = if c <= 1 { 0 } else { (128 - (c - 1).leading_zeros()) as u8 };
         }
-        let mut binom64 = vec![[0u64; B + 1]; B + 1];
+        let mut bk = vec![[0u128; B + 1]; B + 1];
+        let mut bk64 = vec![[0u64; B + 1]; B + 1];
         for n in 0..=B {
             for k in 0..=B {
-                binom64[n][k] = binom[n][k] as u64;
+                bk[k][n] = binom[n][k];
+                bk64[k][n] = binom[n][k] as u64;
             }
         }
-        Tables { binom, binom64, width }
+        Tables { binom, bk, bk64, width }
     })
 }
 
@@ -292,51 +297,85 @@ fn read_u128(words: &[u64], pos: usize, w: usize) -> u128 {
 /// Enumerative decoding of the first `upto` bits of a block of `B` bits with `k` ones and offset
 /// `off` (its rank among such blocks, bit 0 = most significant choice: blocks whose first bit is 0
 /// come first, `C(B - 1, k)` of them). Returns the ones in the first `mark` and `upto` bits and
-/// bit `upto`.
+/// bit `upto`. `bk[k][n] = C(n, k)`.
 ///
-/// One step per bit: bit `j` is 1 iff `off >= C(B - 1 - j, kr)` (`kr` = ones left). The two
-/// candidates of the next step (`kr` or `kr - 1` ones left) are loaded before the comparison of
-/// this one resolves, so the loop-carried chain is compare + select + subtract rather than a
-/// table load. Runs of all-zero or all-one tails end the loop early.
+/// With `m` positions and `kr` ones left, bit `j` is 1 iff `off >= C(m - 1, kr)`. Where ones are
+/// sparse (`8 kr <= m`) the next one is found by binary search, since `C(B - 1 - j', kr)` falls as
+/// `j'` grows and `off` does not change over zeros. Where zeros are sparse (`8 z <= m`, `z = m - kr`)
+/// a run of ones is skipped the same way: by the hockey-stick identity, after `i` ones
+/// `off_i = C(m - i, kr - i) - D` with `D = C(m, kr) - off`, and the next bit is 1 iff
+/// `C(m - 1 - i, z) >= D`, which falls with `i`. Otherwise one step per bit.
 #[inline]
-fn decode_prefix<N>(mut off: N, k: usize, mark: usize, upto: usize, binom: &[[N; B + 1]]) -> (usize, usize, bool)
+fn decode_prefix<N>(mut off: N, k: usize, mark: usize, upto: usize, bk: &[[N; B + 1]]) -> (usize, usize, bool)
 where
-    N: Copy + PartialOrd + std::ops::Sub<Output = N> + Default,
+    N: Copy + PartialOrd + std::ops::Sub<Output = N>,
 {
     debug_assert!(0 < k && k < B && mark <= upto && upto <= B);
+    const UNSET: usize = usize::MAX;
     let mut kr = k;
-    let mut at_mark = if mark == 0 { 0 } else { usize::MAX };
+    let mut at_mark = if mark == 0 { 0 } else { UNSET };
     let mut j = 0;
-    let mut c = binom[B - 1][kr];
     while j < upto {
+        let m = B - j;
         if kr == 0 {
             // only zeros left
-            let done = k;
-            return (if at_mark == usize::MAX { done } else { at_mark }, done, false);
+            return (if at_mark == UNSET { k } else { at_mark }, k, false);
         }
-        if kr == B - j {
+        if kr == m {
             // only ones left
             let at = |x: usize| k - kr + (x - j);
-            return (if at_mark == usize::MAX { at(mark) } else { at_mark }, at(upto), upto < B);
+            return (if at_mark == UNSET { at(mark) } else { at_mark }, at(upto), upto < B);
         }
-        // j <= B - 2 here (kr >= 1 and kr < B - j), so row B - 2 - j exists
-        let next = &binom[B - 2 - j];
-        let (c0, c1) = (next[kr], next[kr - 1]);
-        let one = off >= c;
-        if one {
-            off = off - c;
-            kr -= 1;
-            c = c1;
+        let z = m - kr;
+        if 8 * kr <= m {
+            // sparse ones: jump to the next one (or to `upto`)
+            let row = &bk[kr];
+            let pp = row[B - upto..=B - 1 - j].partition_point(|&c| c <= off);
+            let jn = upto - pp;
+            if at_mark == UNSET && mark <= jn {
+                at_mark = k - kr;
+            }
+            j = jn;
+            if j < upto {
+                off = off - row[B - 1 - j];
+                kr -= 1;
+                j += 1;
+                if j == mark {
+                    at_mark = k - kr;
+                }
+            }
+        } else if 8 * z <= m {
+            // sparse zeros: skip the run of ones
+            let d = bk[kr][m] - off;
+            let lim = (upto - j).min(kr);
+            let r = lim - bk[z][m - lim..m].partition_point(|&c| c < d);
+            if at_mark == UNSET && mark <= j + r {
+                at_mark = k - kr + (mark - j);
+            }
+            j += r;
+            kr -= r;
+            off = bk[kr][B - j] - d;
+            if r < lim {
+                // bit j is the zero that ended the run
+                j += 1;
+                if j == mark {
+                    at_mark = k - kr;
+                }
+            }
         } else {
-            c = c0;
-        }
-        j += 1;
-        if j == mark {
-            at_mark = k - kr;
+            let c = bk[kr][m - 1];
+            if off >= c {
+                off = off - c;
+                kr -= 1;
+            }
+            j += 1;
+            if j == mark {
+                at_mark = k - kr;
+            }
         }
     }
-    let bit = upto < B && kr > 0 && (kr == B - upto || off >= c);
-    (if at_mark == usize::MAX { k - kr } else { at_mark }, k - kr, bit)
+    let bit = upto < B && kr > 0 && (kr == B - upto || off >= bk[kr][B - 1 - upto]);
+    (if at_mark == UNSET { k - kr } else { at_mark }, k - kr, bit)
 }
 
 impl RrrBv {
@@ -354,9 +393,9 @@ impl RrrBv {
         let t = tables();
         let w = t.width[k] as usize;
         if w <= 64 {
-            decode_prefix(get_bits(&self.offsets, ptr, w), k, mark, upto, &t.binom64)
+            decode_prefix(get_bits(&self.offsets, ptr, w), k, mark, upto, &t.bk64)
         } else {
-            decode_prefix(read_u128(&self.offsets, ptr, w), k, mark, upto, &t.binom)
+            decode_prefix(read_u128(&self.offsets, ptr, w), k, mark, upto, &t.bk)
         }
     }
 
@@ -622,6 +661,30 @@ mod tests {
                 check::<RrrBv>(&bits);
             }
         }
+    }
+
+    #[test]
+    fn rrr_every_class() {
+        // blocks of every popcount, ones at random places: exercises the sparse, dense and
+        // bit-by-bit decoding paths and their switches within a block
+        let mut x = 777u64;
+        let mut bits = Vec::new();
+        for k in (0..=B).chain((0..=B).rev()) {
+            let mut blk = [false; B];
+            let mut placed = 0;
+            while placed < k {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let p = (x % B as u64) as usize;
+                if !blk[p] {
+                    blk[p] = true;
+                    placed += 1;
+                }
+            }
+            bits.extend_from_slice(&blk);
+        }
+        check::<RrrBv>(&bits);
     }
 
     #[test]

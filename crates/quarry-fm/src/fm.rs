@@ -277,6 +277,10 @@ impl<Bv: RankBv> FmCore<Bv> {
         if code as usize >= self.sigma || r.0 >= r.1 {
             return (0, 0);
         }
+        if r == (0, self.n) {
+            // the first symbol of a search: its rows are read off the C array
+            return (self.c[code as usize] as usize, self.c[code as usize + 1] as usize);
+        }
         let (ra, rb) = self.wm.rank_pair(code, r.0, r.1);
         let base = self.c[code as usize] as usize;
         (base + ra, base + rb)

@@ -30,6 +30,8 @@ struct Node {
     size: usize,
     /// Ones in the level before `start` (rank at `start`).
     ones: usize,
+    /// Ones inside the node (positions going to child 1).
+    ones_in: usize,
     /// Children: an internal node id, or `LEAF | symbol`.
     child: [u32; 2],
 }
@@ -137,7 +139,7 @@ fn shape(counts: &[usize]) -> Shape {
             Ch::Int(u) => id[u],
             Ch::Leaf(s) => LEAF | s,
         });
-        nodes.push(Node { level, start: level_len[level], size: size[v], ones: 0, child });
+        nodes.push(Node { level, start: level_len[level], size: size[v], ones: 0, ones_in: 0, child });
         level_len[level] += size[v];
     }
     Shape { nodes, codes, level_len }
@@ -249,6 +251,7 @@ impl<Bv: RankBv> WaveletTree<Bv> {
     fn fill_ones(&mut self) {
         for node in &mut self.nodes {
             node.ones = self.levels[node.level].rank1(node.start);
+            node.ones_in = self.levels[node.level].rank1(node.start + node.size) - node.ones;
         }
     }
 
@@ -280,8 +283,16 @@ impl<Bv: RankBv> WaveletTree<Bv> {
         let mut v = 0usize;
         for d in (0..len as usize).rev() {
             let node = &self.nodes[v];
-            let (ra, rb) = self.levels[node.level].rank1_pair(node.start + a, node.start + b);
-            let (ra, rb) = (ra - node.ones, rb - node.ones);
+            // ranks at the node's ends are known: no bitvector access for them
+            let (ra, rb) = match (a == 0, b == node.size) {
+                (true, true) => (0, node.ones_in),
+                (true, false) => (0, self.levels[node.level].rank1(node.start + b) - node.ones),
+                (false, true) => (self.levels[node.level].rank1(node.start + a) - node.ones, node.ones_in),
+                (false, false) => {
+                    let (ra, rb) = self.levels[node.level].rank1_pair(node.start + a, node.start + b);
+                    (ra - node.ones, rb - node.ones)
+                }
+            };
             let bit = (code >> d) & 1;
             if bit == 1 {
                 a = ra;
@@ -361,7 +372,7 @@ impl<Bv: RankBv> WaveletTree<Bv> {
         let mut wt = WaveletTree { n, levels, nodes: sh.nodes, codes: sh.codes };
         wt.fill_ones();
         for (v, node) in wt.nodes.iter().enumerate() {
-            let ones = wt.levels[node.level].rank1(node.start + node.size) - node.ones;
+            let ones = node.ones_in;
             let want = match node.child[1] {
                 ch if ch & LEAF != 0 => counts[(ch & !LEAF) as usize],
                 ch => wt.nodes[ch as usize].size,
