@@ -89,6 +89,7 @@ pub(crate) fn bits_for(max: u64) -> usize {
 }
 
 impl IntVec {
+    #[cfg(test)]
     pub(crate) fn from_slice(vals: &[u64]) -> Self {
         let width = bits_for(vals.iter().copied().max().unwrap_or(0));
         Self::with_width(vals, width)
@@ -110,11 +111,6 @@ impl IntVec {
 
     pub(crate) fn len(&self) -> usize {
         self.len
-    }
-
-    #[inline]
-    pub(crate) fn prefetch(&self, i: usize) {
-        prefetch(self.words.as_ptr().wrapping_add(i.wrapping_mul(self.width) / 64));
     }
 
     pub(crate) fn size_bytes(&self) -> usize {
@@ -276,13 +272,23 @@ fn tables() -> &'static Tables {
     })
 }
 
+/// u32 words per superblock record: rank and offset pointer (relative to the coarse entry),
+/// then the 32 classes of 7 bits (224 bits).
+const REC: usize = 9;
+/// Superblocks per coarse (absolute, u64) rank/pointer entry; 2^16 superblocks span < 2^32 bits.
+const HI: usize = 1 << 16;
+
 /// RRR-style compressed bitvector (block 127, superblock every 32 blocks).
+///
+/// A superblock's rank, offset pointer and block classes share one 36-byte record, so a rank
+/// touches two places in memory (record, offsets) rather than four.
 pub struct RrrBv {
     n: usize,
-    classes: IntVec,
+    /// `nblocks / SB + 1` records of [`REC`] words, then one zero word.
+    sb: Buf<u32>,
+    /// Per [`HI`] superblocks: absolute rank and pointer at its first superblock.
+    hi: Buf<u64>,
     offsets: Buf<u64>,
-    sb_rank: IntVec,
-    sb_ptr: IntVec,
 }
 
 #[inline]
@@ -400,13 +406,31 @@ impl RrrBv {
     }
 
     #[inline]
+    fn class(&self, blk: usize) -> usize {
+        let bit = 64 + 7 * (blk % SB);
+        let w = (blk / SB) * REC + bit / 32;
+        let v = self.sb[w] as u64 | (self.sb[w + 1] as u64) << 32;
+        ((v >> (bit % 32)) & 127) as usize
+    }
+
+    #[inline]
     fn locate_block(&self, blk: usize) -> (usize, usize) {
         let t = tables();
         let s = blk / SB;
-        let mut r = self.sb_rank.get(s) as usize;
-        let mut p = self.sb_ptr.get(s) as usize;
-        for b in s * SB..blk {
-            let k = self.classes.get(b) as usize;
+        let h = s / HI;
+        let rec = &self.sb[s * REC..s * REC + REC];
+        let mut r = self.hi[2 * h] as usize + rec[0] as usize;
+        let mut p = self.hi[2 * h + 1] as usize + rec[1] as usize;
+        let (mut acc, mut have, mut wi) = (0u64, 0usize, 2usize);
+        for _ in 0..blk % SB {
+            if have < 7 {
+                acc |= (rec[wi] as u64) << have;
+                wi += 1;
+                have += 32;
+            }
+            let k = (acc & 127) as usize;
+            acc >>= 7;
+            have -= 7;
             r += k;
             p += t.width[k] as usize;
         }
@@ -423,38 +447,46 @@ impl RrrBv {
         if rem == 0 {
             return (r, p, 0, 0);
         }
-        (r, p, self.classes.get(blk) as usize, rem)
+        (r, p, self.class(blk), rem)
     }
 
     #[inline]
     fn prefetch_block(&self, blk: usize) {
         let s = blk / SB;
-        self.sb_rank.prefetch(s);
-        self.sb_ptr.prefetch(s);
-        self.classes.prefetch(s * SB);
-        self.classes.prefetch(blk);
+        let rec = self.sb.as_ptr().wrapping_add(s * REC);
+        prefetch(rec);
+        prefetch(rec.wrapping_add(REC - 1));
     }
 
-    fn scan(classes: &IntVec, nblocks: usize) -> Option<(Vec<u64>, Vec<u64>, usize)> {
+    /// Records and coarse entries for the given classes (all `<= B`), and the offset bits.
+    fn records(cls: &[u8]) -> (Vec<u32>, Vec<u64>, usize) {
         let t = tables();
-        let mut sbr = Vec::with_capacity(nblocks / SB + 1);
-        let mut sbp = Vec::with_capacity(nblocks / SB + 1);
-        let (mut r, mut p) = (0usize, 0usize);
-        for b in 0..=nblocks {
-            if b % SB == 0 {
-                sbr.push(r as u64);
-                sbp.push(p as u64);
+        let nblocks = cls.len();
+        let nsb = nblocks / SB + 1;
+        let mut sb = vec![0u32; nsb * REC + 1];
+        let mut hi = vec![0u64; 2 * nsb.div_ceil(HI)];
+        let (mut r, mut p) = (0u64, 0u64);
+        for s in 0..nsb {
+            let h = s / HI;
+            if s % HI == 0 {
+                hi[2 * h] = r;
+                hi[2 * h + 1] = p;
             }
-            if b < nblocks {
-                let k = classes.get(b) as usize;
-                if k > B {
-                    return None;
+            sb[s * REC] = (r - hi[2 * h]) as u32;
+            sb[s * REC + 1] = (p - hi[2 * h + 1]) as u32;
+            for i in 0..SB.min(nblocks.saturating_sub(s * SB)) {
+                let k = cls[s * SB + i] as u64;
+                let bit = (s * REC + 2) * 32 + 7 * i;
+                let (w, o) = (bit / 32, bit % 32);
+                sb[w] |= (k << o) as u32;
+                if o > 25 {
+                    sb[w + 1] |= (k >> (32 - o)) as u32;
                 }
                 r += k;
-                p += t.width[k] as usize;
+                p += t.width[k as usize] as u64;
             }
         }
-        Some((sbr, sbp, p))
+        (sb, hi, p as usize)
     }
 }
 
@@ -462,7 +494,7 @@ impl RankBv for RrrBv {
     fn from_words(words: &[u64], n: usize) -> Self {
         let t = tables();
         let nblocks = n.div_ceil(B);
-        let mut cls = Vec::with_capacity(nblocks);
+        let mut cls: Vec<u8> = Vec::with_capacity(nblocks);
         let mut offs: Vec<(u128, usize)> = Vec::with_capacity(nblocks);
         let mut total_bits = 0usize;
         for b in 0..nblocks {
@@ -473,7 +505,7 @@ impl RankBv for RrrBv {
                 v &= (1u128 << len) - 1;
             }
             let k = v.count_ones() as usize;
-            cls.push(k as u64);
+            cls.push(k as u8);
             let w = t.width[k] as usize;
             if w > 0 {
                 let mut off = 0u128;
@@ -499,15 +531,8 @@ impl RankBv for RrrBv {
             }
             pos += w;
         }
-        let classes = IntVec::with_width(&cls, 7);
-        let (sbr, sbp, _) = Self::scan(&classes, nblocks).expect("classes valid by construction");
-        RrrBv {
-            n,
-            classes,
-            offsets: ow.into(),
-            sb_rank: IntVec::from_slice(&sbr),
-            sb_ptr: IntVec::from_slice(&sbp),
-        }
+        let (sb, hi, _) = Self::records(&cls);
+        RrrBv { n, sb: sb.into(), hi: hi.into(), offsets: ow.into() }
     }
 
     fn len(&self) -> usize {
@@ -522,7 +547,7 @@ impl RankBv for RrrBv {
         if rem == 0 {
             return r;
         }
-        let k = self.classes.get(blk) as usize;
+        let k = self.class(blk);
         r + self.block_rank(k, p, rem, rem).1
     }
 
@@ -531,7 +556,7 @@ impl RankBv for RrrBv {
         let blk = i / B;
         let rem = i % B;
         let (r, p) = self.locate_block(blk);
-        let k = self.classes.get(blk) as usize;
+        let k = self.class(blk);
         let (_, c, bit) = self.block_rank(k, p, rem, rem);
         (bit, r + c)
     }
@@ -562,51 +587,47 @@ impl RankBv for RrrBv {
         if rb == 0 {
             return (r, r);
         }
-        let k = self.classes.get(blk) as usize;
+        let k = self.class(blk);
         let (ca, cb, _) = self.block_rank(k, p, ra, rb);
         (r + ca, r + cb)
     }
 
     fn size_bytes(&self) -> usize {
-        self.classes.size_bytes()
-            + self.offsets.len() * 8
-            + self.sb_rank.size_bytes()
-            + self.sb_ptr.size_bytes()
+        self.sb.len() * 4 + self.hi.len() * 8 + self.offsets.len() * 8
     }
 
     fn write<'a>(&'a self, p: &str, w: &mut SectionWriter<'a>) {
-        self.classes.write(&format!("{p}.c"), w);
+        w.add(format!("{p}.s"), self.sb.as_bytes());
+        w.add(format!("{p}.hi"), self.hi.as_bytes());
         w.add(format!("{p}.o"), self.offsets.as_bytes());
-        self.sb_rank.write(&format!("{p}.sr"), w);
-        self.sb_ptr.write(&format!("{p}.sp"), w);
     }
 
     fn read(p: &str, r: &SectionReader, n: usize) -> Result<Self> {
-        let classes = IntVec::read(&format!("{p}.c"), r)?;
+        let sb = r.get::<u32>(&format!("{p}.s"))?;
+        let hi = r.get::<u64>(&format!("{p}.hi"))?;
         let offsets = r.get::<u64>(&format!("{p}.o"))?;
-        let sb_rank = IntVec::read(&format!("{p}.sr"), r)?;
-        let sb_ptr = IntVec::read(&format!("{p}.sp"), r)?;
         let nblocks = n.div_ceil(B);
+        let nsb = nblocks / SB + 1;
         let bad = || r.corrupt(format!("{p}: compressed bitvector inconsistent"));
-        if classes.len() != nblocks {
+        if sb.len() != nsb * REC + 1 {
             return Err(bad());
         }
-        let (sbr, sbp, total) = Self::scan(&classes, nblocks).ok_or_else(bad)?;
-        if offsets.len() != total.div_ceil(64) + 2
-            || sb_rank.len() != sbr.len()
-            || sb_ptr.len() != sbp.len()
-            || (0..sbr.len()).any(|s| sb_rank.get(s) != sbr[s] || sb_ptr.get(s) != sbp[s])
-        {
+        // the classes are the only free fields: each <= B (and the last block's <= its length);
+        // the records and coarse entries must then be exactly the ones they imply
+        let probe = RrrBv { n, sb, hi, offsets };
+        let cls: Vec<u8> = (0..nblocks).map(|b| probe.class(b) as u8).collect();
+        if cls.iter().any(|&k| k as usize > B) {
             return Err(bad());
         }
-        // last block: a class larger than its real length would make rank exceed n
-        if nblocks > 0 {
-            let last_len = n - (nblocks - 1) * B;
-            if classes.get(nblocks - 1) as usize > last_len {
-                return Err(bad());
-            }
+        if nblocks > 0 && cls[nblocks - 1] as usize > n - (nblocks - 1) * B {
+            // a class larger than the last block's real length would make rank exceed n
+            return Err(bad());
         }
-        Ok(RrrBv { n, classes, offsets, sb_rank, sb_ptr })
+        let (sb2, hi2, total) = Self::records(&cls);
+        if *probe.sb != *sb2 || *probe.hi != *hi2 || probe.offsets.len() != total.div_ceil(64) + 2 {
+            return Err(bad());
+        }
+        Ok(probe)
     }
 }
 
