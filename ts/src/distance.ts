@@ -61,9 +61,22 @@ export interface KnnResult {
 
 const BIT_METRICS = new Set(['hamming', 'jaccard']);
 
+/** Numeric codes the native functions take (numbers keep per-call overhead low). */
+const DTYPE_CODES: Record<DType, number> = { f32: 0, f16: 1, bf16: 2, i8: 3, u8: 4, binary: 5 };
+const METRIC_CODES: Record<string, number> = { l2sq: 0, l2: 0, ip: 1, dot: 1, cosine: 2, hamming: 3, jaccard: 4 };
+
+function metricCode(metric: string): number {
+  const code = METRIC_CODES[metric];
+  if (code === undefined) {
+    throw new InvalidArgumentError(`unknown metric '${metric}' (expected l2sq, ip, cosine, hamming or jaccard)`);
+  }
+  return code;
+}
+
 interface Operand {
-  bytes: Uint8Array;
+  arr: Float32Array | Uint16Array | Int8Array | Uint8Array;
   dtype: DType;
+  code: number;
 }
 
 /** Turns a JS vector argument into a byte view plus the dtype the core reads it as. */
@@ -97,7 +110,7 @@ function operand(name: string, data: VectorData, dtype: DType | undefined, metri
   if (dtype !== undefined && dtype !== inferred) {
     throw new DtypeMismatchError(`${name} is a ${arr.constructor.name}, which cannot hold dtype '${dtype}'`);
   }
-  return { bytes: new Uint8Array(arr.buffer, arr.byteOffset, arr.byteLength), dtype: inferred };
+  return { arr, dtype: inferred, code: DTYPE_CODES[inferred] };
 }
 
 function positiveInteger(name: string, v: unknown): number {
@@ -117,10 +130,10 @@ function metricOf(opts: { metric?: unknown } | undefined): Metric {
 function pair(metric: Metric, a: VectorData, b: VectorData, opts?: PairOptions): number {
   const x = operand('a', a, opts?.dtype, metric);
   const y = operand('b', b, opts?.dtype, metric);
-  if (x.dtype === y.dtype && x.bytes.byteLength !== y.bytes.byteLength) {
-    throw new DimensionMismatchError(`vectors have different lengths (${x.bytes.byteLength} and ${y.bytes.byteLength} bytes)`);
+  if (x.dtype === y.dtype && x.arr.length !== y.arr.length) {
+    throw new DimensionMismatchError(`vectors have different lengths (${x.arr.length} and ${y.arr.length})`);
   }
-  return call(() => native.distancePair(metric, x.bytes, x.dtype, y.bytes, y.dtype));
+  return call(() => native.distancePair(METRIC_CODES[metric], x.arr, x.code, y.arr, y.code));
 }
 
 /** Inner product `Σ aᵢbᵢ`. */
@@ -150,10 +163,11 @@ export function jaccard(a: Uint8Array, b: Uint8Array): number {
 
 function prepareMany(query: VectorData, matrix: VectorData, opts: OneToManyOptions, queryName: string, matrixName: string) {
   const metric = metricOf(opts);
+  const code = metricCode(metric);
   const dim = positiveInteger('dim', opts.dim);
   const q = operand(queryName, query, opts.dtype, metric);
   const m = operand(matrixName, matrix, opts.dtype, metric);
-  return { metric, dim, q, m };
+  return { code, dim, q, m };
 }
 
 /**
@@ -162,15 +176,15 @@ function prepareMany(query: VectorData, matrix: VectorData, opts: OneToManyOptio
  * @returns one value per row
  */
 export function oneToMany(query: VectorData, matrix: VectorData, opts: OneToManyOptions): Float32Array {
-  const { metric, dim, q, m } = prepareMany(query, matrix, opts, 'query', 'matrix');
-  return call(() => native.distanceOneToMany(metric, q.bytes, q.dtype, m.bytes, m.dtype, dim));
+  const { code, dim, q, m } = prepareMany(query, matrix, opts, 'query', 'matrix');
+  return call(() => native.distanceOneToMany(code, q.arr, q.code, m.arr, m.code, dim));
 }
 
 /** {@link oneToMany} off the event loop (inputs are copied first). */
 export function oneToManyAsync(query: VectorData, matrix: VectorData, opts: OneToManyOptions): Promise<Float32Array> {
   return callAsync(async () => {
-    const { metric, dim, q, m } = prepareMany(query, matrix, opts, 'query', 'matrix');
-    return native.distanceOneToManyAsync(metric, q.bytes, q.dtype, m.bytes, m.dtype, dim);
+    const { code, dim, q, m } = prepareMany(query, matrix, opts, 'query', 'matrix');
+    return native.distanceOneToManyAsync(code, q.arr, q.code, m.arr, m.code, dim);
   });
 }
 
@@ -180,16 +194,16 @@ export function oneToManyAsync(query: VectorData, matrix: VectorData, opts: OneT
  * `cosine` run a blocked matrix-multiply kernel; other types a blocked scan.
  */
 export function knn(queries: VectorData, base: VectorData, opts: KnnOptions): KnnResult {
-  const { metric, dim, q, m } = prepareMany(queries, base, opts, 'queries', 'base');
+  const { code, dim, q, m } = prepareMany(queries, base, opts, 'queries', 'base');
   const k = positiveInteger('k', opts.k);
-  return call(() => native.distanceKnn(metric, q.bytes, q.dtype, m.bytes, m.dtype, dim, k));
+  return call(() => native.distanceKnn(code, q.arr, q.code, m.arr, m.code, dim, k));
 }
 
 /** {@link knn} off the event loop (inputs are copied first). */
 export function knnAsync(queries: VectorData, base: VectorData, opts: KnnOptions): Promise<KnnResult> {
   return callAsync(async () => {
-    const { metric, dim, q, m } = prepareMany(queries, base, opts, 'queries', 'base');
+    const { code, dim, q, m } = prepareMany(queries, base, opts, 'queries', 'base');
     const k = positiveInteger('k', opts.k);
-    return native.distanceKnnAsync(metric, q.bytes, q.dtype, m.bytes, m.dtype, dim, k);
+    return native.distanceKnnAsync(code, q.arr, q.code, m.arr, m.code, dim, k);
   });
 }

@@ -4,10 +4,14 @@
 //! caller's typed array plus a dtype name; here it becomes a typed slice,
 //! borrowed when the view is aligned for the element type, copied otherwise.
 
-use crate::errors::{Result, invalid_argument};
+use crate::errors::{Result, node_error, invalid_argument};
+use napi::bindgen_prelude::{TypedArray, TypedArrayType};
 use half::{bf16, f16};
 use quarry_simd::VectorsRef;
 use std::borrow::Cow;
+
+/// Dtype names by the numeric code the facade passes (its `DTYPE_CODES`).
+pub const DTYPES: [&str; 6] = ["f32", "f16", "bf16", "i8", "u8", "binary"];
 
 /// Vector elements of one dtype, borrowed from JS or owned.
 pub enum Elements<'a> {
@@ -46,6 +50,28 @@ impl<'a> Elements<'a> {
                 )));
             }
         })
+    }
+
+    /// Reads a JS typed array as elements of the dtype with code `dtype`
+    /// (index into [`DTYPES`]), checking the array kind can hold it.
+    pub fn from_typed(array: &'a TypedArray<'a>, dtype: u32) -> Result<Self> {
+        let name = *DTYPES
+            .get(dtype as usize)
+            .ok_or_else(|| invalid_argument(format!("unknown dtype code {dtype}")))?;
+        let fits = matches!(
+            (array.typed_array_type, name),
+            (TypedArrayType::Float32, "f32")
+                | (TypedArrayType::Uint16, "f16" | "bf16")
+                | (TypedArrayType::Int8, "i8")
+                | (TypedArrayType::Uint8, "u8" | "binary")
+        );
+        if !fits {
+            return Err(node_error(
+                "QUARRY_DTYPE_MISMATCH",
+                format!("a {:?} typed array cannot hold dtype '{name}'", array.typed_array_type),
+            ));
+        }
+        Self::from_bytes(&array.arraybuffer, name)
     }
 
     /// Copies borrowed data so it can leave the JS call (async tasks).

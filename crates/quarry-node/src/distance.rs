@@ -1,41 +1,45 @@
 //! `distance.*`: one-to-one, one-to-many and exact k-NN.
 
 use crate::convert::Elements;
-use crate::errors::{Result, coded, invalid_argument, to_task_error};
-use napi::bindgen_prelude::{AsyncTask, Float32Array, Uint8Array, Uint32Array};
-use napi::{Env, Task};
+use crate::errors::{Result, coded, invalid_argument};
+use crate::task::Job;
+use napi::bindgen_prelude::{AsyncTask, Float32Array, TypedArray, Uint32Array};
 use napi_derive::napi;
 use quarry_simd::{Metric, knn, one_to_many};
 
-fn metric(name: &str) -> Result<Metric> {
-    Metric::parse(name).map_err(coded)
+/// Metrics by the numeric code the facade passes (its `METRIC_CODES`);
+/// numbers, not names, keep the per-call cost of one-to-one calls low.
+const METRICS: [Metric; 5] = [Metric::L2sq, Metric::InnerProduct, Metric::Cosine, Metric::Hamming, Metric::Jaccard];
+
+fn metric(code: u32) -> Result<Metric> {
+    METRICS.get(code as usize).copied().ok_or_else(|| invalid_argument(format!("unknown metric code {code}")))
 }
 
 fn usize_arg(name: &str, v: i64) -> Result<usize> {
     usize::try_from(v).map_err(|_| invalid_argument(format!("{name} must be a non-negative integer, got {v}")))
 }
 
-/// Distance between two vectors (`metric`: l2sq, ip, cosine, hamming, jaccard).
+/// Distance between two vectors (codes: see `METRICS` and `convert::DTYPES`).
 #[napi]
-pub fn distance_pair(metric_name: String, a: Uint8Array, a_dtype: String, b: Uint8Array, b_dtype: String) -> Result<f64> {
-    let a = Elements::from_bytes(&a, &a_dtype)?;
-    let b = Elements::from_bytes(&b, &b_dtype)?;
-    quarry_simd::distance(metric(&metric_name)?, a.view(), b.view()).map_err(coded)
+pub fn distance_pair(metric_code: u32, a: TypedArray, a_dtype: u32, b: TypedArray, b_dtype: u32) -> Result<f64> {
+    let a = Elements::from_typed(&a, a_dtype)?;
+    let b = Elements::from_typed(&b, b_dtype)?;
+    quarry_simd::distance(metric(metric_code)?, a.view(), b.view()).map_err(coded)
 }
 
 /// Distances from one query to every row of a row-major matrix.
 #[napi]
 pub fn distance_one_to_many(
-    metric_name: String,
-    query: Uint8Array,
-    query_dtype: String,
-    matrix: Uint8Array,
-    matrix_dtype: String,
+    metric_code: u32,
+    query: TypedArray,
+    query_dtype: u32,
+    matrix: TypedArray,
+    matrix_dtype: u32,
     dim: i64,
 ) -> Result<Float32Array> {
-    let q = Elements::from_bytes(&query, &query_dtype)?;
-    let m = Elements::from_bytes(&matrix, &matrix_dtype)?;
-    let out = one_to_many(metric(&metric_name)?, q.view(), m.view(), usize_arg("dim", dim)?).map_err(coded)?;
+    let q = Elements::from_typed(&query, query_dtype)?;
+    let m = Elements::from_typed(&matrix, matrix_dtype)?;
+    let out = one_to_many(metric(metric_code)?, q.view(), m.view(), usize_arg("dim", dim)?).map_err(coded)?;
     Ok(Float32Array::new(out))
 }
 
@@ -49,100 +53,70 @@ pub struct KnnResult {
 /// Exact k-NN of every query row among the base rows.
 #[napi]
 pub fn distance_knn(
-    metric_name: String,
-    queries: Uint8Array,
-    queries_dtype: String,
-    base: Uint8Array,
-    base_dtype: String,
+    metric_code: u32,
+    queries: TypedArray,
+    queries_dtype: u32,
+    base: TypedArray,
+    base_dtype: u32,
     dim: i64,
     k: i64,
 ) -> Result<KnnResult> {
-    let q = Elements::from_bytes(&queries, &queries_dtype)?;
-    let b = Elements::from_bytes(&base, &base_dtype)?;
-    let r = knn(metric(&metric_name)?, q.view(), b.view(), usize_arg("dim", dim)?, usize_arg("k", k)?).map_err(coded)?;
-    Ok(KnnResult { ids: Uint32Array::new(r.ids), distances: Float32Array::new(r.distances) })
+    let q = Elements::from_typed(&queries, queries_dtype)?;
+    let b = Elements::from_typed(&base, base_dtype)?;
+    let r = knn(metric(metric_code)?, q.view(), b.view(), usize_arg("dim", dim)?, usize_arg("k", k)?).map_err(coded)?;
+    Ok(knn_result(r))
 }
 
-/// Work item of the async twins: inputs copied out of JS memory.
-pub struct DistanceTask {
-    metric: Metric,
-    queries: Elements<'static>,
-    base: Elements<'static>,
-    dim: usize,
-    /// `None`: one-to-many; `Some(k)`: k-NN.
-    k: Option<usize>,
+/// Converts a core k-NN result to its JS shape.
+fn knn_result(r: quarry_simd::Knn) -> KnnResult {
+    KnnResult { ids: Uint32Array::new(r.ids), distances: Float32Array::new(r.distances) }
 }
 
-pub enum DistanceOutput {
-    OneToMany(Vec<f32>),
-    Knn(quarry_simd::Knn),
-}
-
-impl Task for DistanceTask {
-    type Output = DistanceOutput;
-    type JsValue = napi::Either<Float32Array, KnnResult>;
-
-    fn compute(&mut self) -> napi::Result<DistanceOutput> {
-        let (q, b) = (self.queries.view(), self.base.view());
-        let out = match self.k {
-            None => one_to_many(self.metric, q, b, self.dim).map(DistanceOutput::OneToMany),
-            Some(k) => knn(self.metric, q, b, self.dim, k).map(DistanceOutput::Knn),
-        };
-        out.map_err(|e| to_task_error(coded(e)))
-    }
-
-    fn resolve(&mut self, _env: Env, output: DistanceOutput) -> napi::Result<Self::JsValue> {
-        Ok(match output {
-            DistanceOutput::OneToMany(v) => napi::Either::A(Float32Array::new(v)),
-            DistanceOutput::Knn(r) => napi::Either::B(KnnResult {
-                ids: Uint32Array::new(r.ids),
-                distances: Float32Array::new(r.distances),
-            }),
-        })
-    }
-}
-
-fn task(
-    metric_name: &str,
-    queries: &[u8],
-    queries_dtype: &str,
-    base: &[u8],
-    base_dtype: &str,
+/// Inputs of the async twins, copied out of JS memory (they outlive the call).
+fn owned_inputs(
+    metric_code: u32,
+    queries: &TypedArray,
+    queries_dtype: u32,
+    base: &TypedArray,
+    base_dtype: u32,
     dim: i64,
-    k: Option<i64>,
-) -> Result<AsyncTask<DistanceTask>> {
-    Ok(AsyncTask::new(DistanceTask {
-        metric: metric(metric_name)?,
-        queries: Elements::from_bytes(queries, queries_dtype)?.into_owned(),
-        base: Elements::from_bytes(base, base_dtype)?.into_owned(),
-        dim: usize_arg("dim", dim)?,
-        k: k.map(|k| usize_arg("k", k)).transpose()?,
-    }))
+) -> Result<(Metric, Elements<'static>, Elements<'static>, usize)> {
+    Ok((
+        metric(metric_code)?,
+        Elements::from_typed(queries, queries_dtype)?.into_owned(),
+        Elements::from_typed(base, base_dtype)?.into_owned(),
+        usize_arg("dim", dim)?,
+    ))
 }
 
 /// Async twin of [`distance_one_to_many`] (runs on the libuv pool).
 #[napi(ts_return_type = "Promise<Float32Array>")]
 pub fn distance_one_to_many_async(
-    metric_name: String,
-    query: Uint8Array,
-    query_dtype: String,
-    matrix: Uint8Array,
-    matrix_dtype: String,
+    metric_code: u32,
+    query: TypedArray,
+    query_dtype: u32,
+    matrix: TypedArray,
+    matrix_dtype: u32,
     dim: i64,
-) -> Result<AsyncTask<DistanceTask>> {
-    task(&metric_name, &query, &query_dtype, &matrix, &matrix_dtype, dim, None)
+) -> Result<AsyncTask<Job<Float32Array>>> {
+    let (m, q, b, dim) = owned_inputs(metric_code, &query, query_dtype, &matrix, matrix_dtype, dim)?;
+    Ok(AsyncTask::new(Job::new(move || {
+        one_to_many(m, q.view(), b.view(), dim).map(Float32Array::new).map_err(coded)
+    })))
 }
 
 /// Async twin of [`distance_knn`] (runs on the libuv pool).
 #[napi(ts_return_type = "Promise<KnnResult>")]
 pub fn distance_knn_async(
-    metric_name: String,
-    queries: Uint8Array,
-    queries_dtype: String,
-    base: Uint8Array,
-    base_dtype: String,
+    metric_code: u32,
+    queries: TypedArray,
+    queries_dtype: u32,
+    base: TypedArray,
+    base_dtype: u32,
     dim: i64,
     k: i64,
-) -> Result<AsyncTask<DistanceTask>> {
-    task(&metric_name, &queries, &queries_dtype, &base, &base_dtype, dim, Some(k))
+) -> Result<AsyncTask<Job<KnnResult>>> {
+    let (m, q, b, dim) = owned_inputs(metric_code, &queries, queries_dtype, &base, base_dtype, dim)?;
+    let k = usize_arg("k", k)?;
+    Ok(AsyncTask::new(Job::new(move || knn(m, q.view(), b.view(), dim, k).map(knn_result).map_err(coded))))
 }

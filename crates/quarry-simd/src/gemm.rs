@@ -298,7 +298,7 @@ mod x86 {
     /// Needs AVX2; `rows` and `panel` hold `r * dim` floats; `r % 8 == 0`.
     #[target_feature(enable = "avx2")]
     pub(super) unsafe fn transpose_rows_avx2(rows: &[f32], r: usize, dim: usize, panel: &mut [f32]) {
-        debug_assert!(r % 8 == 0 && rows.len() == r * dim && panel.len() == r * dim);
+        debug_assert!(r.is_multiple_of(8) && rows.len() == r * dim && panel.len() == r * dim);
         let src = rows.as_ptr();
         let dst = panel.as_mut_ptr();
         let d8 = dim - dim % 8;
@@ -514,7 +514,7 @@ pub fn sum_squares(x: &[f32]) -> f64 {
 pub fn transpose_rows(rows: &[f32], r: usize, dim: usize, panel: &mut [f32]) {
     assert!(rows.len() == r * dim && panel.len() == r * dim, "transpose_rows: sizes");
     #[cfg(target_arch = "x86_64")]
-    if r % 8 == 0 && std::arch::is_x86_feature_detected!("avx2") {
+    if r.is_multiple_of(8) && std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: AVX2 was just detected; sizes were checked.
         unsafe { x86::transpose_rows_avx2(rows, r, dim, panel) };
         return;

@@ -67,7 +67,9 @@ pub struct TopK {
 impl TopK {
     /// An empty selector for `k` results.
     pub fn new(k: usize) -> Self {
-        TopK { k, heap: Vec::with_capacity(k), thr: if k == 0 { f32::NEG_INFINITY } else { f32::INFINITY } }
+        // Capacity grows on demand: a selection over a small slice of a large
+        // base (a lane) never holds more than that slice.
+        TopK { k, heap: Vec::with_capacity(k.min(64)), thr: if k == 0 { f32::NEG_INFINITY } else { f32::INFINITY } }
     }
 
     /// Number of candidates held (at most `k`).
