@@ -16,6 +16,7 @@
 // Options: --queries N (per group, default 200)  --reps N (timed repetitions per round, default 5)
 //          --rounds N (query rounds, systems in rotating order, default 3)
 //          --build-reps N (interleaved builds per system, fastest kept, default 2)
+//          --no-token-plain (token mode: compressed index only; the tokenizing builds are the slowest)
 //          --prepare (fetch/assemble the corpus, install SDSL, build the harness and the venv; no runs)
 //          --max-mb N (use a ~N MB subset: quick checks only)  --no-sdsl  --no-infinigram
 //          --no-tokens  --no-plain  --no-write (do not touch RESULTS.md)
@@ -557,7 +558,7 @@ const ratio = (a, b) => (a == null || b == null || b === 0 ? 'n/a' : `${(a / b).
 const lat = (s) => (s ? `${fmt(s.median_us)} (${fmt(s.mean_us)})` : 'n/a');
 
 function parseArgs(argv) {
-  const o = { queries: 200, reps: 5, rounds: 3, buildReps: 2, maxMb: 0, sdsl: true, infinigram: true, tokens: true, plain: true, write: true };
+  const o = { queries: 200, reps: 5, rounds: 3, buildReps: 2, maxMb: 0, tokenPlain: true, sdsl: true, infinigram: true, tokens: true, plain: true, write: true };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--queries') o.queries = Number(argv[++i]);
@@ -569,6 +570,7 @@ function parseArgs(argv) {
     else if (a === '--no-infinigram') o.infinigram = false;
     else if (a === '--no-tokens') o.tokens = false;
     else if (a === '--no-plain') o.plain = false;
+    else if (a === '--no-token-plain') o.tokenPlain = false;
     else if (a === '--no-write') o.write = false;
     else if (a === '--prepare') o.prepare = true;
     else throw new Error(`unknown option ${a}`);
@@ -763,7 +765,7 @@ async function main() {
       };
     };
     const jobs = [['quarry-compressed', qtok('compressed')], ['infini-gram', igBuild]];
-    if (opt.plain) jobs.push(['quarry-plain', qtok('plain')]);
+    if (opt.plain && opt.tokenPlain) jobs.push(['quarry-plain', qtok('plain')]);
     const built = interleavedBuilds(jobs);
     out.tokens = {};
     for (const k of ['quarry-compressed', 'quarry-plain', 'infini-gram']) if (built[k]) out.tokens[k] = built[k];
@@ -805,7 +807,14 @@ async function main() {
 
 function report(out, opt, corpus) {
   const L = [];
-  const cpu = cpus()[0]?.model ?? 'unknown CPU';
+  let cpu = cpus()[0]?.model ?? 'unknown CPU';
+  try {
+    const flags = (readFileSync('/proc/cpuinfo', 'utf8').match(/^flags\s*:(.*)$/m)?.[1] ?? '').split(/\s+/);
+    const simd = ['avx512f', 'avx2', 'fma', 'sse4_2'].filter((f) => flags.includes(f));
+    if (simd.length) cpu += ` (${simd[0].toUpperCase().replace('_', '.')})`;
+  } catch {
+    // not Linux: model name only
+  }
   const MB = corpus.bytes / 1e6;
   const args = process.argv.slice(2).join(' ');
   L.push('## N-gram index: quarry vs SDSL vs infini-gram');
