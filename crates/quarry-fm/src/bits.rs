@@ -314,7 +314,7 @@ fn read_u128(words: &[u64], pos: usize, w: usize) -> u128 {
 #[inline]
 fn decode_prefix<N>(mut off: N, k: usize, mark: usize, upto: usize, bk: &[[N; B + 1]]) -> (usize, usize, bool)
 where
-    N: Copy + PartialOrd + std::ops::Sub<Output = N>,
+    N: Copy + PartialOrd + Default + std::ops::Sub<Output = N>,
 {
     debug_assert!(0 < k && k < B && mark <= upto && upto <= B);
     const UNSET: usize = usize::MAX;
@@ -369,11 +369,11 @@ where
                 }
             }
         } else {
+            // mid density: one bit per step, as selects rather than an unpredictable branch
             let c = bk[kr][m - 1];
-            if off >= c {
-                off = off - c;
-                kr -= 1;
-            }
+            let one = off >= c;
+            off = off - if one { c } else { N::default() };
+            kr -= one as usize;
             j += 1;
             if j == mark {
                 at_mark = k - kr;
