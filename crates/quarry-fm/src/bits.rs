@@ -13,7 +13,7 @@ use crate::buf::Buf;
 use crate::error::Result;
 use crate::format::{SectionReader, SectionWriter};
 
-/// A bitvector with rank support, as used by the wavelet matrix.
+/// A bitvector with rank support, as used by the wavelet tree.
 pub trait RankBv: Send + Sync + Sized {
     /// Build from `n` bits stored LSB-first in `words`.
     fn from_words(words: &[u64], n: usize) -> Self;
@@ -36,6 +36,18 @@ pub trait RankBv: Send + Sync + Sized {
     fn write<'a>(&'a self, p: &str, w: &mut SectionWriter<'a>);
     #[doc(hidden)]
     fn read(p: &str, r: &SectionReader, n: usize) -> Result<Self>;
+}
+
+/// Prefetch hint for the cache line holding `p` (no-op where unsupported; never faults).
+#[inline(always)]
+pub(crate) fn prefetch<T>(p: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is a hint; it never faults, whatever the address.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch(p as *const i8, std::arch::x86_64::_MM_HINT_T0);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
 }
 
 #[inline]
@@ -77,6 +89,7 @@ pub(crate) fn bits_for(max: u64) -> usize {
 }
 
 impl IntVec {
+    #[cfg(test)]
     pub(crate) fn from_slice(vals: &[u64]) -> Self {
         let width = bits_for(vals.iter().copied().max().unwrap_or(0));
         Self::with_width(vals, width)
@@ -223,9 +236,12 @@ const SB: usize = 32;
 
 struct Tables {
     binom: Vec<[u128; B + 1]>, // binom[n][k], n in 0..=B
-    /// binom[n][k] truncated to 64 bits: exact wherever the block's offsets fit 64 bits
+    /// bk[k][n] = C(n, k): the decoder walks n downwards at a fixed or decreasing k, so this
+    /// layout keeps its loads sequential within a row (L1) instead of 2 KiB apart (L2).
+    bk: Vec<[u128; B + 1]>,
+    /// bk truncated to 64 bits: exact wherever the block's offsets fit 64 bits
     /// (every C(n, k) <= C(B, k) < 2^64 for those classes).
-    binom64: Vec<[u64; B + 1]>,
+    bk64: Vec<[u64; B + 1]>,
     width: [u8; B + 1],
 }
 
@@ -244,23 +260,35 @@ fn tables() -> &'static Tables {
             let c = binom[B][k];
             width[k] = if c <= 1 { 0 } else { (128 - (c - 1).leading_zeros()) as u8 };
         }
-        let mut binom64 = vec![[0u64; B + 1]; B + 1];
+        let mut bk = vec![[0u128; B + 1]; B + 1];
+        let mut bk64 = vec![[0u64; B + 1]; B + 1];
         for n in 0..=B {
             for k in 0..=B {
-                binom64[n][k] = binom[n][k] as u64;
+                bk[k][n] = binom[n][k];
+                bk64[k][n] = binom[n][k] as u64;
             }
         }
-        Tables { binom, binom64, width }
+        Tables { binom, bk, bk64, width }
     })
 }
 
+/// u32 words per superblock record: rank and offset pointer (relative to the coarse entry),
+/// then the 32 classes of 7 bits (224 bits).
+const REC: usize = 9;
+/// Superblocks per coarse (absolute, u64) rank/pointer entry; 2^16 superblocks span < 2^32 bits.
+const HI: usize = 1 << 16;
+
 /// RRR-style compressed bitvector (block 127, superblock every 32 blocks).
+///
+/// A superblock's rank, offset pointer and block classes share one 36-byte record, so a rank
+/// touches two places in memory (record, offsets) rather than four.
 pub struct RrrBv {
     n: usize,
-    classes: IntVec,
+    /// `nblocks / SB + 1` records of [`REC`] words, then one zero word.
+    sb: Buf<u32>,
+    /// Per [`HI`] superblocks: absolute rank and pointer at its first superblock.
+    hi: Buf<u64>,
     offsets: Buf<u64>,
-    sb_rank: IntVec,
-    sb_ptr: IntVec,
 }
 
 #[inline]
@@ -275,51 +303,85 @@ fn read_u128(words: &[u64], pos: usize, w: usize) -> u128 {
 /// Enumerative decoding of the first `upto` bits of a block of `B` bits with `k` ones and offset
 /// `off` (its rank among such blocks, bit 0 = most significant choice: blocks whose first bit is 0
 /// come first, `C(B - 1, k)` of them). Returns the ones in the first `mark` and `upto` bits and
-/// bit `upto`.
+/// bit `upto`. `bk[k][n] = C(n, k)`.
 ///
-/// One step per bit: bit `j` is 1 iff `off >= C(B - 1 - j, kr)` (`kr` = ones left). The two
-/// candidates of the next step (`kr` or `kr - 1` ones left) are loaded before the comparison of
-/// this one resolves, so the loop-carried chain is compare + select + subtract rather than a
-/// table load. Runs of all-zero or all-one tails end the loop early.
+/// With `m` positions and `kr` ones left, bit `j` is 1 iff `off >= C(m - 1, kr)`. Where ones are
+/// sparse (`8 kr <= m`) the next one is found by binary search, since `C(B - 1 - j', kr)` falls as
+/// `j'` grows and `off` does not change over zeros. Where zeros are sparse (`8 z <= m`, `z = m - kr`)
+/// a run of ones is skipped the same way: by the hockey-stick identity, after `i` ones
+/// `off_i = C(m - i, kr - i) - D` with `D = C(m, kr) - off`, and the next bit is 1 iff
+/// `C(m - 1 - i, z) >= D`, which falls with `i`. Otherwise one step per bit.
 #[inline]
-fn decode_prefix<N>(mut off: N, k: usize, mark: usize, upto: usize, binom: &[[N; B + 1]]) -> (usize, usize, bool)
+fn decode_prefix<N>(mut off: N, k: usize, mark: usize, upto: usize, bk: &[[N; B + 1]]) -> (usize, usize, bool)
 where
-    N: Copy + PartialOrd + std::ops::Sub<Output = N> + Default,
+    N: Copy + PartialOrd + Default + std::ops::Sub<Output = N>,
 {
     debug_assert!(0 < k && k < B && mark <= upto && upto <= B);
+    const UNSET: usize = usize::MAX;
     let mut kr = k;
-    let mut at_mark = if mark == 0 { 0 } else { usize::MAX };
+    let mut at_mark = if mark == 0 { 0 } else { UNSET };
     let mut j = 0;
-    let mut c = binom[B - 1][kr];
     while j < upto {
+        let m = B - j;
         if kr == 0 {
             // only zeros left
-            let done = k;
-            return (if at_mark == usize::MAX { done } else { at_mark }, done, false);
+            return (if at_mark == UNSET { k } else { at_mark }, k, false);
         }
-        if kr == B - j {
+        if kr == m {
             // only ones left
             let at = |x: usize| k - kr + (x - j);
-            return (if at_mark == usize::MAX { at(mark) } else { at_mark }, at(upto), upto < B);
+            return (if at_mark == UNSET { at(mark) } else { at_mark }, at(upto), upto < B);
         }
-        // j <= B - 2 here (kr >= 1 and kr < B - j), so row B - 2 - j exists
-        let next = &binom[B - 2 - j];
-        let (c0, c1) = (next[kr], next[kr - 1]);
-        let one = off >= c;
-        if one {
-            off = off - c;
-            kr -= 1;
-            c = c1;
+        let z = m - kr;
+        if 8 * kr <= m {
+            // sparse ones: jump to the next one (or to `upto`)
+            let row = &bk[kr];
+            let pp = row[B - upto..=B - 1 - j].partition_point(|&c| c <= off);
+            let jn = upto - pp;
+            if at_mark == UNSET && mark <= jn {
+                at_mark = k - kr;
+            }
+            j = jn;
+            if j < upto {
+                off = off - row[B - 1 - j];
+                kr -= 1;
+                j += 1;
+                if j == mark {
+                    at_mark = k - kr;
+                }
+            }
+        } else if 8 * z <= m {
+            // sparse zeros: skip the run of ones
+            let d = bk[kr][m] - off;
+            let lim = (upto - j).min(kr);
+            let r = lim - bk[z][m - lim..m].partition_point(|&c| c < d);
+            if at_mark == UNSET && mark <= j + r {
+                at_mark = k - kr + (mark - j);
+            }
+            j += r;
+            kr -= r;
+            off = bk[kr][B - j] - d;
+            if r < lim {
+                // bit j is the zero that ended the run
+                j += 1;
+                if j == mark {
+                    at_mark = k - kr;
+                }
+            }
         } else {
-            c = c0;
-        }
-        j += 1;
-        if j == mark {
-            at_mark = k - kr;
+            // mid density: one bit per step, as selects rather than an unpredictable branch
+            let c = bk[kr][m - 1];
+            let one = off >= c;
+            off = off - if one { c } else { N::default() };
+            kr -= one as usize;
+            j += 1;
+            if j == mark {
+                at_mark = k - kr;
+            }
         }
     }
-    let bit = upto < B && kr > 0 && (kr == B - upto || off >= c);
-    (if at_mark == usize::MAX { k - kr } else { at_mark }, k - kr, bit)
+    let bit = upto < B && kr > 0 && (kr == B - upto || off >= bk[kr][B - 1 - upto]);
+    (if at_mark == UNSET { k - kr } else { at_mark }, k - kr, bit)
 }
 
 impl RrrBv {
@@ -337,46 +399,94 @@ impl RrrBv {
         let t = tables();
         let w = t.width[k] as usize;
         if w <= 64 {
-            decode_prefix(get_bits(&self.offsets, ptr, w), k, mark, upto, &t.binom64)
+            decode_prefix(get_bits(&self.offsets, ptr, w), k, mark, upto, &t.bk64)
         } else {
-            decode_prefix(read_u128(&self.offsets, ptr, w), k, mark, upto, &t.binom)
+            decode_prefix(read_u128(&self.offsets, ptr, w), k, mark, upto, &t.bk)
         }
+    }
+
+    #[inline]
+    fn class(&self, blk: usize) -> usize {
+        let bit = 64 + 7 * (blk % SB);
+        let w = (blk / SB) * REC + bit / 32;
+        let v = self.sb[w] as u64 | (self.sb[w + 1] as u64) << 32;
+        ((v >> (bit % 32)) & 127) as usize
     }
 
     #[inline]
     fn locate_block(&self, blk: usize) -> (usize, usize) {
         let t = tables();
         let s = blk / SB;
-        let mut r = self.sb_rank.get(s) as usize;
-        let mut p = self.sb_ptr.get(s) as usize;
-        for b in s * SB..blk {
-            let k = self.classes.get(b) as usize;
+        let h = s / HI;
+        let rec = &self.sb[s * REC..s * REC + REC];
+        let mut r = self.hi[2 * h] as usize + rec[0] as usize;
+        let mut p = self.hi[2 * h + 1] as usize + rec[1] as usize;
+        let (mut acc, mut have, mut wi) = (0u64, 0usize, 2usize);
+        for _ in 0..blk % SB {
+            if have < 7 {
+                acc |= (rec[wi] as u64) << have;
+                wi += 1;
+                have += 32;
+            }
+            let k = (acc & 127) as usize;
+            acc >>= 7;
+            have -= 7;
             r += k;
             p += t.width[k] as usize;
         }
         (r, p)
     }
 
-    fn scan(classes: &IntVec, nblocks: usize) -> Option<(Vec<u64>, Vec<u64>, usize)> {
+    /// Rank of the block start, offset pointer, class (0 when `i` starts a block) and offset of
+    /// `i` in its block.
+    #[inline]
+    fn prep(&self, i: usize) -> (usize, usize, usize, usize) {
+        let blk = i / B;
+        let rem = i % B;
+        let (r, p) = self.locate_block(blk);
+        if rem == 0 {
+            return (r, p, 0, 0);
+        }
+        (r, p, self.class(blk), rem)
+    }
+
+    #[inline]
+    fn prefetch_block(&self, blk: usize) {
+        let s = blk / SB;
+        let rec = self.sb.as_ptr().wrapping_add(s * REC);
+        prefetch(rec);
+        prefetch(rec.wrapping_add(REC - 1));
+    }
+
+    /// Records and coarse entries for the given classes (all `<= B`), and the offset bits.
+    fn records(cls: &[u8]) -> (Vec<u32>, Vec<u64>, usize) {
         let t = tables();
-        let mut sbr = Vec::with_capacity(nblocks / SB + 1);
-        let mut sbp = Vec::with_capacity(nblocks / SB + 1);
-        let (mut r, mut p) = (0usize, 0usize);
-        for b in 0..=nblocks {
-            if b % SB == 0 {
-                sbr.push(r as u64);
-                sbp.push(p as u64);
+        let nblocks = cls.len();
+        let nsb = nblocks / SB + 1;
+        let mut sb = vec![0u32; nsb * REC + 1];
+        let mut hi = vec![0u64; 2 * nsb.div_ceil(HI)];
+        let (mut r, mut p) = (0u64, 0u64);
+        for s in 0..nsb {
+            let h = s / HI;
+            if s % HI == 0 {
+                hi[2 * h] = r;
+                hi[2 * h + 1] = p;
             }
-            if b < nblocks {
-                let k = classes.get(b) as usize;
-                if k > B {
-                    return None;
+            sb[s * REC] = (r - hi[2 * h]) as u32;
+            sb[s * REC + 1] = (p - hi[2 * h + 1]) as u32;
+            for i in 0..SB.min(nblocks.saturating_sub(s * SB)) {
+                let k = cls[s * SB + i] as u64;
+                let bit = (s * REC + 2) * 32 + 7 * i;
+                let (w, o) = (bit / 32, bit % 32);
+                sb[w] |= (k << o) as u32;
+                if o > 25 {
+                    sb[w + 1] |= (k >> (32 - o)) as u32;
                 }
                 r += k;
-                p += t.width[k] as usize;
+                p += t.width[k as usize] as u64;
             }
         }
-        Some((sbr, sbp, p))
+        (sb, hi, p as usize)
     }
 }
 
@@ -384,7 +494,7 @@ impl RankBv for RrrBv {
     fn from_words(words: &[u64], n: usize) -> Self {
         let t = tables();
         let nblocks = n.div_ceil(B);
-        let mut cls = Vec::with_capacity(nblocks);
+        let mut cls: Vec<u8> = Vec::with_capacity(nblocks);
         let mut offs: Vec<(u128, usize)> = Vec::with_capacity(nblocks);
         let mut total_bits = 0usize;
         for b in 0..nblocks {
@@ -395,7 +505,7 @@ impl RankBv for RrrBv {
                 v &= (1u128 << len) - 1;
             }
             let k = v.count_ones() as usize;
-            cls.push(k as u64);
+            cls.push(k as u8);
             let w = t.width[k] as usize;
             if w > 0 {
                 let mut off = 0u128;
@@ -421,15 +531,8 @@ impl RankBv for RrrBv {
             }
             pos += w;
         }
-        let classes = IntVec::with_width(&cls, 7);
-        let (sbr, sbp, _) = Self::scan(&classes, nblocks).expect("classes valid by construction");
-        RrrBv {
-            n,
-            classes,
-            offsets: ow.into(),
-            sb_rank: IntVec::from_slice(&sbr),
-            sb_ptr: IntVec::from_slice(&sbp),
-        }
+        let (sb, hi, _) = Self::records(&cls);
+        RrrBv { n, sb: sb.into(), hi: hi.into(), offsets: ow.into() }
     }
 
     fn len(&self) -> usize {
@@ -444,7 +547,7 @@ impl RankBv for RrrBv {
         if rem == 0 {
             return r;
         }
-        let k = self.classes.get(blk) as usize;
+        let k = self.class(blk);
         r + self.block_rank(k, p, rem, rem).1
     }
 
@@ -453,7 +556,7 @@ impl RankBv for RrrBv {
         let blk = i / B;
         let rem = i % B;
         let (r, p) = self.locate_block(blk);
-        let k = self.classes.get(blk) as usize;
+        let k = self.class(blk);
         let (_, c, bit) = self.block_rank(k, p, rem, rem);
         (bit, r + c)
     }
@@ -461,9 +564,22 @@ impl RankBv for RrrBv {
     #[inline]
     fn rank1_pair(&self, a: usize, b: usize) -> (usize, usize) {
         let blk = a / B;
+        if a == b {
+            let r = self.rank1(a);
+            return (r, r);
+        }
         if blk != b / B || b == self.n {
-            let ra = self.rank1(a);
-            return (ra, if a == b { ra } else { self.rank1(b) });
+            // two independent ranks, each a chain of cache misses (superblock -> classes ->
+            // offset): start b's loads before walking a's chain, and both offsets' loads before
+            // decoding either, so the misses overlap
+            self.prefetch_block(b / B);
+            let (r1, p1, k1, m1) = self.prep(a);
+            let (r2, p2, k2, m2) = self.prep(b);
+            prefetch(self.offsets.as_ptr().wrapping_add(p1 / 64));
+            prefetch(self.offsets.as_ptr().wrapping_add(p2 / 64));
+            let c1 = self.block_rank(k1, p1, m1, m1).1;
+            let c2 = self.block_rank(k2, p2, m2, m2).1;
+            return (r1 + c1, r2 + c2);
         }
         // same block: one decoding pass answers both
         let (r, p) = self.locate_block(blk);
@@ -471,51 +587,47 @@ impl RankBv for RrrBv {
         if rb == 0 {
             return (r, r);
         }
-        let k = self.classes.get(blk) as usize;
+        let k = self.class(blk);
         let (ca, cb, _) = self.block_rank(k, p, ra, rb);
         (r + ca, r + cb)
     }
 
     fn size_bytes(&self) -> usize {
-        self.classes.size_bytes()
-            + self.offsets.len() * 8
-            + self.sb_rank.size_bytes()
-            + self.sb_ptr.size_bytes()
+        self.sb.len() * 4 + self.hi.len() * 8 + self.offsets.len() * 8
     }
 
     fn write<'a>(&'a self, p: &str, w: &mut SectionWriter<'a>) {
-        self.classes.write(&format!("{p}.c"), w);
+        w.add(format!("{p}.s"), self.sb.as_bytes());
+        w.add(format!("{p}.hi"), self.hi.as_bytes());
         w.add(format!("{p}.o"), self.offsets.as_bytes());
-        self.sb_rank.write(&format!("{p}.sr"), w);
-        self.sb_ptr.write(&format!("{p}.sp"), w);
     }
 
     fn read(p: &str, r: &SectionReader, n: usize) -> Result<Self> {
-        let classes = IntVec::read(&format!("{p}.c"), r)?;
+        let sb = r.get::<u32>(&format!("{p}.s"))?;
+        let hi = r.get::<u64>(&format!("{p}.hi"))?;
         let offsets = r.get::<u64>(&format!("{p}.o"))?;
-        let sb_rank = IntVec::read(&format!("{p}.sr"), r)?;
-        let sb_ptr = IntVec::read(&format!("{p}.sp"), r)?;
         let nblocks = n.div_ceil(B);
+        let nsb = nblocks / SB + 1;
         let bad = || r.corrupt(format!("{p}: compressed bitvector inconsistent"));
-        if classes.len() != nblocks {
+        if sb.len() != nsb * REC + 1 {
             return Err(bad());
         }
-        let (sbr, sbp, total) = Self::scan(&classes, nblocks).ok_or_else(bad)?;
-        if offsets.len() != total.div_ceil(64) + 2
-            || sb_rank.len() != sbr.len()
-            || sb_ptr.len() != sbp.len()
-            || (0..sbr.len()).any(|s| sb_rank.get(s) != sbr[s] || sb_ptr.get(s) != sbp[s])
-        {
+        // the classes are the only free fields: each <= B (and the last block's <= its length);
+        // the records and coarse entries must then be exactly the ones they imply
+        let probe = RrrBv { n, sb, hi, offsets };
+        let cls: Vec<u8> = (0..nblocks).map(|b| probe.class(b) as u8).collect();
+        if cls.iter().any(|&k| k as usize > B) {
             return Err(bad());
         }
-        // last block: a class larger than its real length would make rank exceed n
-        if nblocks > 0 {
-            let last_len = n - (nblocks - 1) * B;
-            if classes.get(nblocks - 1) as usize > last_len {
-                return Err(bad());
-            }
+        if nblocks > 0 && cls[nblocks - 1] as usize > n - (nblocks - 1) * B {
+            // a class larger than the last block's real length would make rank exceed n
+            return Err(bad());
         }
-        Ok(RrrBv { n, classes, offsets, sb_rank, sb_ptr })
+        let (sb2, hi2, total) = Self::records(&cls);
+        if *probe.sb != *sb2 || *probe.hi != *hi2 || probe.offsets.len() != total.div_ceil(64) + 2 {
+            return Err(bad());
+        }
+        Ok(probe)
     }
 }
 
@@ -570,6 +682,30 @@ mod tests {
                 check::<RrrBv>(&bits);
             }
         }
+    }
+
+    #[test]
+    fn rrr_every_class() {
+        // blocks of every popcount, ones at random places: exercises the sparse, dense and
+        // bit-by-bit decoding paths and their switches within a block
+        let mut x = 777u64;
+        let mut bits = Vec::new();
+        for k in (0..=B).chain((0..=B).rev()) {
+            let mut blk = [false; B];
+            let mut placed = 0;
+            while placed < k {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let p = (x % B as u64) as usize;
+                if !blk[p] {
+                    blk[p] = true;
+                    placed += 1;
+                }
+            }
+            bits.extend_from_slice(&blk);
+        }
+        check::<RrrBv>(&bits);
     }
 
     #[test]

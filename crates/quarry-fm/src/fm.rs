@@ -5,17 +5,17 @@
 //! documents (see the shard module), so backward search over `R` consumes a pattern left to
 //! right and the BWT symbol of a row is the symbol that *follows* the occurrence in the text.
 
-use crate::bits::{IntVec, RankBv};
+use crate::bits::{IntVec, RankBv, prefetch};
 use crate::buf::Buf;
 use crate::error::{FmError, Result};
 use crate::format::{SectionReader, SectionWriter};
-use crate::wm::WaveletMatrix;
+use crate::wm::WaveletTree;
 
 pub(crate) struct FmCore<Bv> {
     n: usize,
     sigma: usize,
     c: Buf<u64>,
-    wm: WaveletMatrix<Bv>,
+    wm: WaveletTree<Bv>,
     sa_rate: usize,
     isa_rate: usize,
     sa: IntVec,
@@ -50,17 +50,6 @@ pub(crate) fn big_vec<T: bytemuck::Zeroable + Clone>(n: usize) -> Vec<T> {
         }
     }
     v
-}
-
-#[inline(always)]
-fn prefetch<T>(p: *const T) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch is a hint; it never faults, whatever the address.
-    unsafe {
-        std::arch::x86_64::_mm_prefetch(p as *const i8, std::arch::x86_64::_MM_HINT_T0);
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
 }
 
 /// Division of 32-bit values by a fixed divisor without a hardware divide (Lemire, Kaser and
@@ -256,9 +245,8 @@ impl<Bv: RankBv> FmCore<Bv> {
         drop(sa_s);
         let isa_iv = IntVec::with_width(&isa_s, width);
         drop(isa_s);
-        let mut wm = WaveletMatrix::build(bwt, sigma, |l, nl| check("wavelet matrix", l, nl))?;
         let cnt: Vec<usize> = counts.windows(2).map(|w| (w[1] - w[0]) as usize).collect();
-        wm.set_counts(&cnt);
+        let wm = WaveletTree::build(bwt, &cnt, |l, nl| check("wavelet matrix", l, nl))?;
         Ok(FmCore { n, sigma, c: counts.into(), wm, sa_rate, isa_rate, sa: sa_iv, isa: isa_iv })
     }
 
@@ -288,6 +276,10 @@ impl<Bv: RankBv> FmCore<Bv> {
     pub(crate) fn extend(&self, r: Range, code: u32) -> Range {
         if code as usize >= self.sigma || r.0 >= r.1 {
             return (0, 0);
+        }
+        if r == (0, self.n) {
+            // the first symbol of a search: its rows are read off the C array
+            return (self.c[code as usize] as usize, self.c[code as usize + 1] as usize);
         }
         let (ra, rb) = self.wm.rank_pair(code, r.0, r.1);
         let base = self.c[code as usize] as usize;
@@ -347,7 +339,7 @@ impl<Bv: RankBv> FmCore<Bv> {
             &[self.n as u64, self.sigma as u64, self.sa_rate as u64, self.isa_rate as u64],
         );
         w.add("fm.c", self.c.as_bytes());
-        self.wm.write("wm", w);
+        self.wm.write("wt", w);
         self.sa.write("sa", w);
         self.isa.write("isa", w);
     }
@@ -367,7 +359,9 @@ impl<Bv: RankBv> FmCore<Bv> {
         if c[1] != 1 {
             return Err(bad("bad sentinel count"));
         }
-        let mut wm = WaveletMatrix::read("wm", r, n, sigma)?;
+        let cnt: Vec<usize> = c.windows(2).map(|w| (w[1] - w[0]) as usize).collect();
+        // validates the wavelet tree against these counts (so the C array agrees with the BWT)
+        let wm = WaveletTree::read("wt", r, n, &cnt)?;
         let sa = IntVec::read("sa", r)?;
         let isa = IntVec::read("isa", r)?;
         if sa.len() != n.div_ceil(sa_rate) || isa.len() != n.div_ceil(isa_rate) {
@@ -376,23 +370,6 @@ impl<Bv: RankBv> FmCore<Bv> {
         if (0..sa.len()).any(|i| sa.get(i) >= n as u64) || (0..isa.len()).any(|i| isa.get(i) >= n as u64) {
             return Err(bad("sample out of range"));
         }
-        // per-symbol counts of the wavelet matrix must agree with C
-        let mut out = Vec::new();
-        wm_counts(&wm, &mut out);
-        for &(code, cnt) in &out {
-            if code as usize >= sigma {
-                return Err(bad("symbol out of alphabet"));
-            }
-            if c[code as usize + 1] - c[code as usize] != cnt as u64 {
-                return Err(bad("C array disagrees with BWT"));
-            }
-        }
-        let cnt: Vec<usize> = c.windows(2).map(|w| (w[1] - w[0]) as usize).collect();
-        wm.set_counts(&cnt);
         Ok(FmCore { n, sigma, c, wm, sa_rate, isa_rate, sa, isa })
     }
-}
-
-fn wm_counts<Bv: RankBv>(wm: &WaveletMatrix<Bv>, out: &mut Vec<(u32, usize)>) {
-    wm.distinct(0, wm.len(), out);
 }

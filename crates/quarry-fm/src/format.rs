@@ -5,7 +5,7 @@
 //! ```text
 //! offset  size  field
 //! 0       8     magic  b"QRYFMIDX"
-//! 8       4     format version (u32, currently 1)
+//! 8       4     format version (u32, currently 2; 2 = Huffman-shaped wavelet tree)
 //! 12      4     endianness marker 0x01020304 (u32)
 //! 16      4     header length in bytes = 64 + 48 * section count (u32)
 //! 20      4     section count (u32)
@@ -31,7 +31,7 @@ use crate::buf::Buf;
 use crate::error::{FmError, Result};
 
 pub(crate) const MAGIC: &[u8; 8] = b"QRYFMIDX";
-pub(crate) const VERSION: u32 = 1;
+pub(crate) const VERSION: u32 = 2;
 const ENDIAN: u32 = 0x0102_0304;
 const HEADER: usize = 64;
 const ENTRY: usize = 48;

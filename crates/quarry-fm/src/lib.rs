@@ -64,12 +64,14 @@
 //! ## Data structures
 //!
 //! Per shard: libsais suffix array (8/16-bit or 32-bit-integer input chosen by alphabet size,
-//! 32/64-bit output by length) → BWT → C array + wavelet matrix over a dense alphabet, whose
+//! 32/64-bit output by length; the build keeps the text in the narrowest integer type and writes
+//! the BWT over the suffix array in place, so its peak is about 5 bytes per symbol for bytes) →
+//! BWT → C array + a Huffman-shaped wavelet tree over a dense alphabet (levelwise, pointerless;
+//! its shape is a function of the symbol counts, so only the level bitvectors are stored), whose
 //! levels are either [`BitvectorKind::Plain`] (rank9-style directory) or
 //! [`BitvectorKind::Compressed`] (RRR, 127-bit blocks). SA samples every `sa_sample_rate` rows
 //! (SA order) and inverse-SA samples every `isa_sample_rate` text positions, bit-packed.
-//! Defaults mirror infini-gram mini's `csa_wt<wt_huff<rrr_vector<127>>, 32, 64>` (but with a
-//! balanced wavelet matrix instead of a Huffman-shaped wavelet tree).
+//! Defaults mirror infini-gram mini's `csa_wt<wt_huff<rrr_vector<127>>, 32, 64>`.
 //!
 //! ## On-disk format (directory)
 //!
@@ -85,8 +87,8 @@
 //!
 //! Every file is written to a temporary file, fsynced, and renamed. [`NgramIndex::open`] maps
 //! the shards and validates headers, every checksum, padding, and the structure (directory
-//! counts, C array vs. wavelet matrix symbol counts, sample ranges, document tables) before use;
-//! any mismatch is [`FmError::CorruptIndex`] (`QUARRY_CORRUPT_INDEX`). Files are little-endian.
+//! counts, C array vs. the ones in every wavelet-tree node, sample ranges, document tables)
+//! before use; any mismatch is [`FmError::CorruptIndex`] (`QUARRY_CORRUPT_INDEX`). Files are little-endian.
 //!
 //! ## Errors
 //!

@@ -1,88 +1,258 @@
-//! Wavelet matrix over an integer alphabet `[0, sigma)`, generic over the bitvector.
+//! Huffman-shaped wavelet tree over an integer alphabet `[0, sigma)`, stored level by level
+//! without pointers, generic over the bitvector.
+//!
+//! The tree shape is a Huffman code of the symbol counts (ties broken by id, so it is a pure
+//! function of the counts): frequent symbols have short codes, so a rank or an access visits
+//! about `H0 + 1` levels on average instead of `ceil(log2 sigma)`, and the levels hold about
+//! `n (H0 + 1)` bits instead of `n log2 sigma`. When a Huffman code would be deeper than
+//! [`MAX_DEPTH`] levels the tree is balanced instead.
+//!
+//! Level `d` holds the bits at depth `d` of every internal node of that depth, node after node
+//! (breadth-first order); within a node, positions keep their order in the sequence. The node
+//! table (offset of each node in its level, ones before it, children) is derived from the counts
+//! when the tree is built or opened; only the level bitvectors are stored.
 
-use crate::bits::{RankBv, bits_for};
-use crate::fm::Sym;
+use crate::bits::RankBv;
 use crate::error::Result;
+use crate::fm::Sym;
 use crate::format::{SectionReader, SectionWriter};
 
-/// Wavelet matrix (Claude, Navarro, Ordóñez 2015): one bitvector per bit of the symbol code,
-/// most significant first; each level stably partitions the sequence by that bit.
-pub struct WaveletMatrix<Bv> {
-    n: usize,
-    levels: Vec<Bv>,
-    zeros: Vec<usize>,
-    /// `start[c]`: first position of symbol `c` in the last level's order (filled by
-    /// [`WaveletMatrix::set_counts`]); lets rank/access skip tracking the start of `c`.
-    start: Vec<usize>,
+/// Deepest Huffman code used; deeper (very skewed) count distributions get a balanced tree.
+const MAX_DEPTH: usize = 48;
+const LEAF: u32 = 1 << 31;
+
+#[derive(Clone, Copy, Debug)]
+struct Node {
+    level: usize,
+    /// Offset of the node's bits in its level.
+    start: usize,
+    /// Positions in the node (sum of its leaves' counts).
+    size: usize,
+    /// Ones in the level before `start` (rank at `start`).
+    ones: usize,
+    /// Ones inside the node (positions going to child 1).
+    ones_in: usize,
+    /// Children: an internal node id, or `LEAF | symbol`.
+    child: [u32; 2],
 }
 
-impl<Bv: RankBv> WaveletMatrix<Bv> {
-    /// Build over `seq`, whose values are `< sigma`. `check` is called between levels and may abort.
+/// The tree shape, derived from the symbol counts.
+struct Shape {
+    nodes: Vec<Node>,
+    /// Per symbol: code bits (first branch in the most significant of the `len` low bits), length.
+    codes: Vec<(u64, u32)>,
+    level_len: Vec<usize>,
+}
+
+enum Ch {
+    Leaf(u32),
+    Int(usize),
+}
+
+fn shape(counts: &[usize]) -> Shape {
+    let sigma = counts.len();
+    debug_assert!(sigma >= 2 && sigma < LEAF as usize);
+    // Huffman merging: internal nodes in `kids`, ids sigma.. in the heap
+    let mut kids: Vec<[Ch; 2]> = Vec::with_capacity(sigma);
+    let mut heap: std::collections::BinaryHeap<std::cmp::Reverse<(u64, usize)>> =
+        (0..sigma).map(|c| std::cmp::Reverse((counts[c] as u64, c))).collect();
+    let as_ch = |id: usize| {
+        if id < sigma { Ch::Leaf(id as u32) } else { Ch::Int(id - sigma) }
+    };
+    while heap.len() > 1 {
+        let std::cmp::Reverse((w0, a)) = heap.pop().unwrap();
+        let std::cmp::Reverse((w1, b)) = heap.pop().unwrap();
+        kids.push([as_ch(a), as_ch(b)]);
+        heap.push(std::cmp::Reverse((w0 + w1, sigma + kids.len() - 1)));
+    }
+    let mut root = kids.len() - 1;
+    // depth of the Huffman tree
+    let mut depth = vec![0usize; kids.len()];
+    let mut max_depth = 0;
+    for v in (0..kids.len()).rev() {
+        for k in &kids[v] {
+            match *k {
+                Ch::Int(u) => depth[u] = depth[v] + 1,
+                Ch::Leaf(_) => max_depth = max_depth.max(depth[v] + 1),
+            }
+        }
+    }
+    if max_depth > MAX_DEPTH {
+        // balanced: split the symbol range in halves
+        kids.clear();
+        fn split(lo: usize, hi: usize, kids: &mut Vec<[Ch; 2]>) -> Ch {
+            if hi - lo == 1 {
+                return Ch::Leaf(lo as u32);
+            }
+            let mid = lo + (hi - lo).div_ceil(2);
+            let a = split(lo, mid, kids);
+            let b = split(mid, hi, kids);
+            kids.push([a, b]);
+            Ch::Int(kids.len() - 1)
+        }
+        root = match split(0, sigma, &mut kids) {
+            Ch::Int(r) => r,
+            Ch::Leaf(_) => unreachable!("sigma >= 2"),
+        };
+    }
+    // breadth-first numbering, sizes, codes
+    let mut order = vec![root];
+    let mut id = vec![u32::MAX; kids.len()];
+    let mut lvl = vec![0usize; kids.len()];
+    let mut codes = vec![(0u64, 0u32); sigma];
+    let mut code_of = vec![(0u64, 0u32); kids.len()]; // path code of each internal node
+    let mut i = 0;
+    while i < order.len() {
+        let v = order[i];
+        id[v] = i as u32;
+        for (bit, k) in kids[v].iter().enumerate() {
+            let (c, l) = code_of[v];
+            let cc = (c << 1 | bit as u64, l + 1);
+            match *k {
+                Ch::Int(u) => {
+                    code_of[u] = cc;
+                    lvl[u] = lvl[v] + 1;
+                    order.push(u);
+                }
+                Ch::Leaf(s) => codes[s as usize] = cc,
+            }
+        }
+        i += 1;
+    }
+    // subtree sizes, children first (reverse breadth-first order)
+    let mut size = vec![0usize; kids.len()];
+    for &v in order.iter().rev() {
+        size[v] = kids[v]
+            .iter()
+            .map(|k| match *k {
+                Ch::Int(u) => size[u],
+                Ch::Leaf(s) => counts[s as usize],
+            })
+            .sum();
+    }
+    let levels = lvl.iter().max().map_or(0, |m| m + 1);
+    let mut level_len = vec![0usize; levels];
+    let mut nodes = Vec::with_capacity(order.len());
+    for &v in &order {
+        let level = lvl[v];
+        let child = kids[v].each_ref().map(|k| match *k {
+            Ch::Int(u) => id[u],
+            Ch::Leaf(s) => LEAF | s,
+        });
+        nodes.push(Node { level, start: level_len[level], size: size[v], ones: 0, ones_in: 0, child });
+        level_len[level] += size[v];
+    }
+    Shape { nodes, codes, level_len }
+}
+
+/// Huffman-shaped wavelet tree (see the module docs).
+pub struct WaveletTree<Bv> {
+    n: usize,
+    levels: Vec<Bv>,
+    nodes: Vec<Node>,
+    codes: Vec<(u64, u32)>,
+}
+
+impl<Bv: RankBv> WaveletTree<Bv> {
+    /// Build over `seq`, whose values are `< counts.len()` and occur `counts[c]` times (every
+    /// count >= 1). `check` is called between levels and may abort.
     pub fn build<T: Sym>(
         seq: Vec<T>,
-        sigma: usize,
+        counts: &[usize],
         mut check: impl FnMut(usize, usize) -> Result<()>,
     ) -> Result<Self> {
         let n = seq.len();
-        let nl = bits_for(sigma.saturating_sub(1) as u64).max(1);
+        let sh = shape(counts);
+        let nl = sh.level_len.len();
         let mut cur = seq;
-        let mut next = vec![T::default(); n];
-        let mut levels = Vec::with_capacity(nl);
-        let mut zeros = Vec::with_capacity(nl);
-        let mut words = vec![0u64; n.div_ceil(64) + 1];
-        for l in 0..nl {
-            check(l, nl)?;
-            let shift = nl - 1 - l;
-            words.fill(0);
-            let mut z = 0;
-            for (wi, chunk) in cur.chunks(64).enumerate() {
-                let mut w = 0u64;
-                for (k, &v) in chunk.iter().enumerate() {
-                    w |= ((v.into() >> shift) as u64 & 1) << k;
+        // one spare slot (index n) in both buffers: where positions going to a leaf child are
+        // "written" by the branch-free partition
+        cur.push(T::default());
+        let mut next = vec![T::default(); n + 1];
+        // each level's bitvector is encoded (RRR encoding is the costly part) on the rayon pool
+        // while the next level is partitioned
+        let slots: Vec<std::sync::Mutex<Option<Bv>>> = (0..nl).map(|_| std::sync::Mutex::new(None)).collect();
+        let mut bit_of = vec![0u8; counts.len()];
+        let mut first = 0; // first node of the current level (breadth-first order)
+        rayon::in_place_scope(|scope| -> Result<()> {
+            for (l, &len) in sh.level_len.iter().enumerate() {
+                check(l, nl)?;
+                let last_level = l + 1 == nl;
+                for (b, &(code, clen)) in bit_of.iter_mut().zip(&sh.codes) {
+                    *b = if clen as usize > l { ((code >> (clen as usize - 1 - l)) & 1) as u8 } else { 0 };
                 }
-                words[wi] = w;
-                z += chunk.len() - w.count_ones() as usize;
-            }
-            let (mut zi, mut oi) = (0, z);
-            if l + 1 == nl {
-                levels.push(Bv::from_words(&words, n));
-                zeros.push(z);
-                break; // the last level's partition is never used
-            }
-            for &v in &cur {
-                if (v.into() >> shift) & 1 == 1 {
-                    next[oi] = v;
-                    oi += 1;
-                } else {
-                    next[zi] = v;
-                    zi += 1;
+                let mut words = vec![0u64; len.div_ceil(64) + 1];
+                let w = &mut words[..];
+                let mut v = first;
+                while v < sh.nodes.len() && sh.nodes[v].level == l {
+                    let node = sh.nodes[v];
+                    let seg = &cur[node.start..node.start + node.size];
+                    let internal = node.child.map(|ch| ch & LEAF == 0);
+                    if last_level || !(internal[0] || internal[1]) {
+                        let mut acc = 0u64;
+                        for (j, &c) in seg.iter().enumerate() {
+                            let pos = node.start + j;
+                            acc |= (bit_of[c.into() as usize] as u64) << (pos % 64);
+                            if pos % 64 == 63 {
+                                w[pos / 64] |= acc;
+                                acc = 0;
+                            }
+                        }
+                        if node.size > 0 {
+                            w[(node.start + node.size - 1) / 64] |= acc;
+                        }
+                    } else {
+                        // branch-free stable partition into the two children
+                        let k = node.child.map(|ch| if ch & LEAF == 0 { sh.nodes[ch as usize].start } else { n });
+                        let (mut k0, mut k1) = (k[0], k[1]);
+                        let (inc0, inc1) = (internal[0] as usize, internal[1] as usize);
+                        // bits gather in a register: a read-modify-write of the same word per element would
+                        // chain every iteration through store forwarding
+                        let mut acc = 0u64;
+                        for (j, &c) in seg.iter().enumerate() {
+                            let bit = bit_of[c.into() as usize] as usize;
+                            let pos = node.start + j;
+                            acc |= (bit as u64) << (pos % 64);
+                            if pos % 64 == 63 {
+                                w[pos / 64] |= acc;
+                                acc = 0;
+                            }
+                            next[if bit == 0 { k0 } else { k1 }] = c;
+                            k0 += inc0 & (bit ^ 1);
+                            k1 += inc1 & bit;
+                        }
+                        if node.size > 0 {
+                            w[(node.start + node.size - 1) / 64] |= acc;
+                        }
+                    }
+                    v += 1;
                 }
+                first = v;
+                let slot = &slots[l];
+                scope.spawn(move |_| {
+                    let bv = Bv::from_words(&words, len);
+                    *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(bv);
+                });
+                std::mem::swap(&mut cur, &mut next);
             }
-            std::mem::swap(&mut cur, &mut next);
-            levels.push(Bv::from_words(&words, n));
-            zeros.push(z);
-        }
-        Ok(WaveletMatrix { n, levels, zeros, start: Vec::new() })
+            Ok(())
+        })?;
+        let levels: Vec<Bv> = slots
+            .into_iter()
+            .map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner()).expect("every level encoded"))
+            .collect();
+        drop(cur);
+        drop(next);
+        let mut wt = WaveletTree { n, levels, nodes: sh.nodes, codes: sh.codes };
+        wt.fill_ones();
+        Ok(wt)
     }
 
-    /// Provide per-symbol counts (`counts[c]` for `c < sigma`) to enable the fast paths.
-    /// The last level orders symbols by their bit-reversed code, stably.
-    pub fn set_counts(&mut self, counts: &[usize]) {
-        let nl = self.levels.len();
-        let rev = |c: usize| (c as u64).reverse_bits() >> (64 - nl);
-        let mut order: Vec<usize> = (0..counts.len()).collect();
-        order.sort_by_key(|&c| rev(c));
-        let mut start = vec![0usize; counts.len()];
-        let mut acc = 0;
-        for c in order {
-            start[c] = acc;
-            acc += counts[c];
+    fn fill_ones(&mut self) {
+        for node in &mut self.nodes {
+            node.ones = self.levels[node.level].rank1(node.start);
+            node.ones_in = self.levels[node.level].rank1(node.start + node.size) - node.ones;
         }
-        self.start = start;
-    }
-
-    pub fn len(&self) -> usize {
-        self.n
     }
 
     pub fn num_levels(&self) -> usize {
@@ -92,123 +262,126 @@ impl<Bv: RankBv> WaveletMatrix<Bv> {
     /// `(seq[i], rank_{seq[i]}(i))` for `i < len`.
     #[inline]
     pub fn access_rank(&self, mut i: usize) -> (u32, usize) {
-        if !self.start.is_empty() {
-            let mut c = 0u32;
-            for (bv, &z) in self.levels.iter().zip(&self.zeros) {
-                let (bit, r) = bv.get_rank1(i);
-                c = (c << 1) | bit as u32;
-                i = if bit { z + r } else { i - r };
+        let mut v = 0usize;
+        loop {
+            let node = &self.nodes[v];
+            let (bit, r1) = self.levels[node.level].get_rank1(node.start + i);
+            let r = r1 - node.ones;
+            i = if bit { r } else { i - r };
+            let ch = node.child[bit as usize];
+            if ch & LEAF != 0 {
+                return (ch & !LEAF, i);
             }
-            return (c, i - self.start[c as usize]);
+            v = ch as usize;
         }
-        let mut s = 0usize;
-        let mut c = 0u32;
-        for (bv, &z) in self.levels.iter().zip(&self.zeros) {
-            let (bit, r) = bv.get_rank1(i);
-            let rs = bv.rank1(s);
-            c = (c << 1) | bit as u32;
-            if bit {
-                i = z + r;
-                s = z + rs;
-            } else {
-                i -= r;
-                s -= rs;
-            }
-        }
-        (c, i - s)
     }
 
-    /// `(rank_c(a), rank_c(b))` for `a <= b <= len`.
+    /// `(rank_c(a), rank_c(b))` for `a <= b <= len` and `c < sigma`.
     #[inline]
     pub fn rank_pair(&self, c: u32, mut a: usize, mut b: usize) -> (usize, usize) {
-        let nl = self.levels.len();
-        if let Some(&st) = self.start.get(c as usize) {
-            for (l, (bv, &z)) in self.levels.iter().zip(&self.zeros).enumerate() {
-                let bit = (c >> (nl - 1 - l)) & 1 == 1;
-                let (ra, rb) = bv.rank1_pair(a, b);
-                if bit {
-                    a = z + ra;
-                    b = z + rb;
-                } else {
-                    a -= ra;
-                    b -= rb;
+        let (code, len) = self.codes[c as usize];
+        let mut v = 0usize;
+        for d in (0..len as usize).rev() {
+            let node = &self.nodes[v];
+            // ranks at the node's ends are known: no bitvector access for them
+            let (ra, rb) = match (a == 0, b == node.size) {
+                (true, true) => (0, node.ones_in),
+                (true, false) => (0, self.levels[node.level].rank1(node.start + b) - node.ones),
+                (false, true) => (self.levels[node.level].rank1(node.start + a) - node.ones, node.ones_in),
+                (false, false) => {
+                    let (ra, rb) = self.levels[node.level].rank1_pair(node.start + a, node.start + b);
+                    (ra - node.ones, rb - node.ones)
                 }
-            }
-            return (a - st, b - st);
-        }
-        let mut s = 0usize;
-        for (l, (bv, &z)) in self.levels.iter().zip(&self.zeros).enumerate() {
-            let bit = (c >> (nl - 1 - l)) & 1 == 1;
-            let (ra, rb) = bv.rank1_pair(a, b);
-            let rs = bv.rank1(s);
-            if bit {
-                a = z + ra;
-                b = z + rb;
-                s = z + rs;
+            };
+            let bit = (code >> d) & 1;
+            if bit == 1 {
+                a = ra;
+                b = rb;
             } else {
                 a -= ra;
                 b -= rb;
-                s -= rs;
             }
+            if a == b {
+                // empty: rank_c(a) = rank_c(b), whatever its value; the callers only use the range
+                return (a, b);
+            }
+            v = (node.child[bit as usize] & !LEAF) as usize;
         }
-        (a - s, b - s)
+        (a, b)
     }
 
     /// Distinct symbols in `[a, b)` with their counts, in increasing symbol order.
     pub fn distinct(&self, a: usize, b: usize, out: &mut Vec<(u32, usize)>) {
+        let at = out.len();
         if a < b {
-            self.distinct_rec(0, a, b, 0, out);
+            self.distinct_rec(0, a, b, out);
         }
+        out[at..].sort_unstable_by_key(|x| x.0);
     }
 
-    fn distinct_rec(&self, l: usize, a: usize, b: usize, c: u32, out: &mut Vec<(u32, usize)>) {
-        if l == self.levels.len() {
-            out.push((c, b - a));
-            return;
-        }
-        let bv = &self.levels[l];
-        let z = self.zeros[l];
-        let (ra, rb) = bv.rank1_pair(a, b);
-        let (za, zb) = (a - ra, b - rb);
-        if za < zb {
-            self.distinct_rec(l + 1, za, zb, c << 1, out);
-        }
-        if ra < rb {
-            self.distinct_rec(l + 1, z + ra, z + rb, (c << 1) | 1, out);
+    fn distinct_rec(&self, v: usize, a: usize, b: usize, out: &mut Vec<(u32, usize)>) {
+        let node = &self.nodes[v];
+        let (ra, rb) = self.levels[node.level].rank1_pair(node.start + a, node.start + b);
+        let (ra, rb) = (ra - node.ones, rb - node.ones);
+        for (ch, x, y) in [(node.child[0], a - ra, b - rb), (node.child[1], ra, rb)] {
+            if x < y {
+                if ch & LEAF != 0 {
+                    out.push((ch & !LEAF, y - x));
+                } else {
+                    self.distinct_rec(ch as usize, x, y, out);
+                }
+            }
         }
     }
 
     pub fn size_bytes(&self) -> usize {
-        self.levels.iter().map(|l| l.size_bytes()).sum::<usize>() + self.zeros.len() * 8
+        self.levels.iter().map(|l| l.size_bytes()).sum::<usize>()
     }
 
     pub(crate) fn write<'a>(&'a self, p: &str, w: &mut SectionWriter<'a>) {
         let mut h = vec![self.n as u64, self.levels.len() as u64];
-        h.extend(self.zeros.iter().map(|&z| z as u64));
+        h.extend(self.levels.iter().map(|l| l.len() as u64));
         w.add_u64s(format!("{p}.h"), &h);
         for (l, bv) in self.levels.iter().enumerate() {
             bv.write(&format!("{p}{l}"), w);
         }
     }
 
-    pub(crate) fn read(p: &str, r: &SectionReader, n: usize, sigma: usize) -> Result<Self> {
-        let nl = bits_for(sigma.saturating_sub(1) as u64).max(1);
+    /// Read and validate against the symbol counts (`counts[c] >= 1`, summing to `n`): every
+    /// level has the length the shape implies, and every node holds exactly as many ones as its
+    /// 1-subtree has positions, so that every rank stays inside its node.
+    pub(crate) fn read(p: &str, r: &SectionReader, n: usize, counts: &[usize]) -> Result<Self> {
+        let bad = |m: String| r.corrupt(format!("{p}: {m}"));
+        if counts.len() < 2 || counts.len() >= LEAF as usize || counts.iter().any(|&c| c == 0) {
+            return Err(bad("bad symbol counts".into()));
+        }
+        let sh = shape(counts);
+        let nl = sh.level_len.len();
         let h = r.u64s(&format!("{p}.h"), 2 + nl)?;
-        if h[0] as usize != n || h[1] as usize != nl {
-            return Err(r.corrupt(format!("{p}: wavelet matrix shape mismatch")));
+        if h[0] as usize != n || h[1] as usize != nl || (0..nl).any(|l| h[2 + l] as usize != sh.level_len[l]) {
+            return Err(bad("wavelet tree shape mismatch".into()));
         }
         let mut levels = Vec::with_capacity(nl);
-        let mut zeros = Vec::with_capacity(nl);
         for l in 0..nl {
-            let bv = Bv::read(&format!("{p}{l}"), r, n)?;
-            let z = h[2 + l] as usize;
-            if bv.len() != n || z + bv.rank1(n) != n {
-                return Err(r.corrupt(format!("{p}: level {l} zero count mismatch")));
+            let bv = Bv::read(&format!("{p}{l}"), r, sh.level_len[l])?;
+            if bv.len() != sh.level_len[l] {
+                return Err(bad(format!("level {l} length mismatch")));
             }
             levels.push(bv);
-            zeros.push(z);
         }
-        Ok(WaveletMatrix { n, levels, zeros, start: Vec::new() })
+        let mut wt = WaveletTree { n, levels, nodes: sh.nodes, codes: sh.codes };
+        wt.fill_ones();
+        for (v, node) in wt.nodes.iter().enumerate() {
+            let ones = node.ones_in;
+            let want = match node.child[1] {
+                ch if ch & LEAF != 0 => counts[(ch & !LEAF) as usize],
+                ch => wt.nodes[ch as usize].size,
+            };
+            if ones != want {
+                return Err(bad(format!("node {v}: {ones} ones, expected {want}")));
+            }
+        }
+        Ok(wt)
     }
 }
 
@@ -218,27 +391,30 @@ mod tests {
     use crate::bits::{PlainBv, RrrBv};
 
     fn check<Bv: RankBv>(seq: &[u32], sigma: usize) {
-        let mut wm = WaveletMatrix::<Bv>::build(seq.to_vec(), sigma, |_, _| Ok(())).unwrap();
         let mut all = vec![0usize; sigma];
         for &c in seq {
             all[c as usize] += 1;
         }
-        if seq.len() % 2 == 0 {
-            wm.set_counts(&all);
-        }
+        let wt = WaveletTree::<Bv>::build(seq.to_vec(), &all, |_, _| Ok(())).unwrap();
         let mut counts = vec![0usize; sigma];
         for (i, &c) in seq.iter().enumerate() {
-            assert_eq!(wm.access_rank(i), (c, counts[c as usize]));
+            assert_eq!(wt.access_rank(i), (c, counts[c as usize]));
             counts[c as usize] += 1;
         }
         for c in 0..sigma as u32 {
-            let a = seq.len() / 3;
             let naive = |p: usize| seq[..p].iter().filter(|&&x| x == c).count();
-            assert_eq!(wm.rank_pair(c, a, seq.len()), (naive(a), naive(seq.len())));
+            for (a, b) in [(seq.len() / 3, seq.len()), (0, seq.len() / 2), (seq.len() / 5, seq.len() / 5 + 3)] {
+                let b = b.min(seq.len());
+                let (ra, rb) = wt.rank_pair(c, a, b);
+                assert_eq!(rb - ra, naive(b) - naive(a), "c {c} [{a}, {b})");
+                if rb > ra {
+                    assert_eq!((ra, rb), (naive(a), naive(b)));
+                }
+            }
         }
         let (a, b) = (seq.len() / 4, seq.len() * 3 / 4);
         let mut out = vec![];
-        wm.distinct(a, b, &mut out);
+        wt.distinct(a, b, &mut out);
         let mut naive = std::collections::BTreeMap::new();
         for &c in &seq[a..b] {
             *naive.entry(c).or_insert(0usize) += 1;
@@ -247,17 +423,38 @@ mod tests {
     }
 
     #[test]
-    fn wm_matches_naive() {
+    fn wt_matches_naive() {
         let mut x = 99u64;
-        for &(n, sigma) in &[(1usize, 1usize), (10, 2), (1000, 3), (3000, 97), (2000, 300), (999, 50)] {
-            let seq: Vec<u32> = (0..n)
+        for &(n, sigma) in &[(2usize, 2usize), (10, 2), (1000, 3), (3000, 97), (2000, 300), (999, 50)] {
+            let mut seq: Vec<u32> = (0..n)
                 .map(|_| {
                     x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                    ((x >> 33) % sigma as u64) as u32
+                    // skewed: squares the uniform variate
+                    let u = ((x >> 33) % 1_000_000) as f64 / 1e6;
+                    ((u * u) * sigma as f64) as u32 % sigma as u32
                 })
                 .collect();
+            // every symbol at least once (as the FM core guarantees)
+            for c in 0..sigma.min(n) {
+                seq[c] = c as u32;
+            }
+            let sigma = sigma.min(n);
             check::<PlainBv>(&seq, sigma);
             check::<RrrBv>(&seq, sigma);
         }
+    }
+
+    #[test]
+    fn very_skewed_counts_fall_back_to_balanced() {
+        // Fibonacci counts give a Huffman code as deep as the alphabet is large
+        let mut counts = vec![1usize, 1];
+        while counts.len() < 60 {
+            let k = counts.len();
+            counts.push(counts[k - 1] + counts[k - 2]);
+        }
+        let sh = shape(&counts);
+        assert!(sh.level_len.len() <= 6, "depth {}", sh.level_len.len());
+        let sh = shape(&counts[..20]);
+        assert_eq!(sh.level_len.len(), 19); // Huffman (a path) under the depth cap
     }
 }
