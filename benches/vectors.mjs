@@ -31,7 +31,7 @@ const TARGET = 0.9;
 
 const CFG = quick
   ? { baseRows: 50000, queries: 200, minS: 0.2, maxReps: 2, pointCapS: 5 }
-  : { baseRows: 0, queries: 1000, minS: 1.0, maxReps: 3, pointCapS: 20 };
+  : { baseRows: 0, queries: 1000, minS: 0.5, maxReps: 2, pointCapS: 20 };
 const BATCH_THREADS = [1, 2];
 const SINGLE_THREADS = args['no-single'] ? [] : [1];
 const SYSTEMS = String(args.systems ?? 'faiss,usearch,hnswlib,quarry').split(',');
@@ -153,6 +153,7 @@ for (const sys of ['usearch', 'hnswlib']) {
 // one-at-a-time sweeps). RAYON_NUM_THREADS sets each child's thread count.
 
 let quarryUnavailable = null;
+let quarryUnavailableWhy = null;
 if (SYSTEMS.includes('quarry')) {
   const t0 = Date.now();
   for (const cfg of QUARRY_CONFIG_NAMES) {
@@ -165,7 +166,8 @@ if (SYSTEMS.includes('quarry')) {
       if (r.ok && existsSync(file)) {
         const x = JSON.parse(readFileSync(file, 'utf8'));
         if (x.unavailable) {
-          quarryUnavailable = x.unavailable;
+          quarryUnavailable = 'quarry VectorIndex not built';
+          quarryUnavailableWhy = x.unavailable;
           break;
         }
         results.push({ ...x, wall: r.wall });
@@ -285,7 +287,7 @@ p(`- **Command**: \`${command}\` (benches/vectors.mjs; method in benches/VECTORS
 p(`- **Machine**: ${cpuModel}, ${os.cpus().length} cores, ${simd}, ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB RAM, Node ${process.version}, commit ${git.status === 0 ? git.stdout.trim() : '?'}`);
 p(`- **Load during the run**: loadavg ${loadStart} at start, ${loadEnd} at end; 1-min loadavg sampled between children: mean ${loadMean.toFixed(1)}, max ${loadMax.toFixed(1)} over ${loadSamples.length} samples; all processes kept the CPUs ${dAll > 0 ? ((100 * dBusy) / dAll).toFixed(0) : '?'}% busy. ${loadMean > 2.5 ? '**The machine was shared with other work: absolute QPS are depressed and noisy; ratios between systems run minutes apart are noisy too.**' : ''}`);
 p(`- **Data**: ${nBase.toLocaleString('en-US')} base rows × ${meta.dim}, ${CFG.queries} held-out queries (${meta.source}), unit-normalised (cosine = inner product); exact top-10 by brute force (numpy BLAS, float64 spot check), cached. recall@10 counts ties at the 10th similarity.`);
-p(`- **Systems**: faiss-cpu ${faissVer?.version ?? 'n/a'} (${(faissVer?.compile ?? '').trim() || 'n/a'}); ${rows.filter((r) => r.system === 'usearch' || r.system === 'hnswlib').map((r) => `${r.system === 'hnswlib' ? 'hnswlib-node' : 'usearch'} ${r.version}`).join(', ') || 'no npm HNSW'}; quarry: ${quarryUnavailable ?? (rows.some((r) => r.system === 'quarry') ? `VectorIndex ${rows.find((r) => r.system === 'quarry').version ?? ''}` : 'not run')}.`);
+p(`- **Systems**: faiss-cpu ${faissVer?.version ?? 'n/a'} (${(faissVer?.compile ?? '').trim() || 'n/a'}); ${rows.filter((r) => r.system === 'usearch' || r.system === 'hnswlib').map((r) => `${r.system === 'hnswlib' ? 'hnswlib-node' : 'usearch'} ${r.version}`).join(', ') || 'no npm HNSW'}; quarry: ${quarryUnavailableWhy ?? (rows.some((r) => r.system === 'quarry') ? `VectorIndex ${rows.find((r) => r.system === 'quarry').version ?? ''}` : 'not run')}.`);
 p(`- **Protocol**: one child process per system/configuration. FAISS builds at ${Math.max(...BATCH_THREADS)} threads and sweeps at ${BATCH_THREADS.join(' and ')} (omp_set_num_threads; OMP_WAIT_POLICY=PASSIVE); quarry builds in a ${Math.max(...BATCH_THREADS)}-thread child (RAYON_NUM_THREADS) and a 1-thread child opens the saved index; usearch builds and searches with its thread argument; hnswlib-node is single-threaded. "batch" = all queries in one call; "1-by-1" = one call per query. Each point: warm-up, then up to ${CFG.maxReps} passes (stop once ${CFG.minS} s spent), median. The best QPS at recall@10 ≥ ${TARGET} is the fastest swept point reaching it (in parentheses: its parameters and recall).`);
 p(`- **Total runtime**: ${(wallS / 60).toFixed(1)} min (${Object.entries(phases).map(([k, v]) => `${k} ${v.toFixed(0)} s`).join(', ')}).`);
 p();

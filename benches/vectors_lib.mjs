@@ -11,14 +11,16 @@ export const GT_K = 100;
 export const SELECTIVITIES = [1, 10]; // percent; 100% is the unfiltered ground truth
 
 // Sweep grids, mirrored from vectors_faiss.py so every system sees the same points.
-export const NPROBE = [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256];
+export const NPROBE = [4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256];
 export const NPROBE_QUICK = [2, 4, 8, 16, 32, 64];
 export const RERANK = [20, 40, 80, 160]; // = FAISS k_factor 2, 4, 8, 16 at k = 10
 export const RERANK_QUICK = [40, 160];
-export const HNSW_EF = [10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512];
+export const HNSW_EF = [16, 24, 32, 48, 64, 96, 128, 192, 256, 384];
 export const HNSW_EF_QUICK = [16, 32, 64, 128];
 export const BINARY_R = [20, 40, 80, 160, 320, 640, 1280, 2560, 5120];
 export const HNSW_M = 16;
+/** A sweep line stops at the first point with recall@10 ≥ this: beyond the 0.90 target the next points only cost time. */
+export const STOP_RECALL = 0.97;
 export const HNSW_EF_CONSTRUCTION = 100;
 
 function f32(path, count) {
@@ -133,8 +135,8 @@ export function childOptions(args) {
     threads: String(args.threads ?? '1,2').split(',').map(Number),
     buildThreads: Number(args['build-threads'] ?? 2),
     modes: String(args.modes ?? 'batch,single').split(','),
-    minS: Number(args['min-s'] ?? 1),
-    maxReps: Number(args['max-reps'] ?? 3),
+    minS: Number(args['min-s'] ?? 0.5),
+    maxReps: Number(args['max-reps'] ?? 2),
     pointCapS: Number(args['point-cap-s'] ?? 20),
     quick: Boolean(args.quick),
     noFilter: Boolean(args['no-filter']),

@@ -23,6 +23,7 @@ import {
   RERANK,
   RERANK_QUICK,
   SELECTIVITIES,
+  STOP_RECALL,
   Truth,
   allowPath,
   childOptions,
@@ -177,7 +178,7 @@ try {
       prev.push(recall);
       last.set(key, prev);
       const flat = prev.length >= 3 && prev.slice(-3).every((r) => r === recall);
-      if (recall >= 0.999 || flat || tm.seconds * tm.reps > opt.pointCapS) stopped.add(key);
+      if (recall >= STOP_RECALL || flat || tm.seconds * tm.reps > opt.pointCapS) stopped.add(key);
     }
   }
 
@@ -194,7 +195,7 @@ try {
         const recall = ftruth.recall(res, K, queries, base, dim);
         out.filtered.push({ selectivity: pct, mode: 'batch', threads, param: p, recall, ...tm });
         log(`quarry ${configName} filtered ${pct}% t=${threads} ${JSON.stringify(p)}: recall ${recall.toFixed(4)}, ${tm.qps.toFixed(0)} QPS`);
-        if (recall >= 0.999) break;
+        if (recall >= STOP_RECALL) break;
       }
     }
   }
