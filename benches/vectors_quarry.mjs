@@ -41,7 +41,8 @@ const threads = Number(process.env.RAYON_NUM_THREADS ?? 0) || null;
 
 // name -> build options and the search grid ('ivf': nprobe; 'ivf-rerank': nprobe x rerank; 'rerank': rerank only)
 export const QUARRY_CONFIGS = {
-  flat: { build: { kind: 'flat' }, grid: 'none', family: 'flat', like: 'Flat' },
+  // exact search scans every row per query: 200 queries are plenty for its one point (as FAISS Flat)
+  flat: { build: { kind: 'flat' }, grid: 'none', family: 'flat', like: 'Flat', maxQueries: 200 },
   'ivf-flat': { build: { kind: 'ivf-flat', nlist: 1024 }, grid: 'ivf', family: 'ivf-flat', like: 'IVF1024,Flat', filter: true },
   sq8: { build: { kind: 'sq8', nlist: 1024 }, grid: 'ivf', family: 'ivf-sq8', like: 'IVF1024,SQ8' },
   'ivf-pq8': { build: { kind: 'ivf-pq', nlist: 1024, pq: { m: 50, bits: 8 }, rerank: 0 }, grid: 'ivf', family: 'ivf-pq', like: 'IVF1024,PQ50' },
@@ -106,7 +107,7 @@ try {
   /* info() is optional here */
 }
 
-const { dim, n, nq, base, queries } = loadGlove(opt.baseRows, opt.nq);
+const { dim, n, nq, base, queries } = loadGlove(opt.baseRows, Math.min(opt.nq, cfg.maxQueries ?? Infinity));
 out.base = n;
 out.queries = nq;
 const truth = new Truth(opt.dataDir, n, nq);
