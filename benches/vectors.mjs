@@ -14,9 +14,10 @@
 // Flags: --quick (50k base rows, 200 queries, fewer sweep points; not written
 //        to RESULTS.md unless --write), --no-write, --systems faiss,usearch,hnswlib,quarry,
 //        --faiss-configs A;B (names as in vectors_faiss.py), --quarry-configs a,b,
-//        --no-single (batch only), --no-filter.
+//        --no-single (batch only), --no-filter, --from-run DIR (rebuild the report from a
+//        run's child JSON files, e.g. one cut short; measures nothing).
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join, relative } from 'node:path';
 import { BENCH_DIR, DATA_DIR, ROOT, VENV_PY, fmtBytes, fmtNum, fmtRatio, log, parseArgs } from './common.mjs';
@@ -43,7 +44,9 @@ const QUARRY_CONFIG_NAMES = args['quarry-configs']
   : ['flat', 'ivf-flat', 'sq8', 'ivf-pq8', 'ivf-pq4fs', 'ivf-pq4fs-rerank', 'opq-ivf-pq4fs', 'opq-ivf-pq4fs-rerank', 'binary-rerank'];
 
 const VEC_DIR = join(DATA_DIR, 'vectors');
-const runDir = join(DATA_DIR, 'runs', `vectors-${startedAt.toISOString().replace(/[:.]/g, '-')}`);
+// --from-run DIR: no measurements; the report is rebuilt from the child JSON files a run left in DIR.
+const fromRun = args['from-run'] ? String(args['from-run']) : null;
+const runDir = fromRun ?? join(DATA_DIR, 'runs', `vectors-${startedAt.toISOString().replace(/[:.]/g, '-')}`);
 mkdirSync(runDir, { recursive: true });
 mkdirSync(VEC_DIR, { recursive: true });
 
@@ -69,6 +72,7 @@ function child(cmd, argsList, env, label) {
   const t0 = Date.now();
   const r = spawnSync(cmd, argsList, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'inherit', 'inherit'], maxBuffer: 1 << 26 });
   sampleLoad();
+  writeFileSync(join(runDir, 'load.json'), JSON.stringify({ loadStart, samples: loadSamples }));
   const wall = (Date.now() - t0) / 1000;
   log(`  (${label}: ${wall.toFixed(0)} s)`);
   return r.status === 0 ? { ok: true, wall } : { ok: false, wall, reason: `exit status ${r.status}${r.signal ? ` (${r.signal})` : ''}` };
@@ -102,6 +106,9 @@ if (quick) common.push('--quick');
 if (args['no-filter']) common.push('--no-filter');
 const modes = SINGLE_THREADS.length ? 'batch,single' : 'batch';
 
+let loadStartRun = null;
+let quarryUnavailable = null;
+let quarryUnavailableWhy = null;
 const results = []; // one entry per (system, configuration[, thread count for quarry])
 const failures = [];
 const phases = {};
@@ -112,7 +119,23 @@ const phases = {};
 // spin-waiting workers otherwise burn the cores the other worker needs (a
 // 20k-row IVF-PQ build measured 2 s passive vs minutes spinning at load 15).
 
-if (SYSTEMS.includes('faiss')) {
+if (fromRun) {
+  if (existsSync(join(runDir, 'load.json'))) {
+    const l = JSON.parse(readFileSync(join(runDir, 'load.json'), 'utf8'));
+    loadSamples.splice(0, loadSamples.length, ...l.samples);
+    loadStartRun = l.loadStart;
+  }
+  for (const f of readdirSync(runDir).filter((x) => x.endsWith('.json') && !['summary.json', 'load.json'].includes(x)).sort()) {
+    const x = JSON.parse(readFileSync(join(runDir, f), 'utf8'));
+    if (x.results) results.push(...x.results);
+    else if (x.unavailable) {
+      quarryUnavailable = 'quarry VectorIndex not built';
+      quarryUnavailableWhy = x.unavailable;
+    } else results.push(x);
+  }
+}
+
+if (SYSTEMS.includes('faiss') && !fromRun) {
   const t0 = Date.now();
   const bt = Math.max(...BATCH_THREADS);
   const env = { OMP_NUM_THREADS: String(bt), OPENBLAS_NUM_THREADS: String(bt), MKL_NUM_THREADS: String(bt), OMP_WAIT_POLICY: 'PASSIVE' };
@@ -134,7 +157,7 @@ if (SYSTEMS.includes('faiss')) {
 // usearch and hnswlib-node
 
 for (const sys of ['usearch', 'hnswlib']) {
-  if (!SYSTEMS.includes(sys)) continue;
+  if (!SYSTEMS.includes(sys) || fromRun) continue;
   if (!setup.vec.ok || !setup.vec[sys]) {
     failures.push(`${sys}: not installed (${setup.vec.reason ?? 'setup failed'})`);
     continue;
@@ -152,9 +175,7 @@ for (const sys of ['usearch', 'hnswlib']) {
 // filtered sweep) and a 1-thread child (opens the saved index, batch and
 // one-at-a-time sweeps). RAYON_NUM_THREADS sets each child's thread count.
 
-let quarryUnavailable = null;
-let quarryUnavailableWhy = null;
-if (SYSTEMS.includes('quarry')) {
+if (SYSTEMS.includes('quarry') && !fromRun) {
   const t0 = Date.now();
   for (const cfg of QUARRY_CONFIG_NAMES) {
     const indexFile = join(runDir, `quarry_${cfg}.qidx`);
@@ -285,7 +306,7 @@ p(`## Vector indexes on GloVe-100 — ${startedAt.toISOString().replace(/\.\d+Z$
 p();
 p(`- **Command**: \`${command}\` (benches/vectors.mjs; method in benches/VECTORS.md)`);
 p(`- **Machine**: ${cpuModel}, ${os.cpus().length} cores, ${simd}, ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB RAM, Node ${process.version}, commit ${git.status === 0 ? git.stdout.trim() : '?'}`);
-p(`- **Load during the run**: loadavg ${loadStart} at start, ${loadEnd} at end; 1-min loadavg sampled between children: mean ${loadMean.toFixed(1)}, max ${loadMax.toFixed(1)} over ${loadSamples.length} samples; all processes kept the CPUs ${dAll > 0 ? ((100 * dBusy) / dAll).toFixed(0) : '?'}% busy. ${loadMean > 2.5 ? '**The machine was shared with other work: absolute QPS are depressed and noisy; ratios between systems run minutes apart are noisy too.**' : ''}`);
+p(`- **Load during the run**: ${fromRun ? `report rebuilt from ${relative(ROOT, runDir)} (the run's own load samples${loadStartRun ? '' : ' were not recorded; these are of the rebuild'}); ` : ''}loadavg ${loadStartRun ?? loadStart} at start, ${loadEnd} at end; 1-min loadavg sampled between children: mean ${loadMean.toFixed(1)}, max ${loadMax.toFixed(1)} over ${loadSamples.length} samples; all processes kept the CPUs ${dAll > 0 ? ((100 * dBusy) / dAll).toFixed(0) : '?'}% busy. ${loadMean > 2.5 ? '**The machine was shared with other work: absolute QPS are depressed and noisy; ratios between systems run minutes apart are noisy too.**' : ''}`);
 p(`- **Data**: ${nBase.toLocaleString('en-US')} base rows × ${meta.dim}, ${CFG.queries} held-out queries (${meta.source}), unit-normalised (cosine = inner product); exact top-10 by brute force (numpy BLAS, float64 spot check), cached. recall@10 counts ties at the 10th similarity.`);
 p(`- **Systems**: faiss-cpu ${faissVer?.version ?? 'n/a'} (${(faissVer?.compile ?? '').trim() || 'n/a'}); ${rows.filter((r) => r.system === 'usearch' || r.system === 'hnswlib').map((r) => `${r.system === 'hnswlib' ? 'hnswlib-node' : 'usearch'} ${r.version}`).join(', ') || 'no npm HNSW'}; quarry: ${quarryUnavailableWhy ?? (rows.some((r) => r.system === 'quarry') ? `VectorIndex ${rows.find((r) => r.system === 'quarry').version ?? ''}` : 'not run')}.`);
 p(`- **Protocol**: one child process per system/configuration. FAISS builds at ${Math.max(...BATCH_THREADS)} threads and sweeps at ${BATCH_THREADS.join(' and ')} (omp_set_num_threads; OMP_WAIT_POLICY=PASSIVE); quarry builds in a ${Math.max(...BATCH_THREADS)}-thread child (RAYON_NUM_THREADS) and a 1-thread child opens the saved index; usearch builds and searches with its thread argument; hnswlib-node is single-threaded. "batch" = all queries in one call; "1-by-1" = one call per query. Each point: warm-up, then up to ${CFG.maxReps} passes (stop once ${CFG.minS} s spent), median. The best QPS at recall@10 ≥ ${TARGET} is the fastest swept point reaching it (in parentheses: its parameters and recall).`);
