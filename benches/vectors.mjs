@@ -133,6 +133,9 @@ if (fromRun) {
       quarryUnavailableWhy = x.unavailable;
     } else results.push(x);
   }
+  for (const cfg of FAISS_CONFIGS) {
+    if (SYSTEMS.includes('faiss') && !existsSync(join(runDir, `faiss_${cfg.replace(/[^A-Za-z0-9]+/g, '_')}.json`))) failures.push(`faiss ${cfg}: no result in ${relative(ROOT, runDir)} (not run, or the run was cut short)`);
+  }
 }
 
 if (SYSTEMS.includes('faiss') && !fromRun) {
@@ -238,7 +241,7 @@ function label(r) {
   return `${r.system === 'hnswlib' ? 'hnswlib-node' : r.system} ${r.version} ${r.config}`;
 }
 const fmtParam = (p) => (p ? Object.entries(p).map(([k, v]) => `${k === 'kFactor' ? 'k×' : k === 'r' ? 'R ' : k === 'rerank' ? 'rerank ' : `${k} `}${v}`).join(', ') : '');
-const fmtQps = (b) => (!b ? '—' : b.qps === null ? `< ${TARGET} (max ${fmtNum(b.maxRecall, 3)})` : `**${Math.round(b.qps).toLocaleString('en-US')}** (${fmtParam(b.param)}; ${fmtNum(b.recall, 3)})`);
+const fmtQps = (b) => (!b ? '—' : b.qps === null ? `< ${TARGET} (max ${fmtNum(b.maxRecall, 3)})` : `**${Math.round(b.qps).toLocaleString('en-US')}** (${fmtParam(b.param) ? `${fmtParam(b.param)}; ` : ''}${fmtNum(b.recall, 3)})`);
 
 // quarry rows: merge the 2-thread and 1-thread children of one configuration.
 const rows = [];
