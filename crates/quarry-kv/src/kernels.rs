@@ -1,0 +1,238 @@
+//! Small float kernels the fused attention loops are built from, with an
+//! AVX2+FMA+F16C path chosen at run time and a scalar fallback. Every AVX2
+//! function is tested against its scalar twin (`tests/kernels.rs`).
+
+use half::f16;
+use std::sync::OnceLock;
+
+/// Whether the AVX2 paths are used (probed once).
+pub fn has_avx2() -> bool {
+    static AVX2: OnceLock<bool> = OnceLock::new();
+    *AVX2.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::env::var_os("QUARRY_KV_FORCE_SCALAR").is_some() {
+                return false;
+            }
+            is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    })
+}
+
+/// `Σ aᵢ·bᵢ` in f32 (quarry-simd's dispatched kernel).
+#[inline]
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    (quarry_simd::kernels().f32_dot)(a, b)
+}
+
+/// `y += alpha·x`.
+#[inline]
+pub fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
+    assert_eq!(x.len(), y.len());
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: the CPU supports AVX2+FMA (checked above); lengths are equal.
+        unsafe { x86::axpy(alpha, x, y) };
+        return;
+    }
+    axpy_scalar(alpha, x, y)
+}
+
+/// Scalar reference of [`axpy`].
+pub fn axpy_scalar(alpha: f32, x: &[f32], y: &mut [f32]) {
+    for (yi, xi) in y.iter_mut().zip(x) {
+        *yi = alpha.mul_add(*xi, *yi);
+    }
+}
+
+/// `y[i] = scale[i]·y[i] + zero[i]` (per-element affine, used to dequantize
+/// per-channel codes).
+#[inline]
+pub fn affine(y: &mut [f32], scale: &[f32], zero: &[f32]) {
+    assert!(scale.len() >= y.len() && zero.len() >= y.len());
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: AVX2+FMA present; lengths checked.
+        unsafe { x86::affine(y, scale, zero) };
+        return;
+    }
+    for i in 0..y.len() {
+        y[i] = y[i].mul_add(scale[i], zero[i]);
+    }
+}
+
+/// `y[i] = s·y[i] + z` (one affine for a group).
+#[inline]
+pub fn affine1(y: &mut [f32], s: f32, z: f32) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: AVX2+FMA present.
+        unsafe { x86::affine1(y, s, z) };
+        return;
+    }
+    for v in y {
+        *v = v.mul_add(s, z);
+    }
+}
+
+/// `x[i] = exp(x[i])`. The AVX2 path is a Cephes-style polynomial (relative
+/// error below 3e-7 on the range softmax uses, `x ≤ 0`); values below -87.3
+/// give exactly 0, like the scalar `f32::exp` underflow.
+#[inline]
+pub fn exp_inplace(x: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: AVX2+FMA present.
+        unsafe { x86::exp_inplace(x) };
+        return;
+    }
+    exp_scalar(x)
+}
+
+/// Scalar reference of [`exp_inplace`].
+pub fn exp_scalar(x: &mut [f32]) {
+    for v in x {
+        *v = v.exp();
+    }
+}
+
+/// Widen f16 to f32.
+#[inline]
+pub fn f16_to_f32(src: &[f16], dst: &mut [f32]) {
+    assert_eq!(src.len(), dst.len());
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: F16C present (checked with AVX2); lengths equal.
+        unsafe { x86::f16_to_f32(src, dst) };
+        return;
+    }
+    for (d, s) in dst.iter_mut().zip(src) {
+        *d = s.to_f32();
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use half::f16;
+    use std::arch::x86_64::*;
+
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
+        let n = x.len();
+        let a = _mm256_set1_ps(alpha);
+        let mut i = 0;
+        unsafe {
+            while i + 8 <= n {
+                let xv = _mm256_loadu_ps(x.as_ptr().add(i));
+                let yv = _mm256_loadu_ps(y.as_ptr().add(i));
+                _mm256_storeu_ps(y.as_mut_ptr().add(i), _mm256_fmadd_ps(a, xv, yv));
+                i += 8;
+            }
+        }
+        while i < n {
+            y[i] = alpha.mul_add(x[i], y[i]);
+            i += 1;
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn affine(y: &mut [f32], s: &[f32], z: &[f32]) {
+        let n = y.len();
+        let mut i = 0;
+        unsafe {
+            while i + 8 <= n {
+                let yv = _mm256_loadu_ps(y.as_ptr().add(i));
+                let sv = _mm256_loadu_ps(s.as_ptr().add(i));
+                let zv = _mm256_loadu_ps(z.as_ptr().add(i));
+                _mm256_storeu_ps(y.as_mut_ptr().add(i), _mm256_fmadd_ps(yv, sv, zv));
+                i += 8;
+            }
+        }
+        while i < n {
+            y[i] = y[i].mul_add(s[i], z[i]);
+            i += 1;
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn affine1(y: &mut [f32], s: f32, z: f32) {
+        let n = y.len();
+        let sv = _mm256_set1_ps(s);
+        let zv = _mm256_set1_ps(z);
+        let mut i = 0;
+        unsafe {
+            while i + 8 <= n {
+                let yv = _mm256_loadu_ps(y.as_ptr().add(i));
+                _mm256_storeu_ps(y.as_mut_ptr().add(i), _mm256_fmadd_ps(yv, sv, zv));
+                i += 8;
+            }
+        }
+        while i < n {
+            y[i] = y[i].mul_add(s, z);
+            i += 1;
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn exp8(x: __m256) -> __m256 {
+        let lo = _mm256_set1_ps(-87.3);
+        let underflow = _mm256_cmp_ps::<_CMP_LT_OQ>(x, lo);
+        let xc = _mm256_min_ps(_mm256_max_ps(x, lo), _mm256_set1_ps(88.3));
+        let fx = _mm256_floor_ps(_mm256_fmadd_ps(xc, _mm256_set1_ps(std::f32::consts::LOG2_E), _mm256_set1_ps(0.5)));
+        let mut r = _mm256_fnmadd_ps(fx, _mm256_set1_ps(0.693_359_4), xc);
+        r = _mm256_fnmadd_ps(fx, _mm256_set1_ps(-2.121_944_4e-4), r);
+        let mut p = _mm256_set1_ps(1.987_569_1e-4);
+        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.398_199_9e-3));
+        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.333_452e-3));
+        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.166_579_6e-2));
+        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.666_666_5e-1));
+        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.000_000_1e-1));
+        let r2 = _mm256_mul_ps(r, r);
+        let y = _mm256_add_ps(_mm256_fmadd_ps(p, r2, r), _mm256_set1_ps(1.0));
+        let pow2 = _mm256_slli_epi32::<23>(_mm256_add_epi32(_mm256_cvtps_epi32(fx), _mm256_set1_epi32(127)));
+        let out = _mm256_mul_ps(y, _mm256_castsi256_ps(pow2));
+        _mm256_andnot_ps(underflow, out)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn exp_inplace(x: &mut [f32]) {
+        let n = x.len();
+        let mut i = 0;
+        unsafe {
+            while i + 8 <= n {
+                let v = _mm256_loadu_ps(x.as_ptr().add(i));
+                _mm256_storeu_ps(x.as_mut_ptr().add(i), exp8(v));
+                i += 8;
+            }
+            if i < n {
+                let mut buf = [-100.0f32; 8];
+                buf[..n - i].copy_from_slice(&x[i..]);
+                let v = exp8(_mm256_loadu_ps(buf.as_ptr()));
+                _mm256_storeu_ps(buf.as_mut_ptr(), v);
+                let rest = n - i;
+                x[i..].copy_from_slice(&buf[..rest]);
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx2,f16c")]
+    pub unsafe fn f16_to_f32(src: &[f16], dst: &mut [f32]) {
+        let n = src.len();
+        let mut i = 0;
+        unsafe {
+            while i + 8 <= n {
+                let h = _mm_loadu_si128(src.as_ptr().add(i) as *const __m128i);
+                _mm256_storeu_ps(dst.as_mut_ptr().add(i), _mm256_cvtph_ps(h));
+                i += 8;
+            }
+        }
+        while i < n {
+            dst[i] = src[i].to_f32();
+            i += 1;
+        }
+    }
+}
