@@ -15,6 +15,21 @@ const TILE_ROWS: usize = 64;
 /// like 3 over 2 cores).
 const JOB_ROWS: usize = 2048;
 
+/// A layer's calibration, for inspection (see [`KvCache::calibration`]).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Calibration {
+    /// KVQuant: per KV head and channel (`[kv_heads, head_dim]`), keys are
+    /// normalized as `(k - key_zero) / key_scale` before coding.
+    pub key_zero: Vec<f32>,
+    pub key_scale: Vec<f32>,
+    /// KVQuant: sorted centroids (`2^bits`) on normalized keys / values.
+    pub key_codebook: Vec<f32>,
+    pub value_codebook: Vec<f32>,
+    /// Rotate: per KV head, rotated position `i` takes channel `perm[i]`.
+    pub key_permutation: Vec<u16>,
+    pub value_permutation: Vec<u16>,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Layer {
     pub tokens: usize,
@@ -269,6 +284,25 @@ impl KvCache {
             }
         }
         Ok(out)
+    }
+
+    /// The calibration `layer` learned (KVQuant ranges and codebooks,
+    /// Rotate permutations), if any.
+    pub fn calibration(&self, layer: usize) -> Result<Option<Calibration>> {
+        self.layer_index(layer)?;
+        let dp = pad32(self.cfg.head_dim);
+        let d = self.cfg.head_dim;
+        Ok(self.layers[layer].calib.as_ref().map(|c| {
+            let unpad = |x: &[f32]| -> Vec<f32> { x.chunks_exact(dp).flat_map(|r| r[..d].to_vec()).collect() };
+            Calibration {
+                key_zero: unpad(&c.k_zero),
+                key_scale: unpad(&c.k_scale),
+                key_codebook: c.k_cb.clone(),
+                value_codebook: c.v_cb.clone(),
+                key_permutation: c.perm_k.clone(),
+                value_permutation: c.perm_v.clone(),
+            }
+        }))
     }
 
     /// Every cached token of `layer` as the cache would reproduce it:

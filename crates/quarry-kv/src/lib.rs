@@ -26,7 +26,7 @@ pub mod pack;
 pub mod quant;
 pub mod reference;
 
-pub use cache::KvCache;
+pub use cache::{Calibration, KvCache};
 pub use config::{KvConfig, MAX_ABS, Method};
 pub use error::{KvError, Result};
 pub use quant::{Rope, RopeStyle};
