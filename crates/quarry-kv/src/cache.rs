@@ -559,12 +559,7 @@ fn run_job(codec: &Codec, head: &Head, job: &Job, q: &[f32], g: usize, scale: f3
 /// Online-softmax update of `st` with `n` key/value rows (stride `dp`).
 #[allow(clippy::too_many_arguments)]
 fn process_tile(q: &[f32], k: &[f32], v: &[f32], n: usize, dp: usize, g: usize, scale: f32, st: &mut Partial, sc: &mut [f32], stats: bool) {
-    for j in 0..g {
-        let qj = &q[j * dp..(j + 1) * dp];
-        for r in 0..n {
-            sc[j * n + r] = kernels::dot(qj, &k[r * dp..(r + 1) * dp]) * scale;
-        }
-    }
+    kernels::scores_tile(q, k, n, dp, g, scale, sc);
     if stats {
         for r in 0..n {
             for j in 0..g {
@@ -590,10 +585,5 @@ fn process_tile(q: &[f32], k: &[f32], v: &[f32], n: usize, dp: usize, g: usize, 
         kernels::exp_inplace(s);
         st.l[j] += s.iter().sum::<f32>();
     }
-    for r in 0..n {
-        let vr = &v[r * dp..(r + 1) * dp];
-        for j in 0..g {
-            kernels::axpy(sc[j * n + r], vr, &mut st.acc[j * dp..(j + 1) * dp]);
-        }
-    }
+    kernels::accum_tile(sc, v, n, dp, g, &mut st.acc);
 }

@@ -115,10 +115,144 @@ pub fn f16_to_f32(src: &[f16], dst: &mut [f32]) {
     }
 }
 
+/// Scores of a tile: `out[j·n + t] = scale · q_j · k_t` for `g` query rows
+/// (`q`: `g × dp`) and `n` key rows (`k`: `n × dp`), `dp` a multiple of 16.
+pub fn scores_tile(q: &[f32], k: &[f32], n: usize, dp: usize, g: usize, scale: f32, out: &mut [f32]) {
+    assert!(q.len() >= g * dp && k.len() >= n * dp && out.len() >= g * n && dp.is_multiple_of(16));
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: AVX2+FMA present; every index below is within the asserted lengths.
+        unsafe { x86::scores_tile(q, k, n, dp, g, scale, out) };
+        return;
+    }
+    scores_tile_scalar(q, k, n, dp, g, scale, out)
+}
+
+/// Scalar reference of [`scores_tile`].
+pub fn scores_tile_scalar(q: &[f32], k: &[f32], n: usize, dp: usize, g: usize, scale: f32, out: &mut [f32]) {
+    for j in 0..g {
+        for t in 0..n {
+            let mut acc = 0f32;
+            for c in 0..dp {
+                acc = q[j * dp + c].mul_add(k[t * dp + c], acc);
+            }
+            out[j * n + t] = acc * scale;
+        }
+    }
+}
+
+/// Weighted sum of a tile: `acc_j += Σ_t p[j·n + t] · v_t` for `g` rows of
+/// `acc` (`g × dp`), `dp` a multiple of 32.
+pub fn accum_tile(p: &[f32], v: &[f32], n: usize, dp: usize, g: usize, acc: &mut [f32]) {
+    assert!(p.len() >= g * n && v.len() >= n * dp && acc.len() >= g * dp && dp.is_multiple_of(32));
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: AVX2+FMA present; indices within the asserted lengths.
+        unsafe { x86::accum_tile(p, v, n, dp, g, acc) };
+        return;
+    }
+    accum_tile_scalar(p, v, n, dp, g, acc)
+}
+
+/// Scalar reference of [`accum_tile`].
+pub fn accum_tile_scalar(p: &[f32], v: &[f32], n: usize, dp: usize, g: usize, acc: &mut [f32]) {
+    for t in 0..n {
+        for j in 0..g {
+            let w = p[j * n + t];
+            for c in 0..dp {
+                acc[j * dp + c] = w.mul_add(v[t * dp + c], acc[j * dp + c]);
+            }
+        }
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use half::f16;
     use std::arch::x86_64::*;
+
+
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn scores_tile(q: &[f32], k: &[f32], n: usize, dp: usize, g: usize, scale: f32, out: &mut [f32]) {
+        unsafe {
+            let qp = q.as_ptr();
+            let kp = k.as_ptr();
+            for t in 0..n {
+                let kr = kp.add(t * dp);
+                for j in 0..g {
+                    let qr = qp.add(j * dp);
+                    let mut a0 = _mm256_setzero_ps();
+                    let mut a1 = _mm256_setzero_ps();
+                    let mut c = 0;
+                    while c < dp {
+                        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(qr.add(c)), _mm256_loadu_ps(kr.add(c)), a0);
+                        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(qr.add(c + 8)), _mm256_loadu_ps(kr.add(c + 8)), a1);
+                        c += 16;
+                    }
+                    let a = _mm256_add_ps(a0, a1);
+                    let s4 = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps::<1>(a));
+                    let s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+                    let s1 = _mm_add_ss(s2, _mm_shuffle_ps::<1>(s2, s2));
+                    *out.get_unchecked_mut(j * n + t) = _mm_cvtss_f32(s1) * scale;
+                }
+            }
+        }
+    }
+
+    /// Up to `J` (≤ 3) query rows × 32 columns of accumulators stay in
+    /// registers while the tile's rows stream by.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn accum_block<const J: usize>(p: *const f32, v: *const f32, n: usize, dp: usize, acc: *mut f32) {
+        unsafe {
+            let mut a = [[_mm256_setzero_ps(); 4]; J];
+            for (j, aj) in a.iter_mut().enumerate() {
+                for (i, x) in aj.iter_mut().enumerate() {
+                    *x = _mm256_loadu_ps(acc.add(j * dp + 8 * i));
+                }
+            }
+            for t in 0..n {
+                let vr = v.add(t * dp);
+                let v0 = _mm256_loadu_ps(vr);
+                let v1 = _mm256_loadu_ps(vr.add(8));
+                let v2 = _mm256_loadu_ps(vr.add(16));
+                let v3 = _mm256_loadu_ps(vr.add(24));
+                for (j, aj) in a.iter_mut().enumerate() {
+                    let w = _mm256_broadcast_ss(&*p.add(j * n + t));
+                    aj[0] = _mm256_fmadd_ps(w, v0, aj[0]);
+                    aj[1] = _mm256_fmadd_ps(w, v1, aj[1]);
+                    aj[2] = _mm256_fmadd_ps(w, v2, aj[2]);
+                    aj[3] = _mm256_fmadd_ps(w, v3, aj[3]);
+                }
+            }
+            for (j, aj) in a.iter().enumerate() {
+                for (i, x) in aj.iter().enumerate() {
+                    _mm256_storeu_ps(acc.add(j * dp + 8 * i), *x);
+                }
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn accum_tile(p: &[f32], v: &[f32], n: usize, dp: usize, g: usize, acc: &mut [f32]) {
+        unsafe {
+            let mut cb = 0;
+            while cb < dp {
+                let mut jb = 0;
+                while jb < g {
+                    let pp = p.as_ptr().add(jb * n);
+                    let vp = v.as_ptr().add(cb);
+                    let ap = acc.as_mut_ptr().add(jb * dp + cb);
+                    match g - jb {
+                        1 => accum_block::<1>(pp, vp, n, dp, ap),
+                        2 => accum_block::<2>(pp, vp, n, dp, ap),
+                        _ => accum_block::<3>(pp, vp, n, dp, ap),
+                    }
+                    jb += 3;
+                }
+                cb += 32;
+            }
+        }
+    }
 
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {

@@ -51,3 +51,30 @@ fn f16_widening_matches_scalar() {
         assert!(x.to_bits() == want.to_bits() || (x.is_nan() && want.is_nan()));
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn tiles_match_scalar(seed in any::<u64>(), n in 1usize..70, g in 1usize..8, blocks in 1usize..4) {
+        let dp = 32 * blocks;
+        let mut s = seed | 1;
+        let mut next = || { s ^= s << 13; s ^= s >> 7; s ^= s << 17; ((s >> 40) as f32 / (1u64 << 24) as f32) * 4.0 - 2.0 };
+        let q: Vec<f32> = (0..g * dp).map(|_| next()).collect();
+        let k: Vec<f32> = (0..n * dp).map(|_| next()).collect();
+        let mut a = vec![0f32; g * n];
+        let mut b = vec![0f32; g * n];
+        kernels::scores_tile(&q, &k, n, dp, g, 0.3, &mut a);
+        kernels::scores_tile_scalar(&q, &k, n, dp, g, 0.3, &mut b);
+        for (x, y) in a.iter().zip(&b) {
+            prop_assert!((x - y).abs() <= 1e-5 * (1.0 + dp as f32));
+        }
+        let mut acc_a: Vec<f32> = (0..g * dp).map(|_| next()).collect();
+        let mut acc_b = acc_a.clone();
+        kernels::accum_tile(&a, &k, n, dp, g, &mut acc_a);
+        kernels::accum_tile_scalar(&a, &k, n, dp, g, &mut acc_b);
+        for (x, y) in acc_a.iter().zip(&acc_b) {
+            prop_assert!((x - y).abs() <= 1e-4 * (1.0 + y.abs()));
+        }
+    }
+}
