@@ -544,8 +544,10 @@ fn run_job(codec: &Codec, head: &Head, job: &Job, q: &[f32], g: usize, scale: f3
                         continue;
                     }
                 }
-                for (i, cc) in (c..e).enumerate() {
-                    codec.decode_chunk(head, cc, &mut kt[i * t * dp..(i + 1) * t * dp], &mut vt[i * t * dp..(i + 1) * t * dp]);
+                if !codec.decode_tile(head, c, e, &mut kt, &mut vt) {
+                    for (i, cc) in (c..e).enumerate() {
+                        codec.decode_chunk(head, cc, &mut kt[i * t * dp..(i + 1) * t * dp], &mut vt[i * t * dp..(i + 1) * t * dp]);
+                    }
                 }
                 codec.stored_to_attn_k(&mut kt, ns + c * t, n);
                 process_tile(q, &kt, &vt, n, dp, g, scale, &mut st, &mut sc, stats);

@@ -321,19 +321,90 @@ impl<'a> Codec<'a> {
 
     /// KIVI-style uniform part of a chunk (keys per channel, values per token).
     fn decode_uniform(&self, rec: &[u8], is_key: bool, out: &mut [f32]) {
-        let (d, dp, t, b, gs) = (self.d, self.dp, self.t, self.bits(), self.cfg.group_size);
+        let (d, dp, t, b) = (self.d, self.dp, self.t, self.bits());
+        let rb = pack::row_bytes(b, d);
         if is_key {
             let mut z = vec![0f32; dp];
             let mut s = vec![0f32; dp];
             quant::channel_asym_params(rec, d, &mut z, &mut s);
-            for r in 0..t {
-                quant::channel_asym_decode_row(rec, r, d, b, &z, &s, &mut out[r * dp..(r + 1) * dp]);
-            }
+            pack::unpack_tile(b, false, rec, t, rb, 4 * d, dp / 32, 4 * b as usize, out);
+            crate::kernels::affine_rows(out, t, dp, &s, &z);
         } else {
-            let vb1 = quant::token_asym_bytes(d, gs, b);
-            for r in 0..t {
-                quant::token_asym_decode(&rec[r * vb1..(r + 1) * vb1], d, gs, b, &mut out[r * dp..(r + 1) * dp]);
+            self.token_asym_tile(rec, t, out);
+        }
+    }
+
+    /// Decode `rows` consecutive per-token asymmetric records into `out`.
+    fn token_asym_tile(&self, rec: &[u8], rows: usize, out: &mut [f32]) {
+        let (d, dp, b, gs) = (self.d, self.dp, self.bits(), self.cfg.group_size);
+        let ng = d / gs;
+        let stride = quant::token_asym_bytes(d, gs, b);
+        if d != dp {
+            for r in 0..rows {
+                quant::token_asym_decode(&rec[r * stride..(r + 1) * stride], d, gs, b, &mut out[r * dp..(r + 1) * dp]);
             }
+            return;
+        }
+        pack::unpack_tile(b, false, rec, rows, stride, ng * 4, dp / 32, 4 * b as usize, out);
+        let mut z = vec![0f32; rows * ng];
+        let mut s = vec![0f32; rows * ng];
+        for r in 0..rows {
+            for g in 0..ng {
+                let o = r * stride + g * 4;
+                z[r * ng + g] = f16::from_le_bytes([rec[o], rec[o + 1]]).to_f32();
+                s[r * ng + g] = f16::from_le_bytes([rec[o + 2], rec[o + 3]]).to_f32();
+            }
+        }
+        crate::kernels::affine_groups(&mut out[..rows * dp], gs, &s, &z);
+    }
+
+    /// Decode chunks `c0..c1` in one pass when the method has a tile
+    /// decoder (per-token methods without side tables); false otherwise.
+    pub fn decode_tile(&self, h: &Head, c0: usize, c1: usize, ko: &mut [f32], vo: &mut [f32]) -> bool {
+        let (d, dp) = (self.d, self.dp);
+        let (kb, vb) = self.rec_bytes();
+        let rows = c1 - c0;
+        let kr = &h.krec[c0 * kb..c1 * kb];
+        let vr = &h.vrec[c0 * vb..c1 * vb];
+        match self.cfg.method {
+            Method::Q4_0 | Method::Q8_0 => {
+                let (bs, bits, signed, off) = if self.cfg.method == Method::Q4_0 { (18, 4, false, 8.0) } else { (34, 8, true, 0.0) };
+                let nb = dp / 32;
+                for (r, o) in [(kr, &mut *ko), (vr, &mut *vo)] {
+                    pack::unpack_tile(bits, signed, r, rows * nb, bs, 2, 1, 0, o);
+                    let s: Vec<f32> = (0..rows * nb).map(|i| f16::from_le_bytes([r[i * bs], r[i * bs + 1]]).to_f32()).collect();
+                    let z: Vec<f32> = s.iter().map(|x| -off * x).collect();
+                    crate::kernels::affine_groups(&mut o[..rows * dp], 32, &s, &z);
+                }
+                true
+            }
+            Method::Rotate | Method::MiKv => {
+                self.token_asym_tile(kr, rows, ko);
+                self.token_asym_tile(vr, rows, vo);
+                if self.cfg.method == Method::MiKv {
+                    for (i, &slot) in h.hp_slot[c0..c1].iter().enumerate() {
+                        if slot != NONE {
+                            let sl = slot as usize;
+                            crate::kernels::f16_to_f32(&h.hp_k[sl * d..(sl + 1) * d], &mut ko[i * dp..i * dp + d]);
+                            crate::kernels::f16_to_f32(&h.hp_v[sl * d..(sl + 1) * d], &mut vo[i * dp..i * dp + d]);
+                            ko[i * dp + d..(i + 1) * dp].fill(0.0);
+                            vo[i * dp + d..(i + 1) * dp].fill(0.0);
+                        }
+                    }
+                }
+                true
+            }
+            Method::F16 | Method::H2o if d == dp => {
+                match (bytemuck::try_cast_slice::<u8, f16>(kr), bytemuck::try_cast_slice::<u8, f16>(vr)) {
+                    (Ok(k16), Ok(v16)) => {
+                        crate::kernels::f16_to_f32(k16, &mut ko[..rows * dp]);
+                        crate::kernels::f16_to_f32(v16, &mut vo[..rows * dp]);
+                        true
+                    }
+                    _ => false,
+                }
+            }
+            _ => false,
         }
     }
 

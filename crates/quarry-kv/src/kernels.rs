@@ -65,6 +65,32 @@ pub fn affine(y: &mut [f32], scale: &[f32], zero: &[f32]) {
     }
 }
 
+/// `rows` rows of stride `dp`: `y[r][c] = y[r][c]·scale[c] + zero[c]`.
+pub fn affine_rows(y: &mut [f32], rows: usize, dp: usize, scale: &[f32], zero: &[f32]) {
+    assert!(y.len() >= rows * dp && scale.len() >= dp && zero.len() >= dp);
+    for r in 0..rows {
+        affine(&mut y[r * dp..(r + 1) * dp], scale, zero);
+    }
+}
+
+/// Per-group affine over `rows` rows of stride `dp`: group `i` (of `group`
+/// consecutive values, counted across the whole tile) gets
+/// `y = y·scale[i] + zero[i]`.
+pub fn affine_groups(y: &mut [f32], group: usize, scale: &[f32], zero: &[f32]) {
+    assert!(scale.len() * group <= y.len() && zero.len() == scale.len());
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() && group.is_multiple_of(8) {
+        // SAFETY: AVX2+FMA present; `scale.len()·group ≤ y.len()`.
+        unsafe { x86::affine_groups(y, group, scale, zero) };
+        return;
+    }
+    for (i, (s, z)) in scale.iter().zip(zero).enumerate() {
+        for v in &mut y[i * group..(i + 1) * group] {
+            *v = v.mul_add(*s, *z);
+        }
+    }
+}
+
 /// `y[i] = s·y[i] + z` (one affine for a group).
 #[inline]
 pub fn affine1(y: &mut [f32], s: f32, z: f32) {
@@ -289,6 +315,23 @@ mod x86 {
         while i < n {
             y[i] = y[i].mul_add(s[i], z[i]);
             i += 1;
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn affine_groups(y: &mut [f32], group: usize, scale: &[f32], zero: &[f32]) {
+        unsafe {
+            let yp = y.as_mut_ptr();
+            for (i, (s, z)) in scale.iter().zip(zero).enumerate() {
+                let sv = _mm256_set1_ps(*s);
+                let zv = _mm256_set1_ps(*z);
+                let mut c = 0;
+                while c < group {
+                    let p = yp.add(i * group + c);
+                    _mm256_storeu_ps(p, _mm256_fmadd_ps(_mm256_loadu_ps(p), sv, zv));
+                    c += 8;
+                }
+            }
         }
     }
 

@@ -88,6 +88,49 @@ pub fn unpack_f32(bits: u8, packed: &[u8], out: &mut [f32]) {
     unpack_f32_scalar(bits, packed, out)
 }
 
+/// Unpack a tile of blocks: block `b` of row `r` lies at byte
+/// `r·row_stride + row_offset + b·block_stride`; its 32 codes go to
+/// `out[(r·blocks_per_row + b)·32 ..]`. `signed` (8-bit only) reads i8.
+#[allow(clippy::too_many_arguments)]
+pub fn unpack_tile(
+    bits: u8,
+    signed: bool,
+    src: &[u8],
+    rows: usize,
+    row_stride: usize,
+    row_offset: usize,
+    blocks_per_row: usize,
+    block_stride: usize,
+    out: &mut [f32],
+) {
+    let bb = 4 * bits as usize;
+    if rows == 0 || blocks_per_row == 0 {
+        return;
+    }
+    let last = (rows - 1) * row_stride + row_offset + (blocks_per_row - 1) * block_stride + bb;
+    assert!(src.len() >= last && out.len() >= rows * blocks_per_row * 32);
+    assert!(!signed || bits == 8);
+    #[cfg(target_arch = "x86_64")]
+    if bits != 3 && crate::kernels::has_avx2() {
+        // SAFETY: AVX2 present; the last block read ends within `src` (asserted).
+        unsafe { x86::unpack_tile(bits, signed, src, rows, row_stride, row_offset, blocks_per_row, block_stride, out) };
+        return;
+    }
+    for r in 0..rows {
+        for b in 0..blocks_per_row {
+            let o = r * row_stride + row_offset + b * block_stride;
+            let dst = &mut out[(r * blocks_per_row + b) * 32..(r * blocks_per_row + b + 1) * 32];
+            if signed {
+                for (x, &c) in dst.iter_mut().zip(&src[o..o + 32]) {
+                    *x = c as i8 as f32;
+                }
+            } else {
+                unpack_f32_scalar(bits, &src[o..o + bb], dst);
+            }
+        }
+    }
+}
+
 /// Widen signed bytes to f32 (q8_0 codes), AVX2 when available.
 #[inline]
 pub fn i8_to_f32(src: &[u8], out: &mut [f32]) {
@@ -143,6 +186,69 @@ mod x86 {
                             let x = _mm_loadl_epi64(pp.add(blk * 32 + 8 * k) as *const __m128i);
                             _mm256_storeu_ps(o.add(8 * k), _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(x)));
                         }
+                    }
+                }
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx2")]
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn unpack_tile(
+        bits: u8,
+        signed: bool,
+        src: &[u8],
+        rows: usize,
+        row_stride: usize,
+        row_offset: usize,
+        bpr: usize,
+        block_stride: usize,
+        out: &mut [f32],
+    ) {
+        unsafe {
+            let sp = src.as_ptr();
+            let op = out.as_mut_ptr();
+            for r in 0..rows {
+                for b in 0..bpr {
+                    let p = sp.add(r * row_stride + row_offset + b * block_stride);
+                    let o = op.add((r * bpr + b) * 32);
+                    block(bits, signed, p, o);
+                }
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx2")]
+    unsafe fn block(bits: u8, signed: bool, pp: *const u8, o: *mut f32) {
+        unsafe {
+            match bits {
+                2 => {
+                    let x = _mm_loadl_epi64(pp as *const __m128i);
+                    let m = _mm_set1_epi8(3);
+                    let c0 = _mm_and_si128(x, m);
+                    let c1 = _mm_and_si128(_mm_srli_epi16::<2>(x), m);
+                    let c2 = _mm_and_si128(_mm_srli_epi16::<4>(x), m);
+                    let c3 = _mm_and_si128(_mm_srli_epi16::<6>(x), m);
+                    _mm256_storeu_ps(o, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(c0)));
+                    _mm256_storeu_ps(o.add(8), _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(c1)));
+                    _mm256_storeu_ps(o.add(16), _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(c2)));
+                    _mm256_storeu_ps(o.add(24), _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(c3)));
+                }
+                4 => {
+                    let x = _mm_loadu_si128(pp as *const __m128i);
+                    let m = _mm_set1_epi8(15);
+                    let lo = _mm_and_si128(x, m);
+                    let hi = _mm_and_si128(_mm_srli_epi16::<4>(x), m);
+                    _mm256_storeu_ps(o, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(lo)));
+                    _mm256_storeu_ps(o.add(8), _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128::<8>(lo))));
+                    _mm256_storeu_ps(o.add(16), _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(hi)));
+                    _mm256_storeu_ps(o.add(24), _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128::<8>(hi))));
+                }
+                _ => {
+                    for k in 0..4 {
+                        let x = _mm_loadl_epi64(pp.add(8 * k) as *const __m128i);
+                        let w = if signed { _mm256_cvtepi8_epi32(x) } else { _mm256_cvtepu8_epi32(x) };
+                        _mm256_storeu_ps(o.add(8 * k), _mm256_cvtepi32_ps(w));
                     }
                 }
             }
