@@ -100,7 +100,7 @@ impl KvCache {
 
     fn check_values(&self, x: &[f32], what: &str) -> Result<()> {
         let limit = if self.cfg.method == Method::F32 { f32::MAX } else { MAX_ABS };
-        if let Some(i) = x.iter().position(|v| !(v.abs() <= limit)) {
+        if let Some(i) = x.iter().position(|v| v.is_nan() || v.abs() > limit) {
             return Err(KvError::InvalidInput(format!(
                 "{what}[{i}] = {} is not finite{}",
                 x[i],
@@ -460,8 +460,10 @@ fn age_token(cfg: &KvConfig, codec: &Codec, head: &mut Head, k: &[f32], v: &[f32
                 head.hp_row.push(row as u32);
                 head.hp_k.extend(to_f16(k));
                 head.hp_v.extend(to_f16(v));
-            } else if let Some((s, min)) = min_slot(head.hp_row.iter().map(|&r| head.imp[r as usize])) {
-                if imp > min {
+            } else if let Some((s, min)) = min_slot(head.hp_row.iter().map(|&r| head.imp[r as usize]))
+                && imp > min
+            {
+                {
                     head.hp_slot[head.hp_row[s] as usize] = NONE;
                     head.hp_row[s] = row as u32;
                     head.hp_slot[row] = s as u32;
@@ -476,8 +478,10 @@ fn age_token(cfg: &KvConfig, codec: &Codec, head: &mut Head, k: &[f32], v: &[f32
                 head.rows += 1;
                 head.imp.push(imp);
                 head.pos.push(pos);
-            } else if let Some((s, min)) = min_slot(head.imp.iter().copied()) {
-                if imp > min {
+            } else if let Some((s, min)) = min_slot(head.imp.iter().copied())
+                && imp > min
+            {
+                {
                     let (kb, vb) = codec.rec_bytes();
                     let (mut kr, mut vr) = (Vec::with_capacity(kb), Vec::with_capacity(vb));
                     codec.encode_chunk(k, v, &mut kr, &mut vr);

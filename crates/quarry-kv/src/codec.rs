@@ -523,6 +523,7 @@ pub(crate) fn inlier_center_range(x: &[f32], outl: &[usize]) -> (f32, f32) {
     (0.5 * (mn + mx), (0.5 * (mx - mn)).max(1e-6))
 }
 
+#[allow(clippy::needless_range_loop)]
 /// Learn the per-layer calibration a method needs from `keys`/`values`
 /// (`[kv_heads, n, d]`, input space).
 pub(crate) fn calibrate(cfg: &KvConfig, keys: &[f32], values: &[f32], n: usize) -> Option<Calib> {

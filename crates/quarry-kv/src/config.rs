@@ -143,7 +143,7 @@ impl KvConfig {
     /// Defaults: bits f32 32, f16/h2o 16, q8_0 8, q4_0 4, kivi/rotate/mikv 2,
     /// kvquant 3, gear 4; `group_size` 32 (or `head_dim` if 32 does not
     /// divide it); `residual` 32 for KIVI/GEAR/MiKV/H2O else 0; `sinks` 4 for
-    /// Rotate else 0; outliers 1%; rank 4; budget 0.2.
+    /// Rotate, 1 for KVQuant, else 0; outliers 1%; rank 4; budget 0.2.
     pub fn new(layers: usize, kv_heads: usize, head_dim: usize, method: Method) -> KvConfig {
         let bits = match method {
             Method::F32 => 32,
@@ -166,7 +166,12 @@ impl KvConfig {
             bits,
             group_size,
             residual,
-            sinks: if method == Method::Rotate { 4 } else { 0 },
+            sinks: match method {
+                Method::Rotate => 4,
+                // KVQuant keeps the first token (the attention sink) exact.
+                Method::KvQuant => 1,
+                _ => 0,
+            },
             outlier_fraction: 0.01,
             rank: 4,
             budget: 0.2,
@@ -211,7 +216,7 @@ impl KvConfig {
             if self.method != Method::KvQuant {
                 return Err(unsupported("rope (pre-RoPE keys) is only supported by kvquant"));
             }
-            if !self.head_dim.is_multiple_of(2) || !(r.theta.is_finite() && r.theta > 1.0) {
+            if !(self.head_dim.is_multiple_of(2) && r.theta.is_finite() && r.theta > 1.0) {
                 return Err(invalid("rope needs an even headDim and a finite theta > 1"));
             }
         }
