@@ -1,0 +1,595 @@
+//! The quantized KV cache: many layers, GQA, append, fused decode attention
+//! over the packed chunks, byte accounting and inspection.
+
+use crate::codec::{self, Calib, Codec, Head, NONE};
+use crate::config::{KvConfig, MAX_ABS, Method};
+use crate::error::{KvError, Result, dim, invalid};
+use crate::kernels;
+use crate::quant::pad32;
+use half::f16;
+use rayon::prelude::*;
+
+/// Rows decoded per tile in the attention loop (the tile stays in L1/L2).
+const TILE_ROWS: usize = 64;
+/// Records per parallel job (more jobs than cores balances GQA head counts
+/// like 3 over 2 cores).
+const JOB_ROWS: usize = 2048;
+
+/// A layer's calibration, for inspection (see [`KvCache::calibration`]).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Calibration {
+    /// KVQuant: per KV head and channel (`[kv_heads, head_dim]`), keys are
+    /// normalized as `(k - key_zero) / key_scale` before coding.
+    pub key_zero: Vec<f32>,
+    pub key_scale: Vec<f32>,
+    /// KVQuant: sorted centroids (`2^bits`) on normalized keys / values.
+    pub key_codebook: Vec<f32>,
+    pub value_codebook: Vec<f32>,
+    /// Rotate: per KV head, rotated position `i` takes channel `perm[i]`.
+    pub key_permutation: Vec<u16>,
+    pub value_permutation: Vec<u16>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Layer {
+    pub tokens: usize,
+    pub calib: Option<Calib>,
+    pub heads: Vec<Head>,
+}
+
+/// A KV cache for `layers` layers of `kv_heads` heads, stored with one
+/// [`Method`]. Tensors are `[heads, tokens, head_dim]` row-major f32.
+///
+/// NaN/±inf in keys, values or queries are rejected with
+/// `QUARRY_INVALID_INPUT` before anything is stored (the cache is left
+/// unchanged), as are magnitudes above [`MAX_ABS`] for every method but
+/// `f32` (their f16 scales or values would overflow).
+#[derive(Debug, Clone, PartialEq)]
+pub struct KvCache {
+    pub(crate) cfg: KvConfig,
+    pub(crate) layers: Vec<Layer>,
+}
+
+struct Job {
+    head: usize,
+    /// `None`: the f32 sinks and tail; `Some((c0, c1))`: chunks `c0..c1`.
+    chunks: Option<(usize, usize)>,
+}
+
+struct Partial {
+    m: Vec<f32>,
+    l: Vec<f32>,
+    acc: Vec<f32>,
+    /// Raw scaled scores, `[row][q head in group]` (MiKV/H2O only).
+    scores: Vec<f32>,
+}
+
+impl Partial {
+    fn new(g: usize, dp: usize) -> Partial {
+        Partial { m: vec![f32::NEG_INFINITY; g], l: vec![0.0; g], acc: vec![0.0; g * dp], scores: Vec::new() }
+    }
+}
+
+impl KvCache {
+    /// An empty cache. Errors: invalid configuration (see [`KvConfig::validate`]).
+    pub fn new(cfg: KvConfig) -> Result<KvCache> {
+        cfg.validate()?;
+        let layers = (0..cfg.layers)
+            .map(|_| Layer { tokens: 0, calib: None, heads: vec![Head::default(); cfg.kv_heads] })
+            .collect();
+        Ok(KvCache { cfg, layers })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &KvConfig {
+        &self.cfg
+    }
+
+    fn layer_index(&self, layer: usize) -> Result<()> {
+        if layer >= self.cfg.layers {
+            return Err(invalid(format!("layer {layer} out of range (layers = {})", self.cfg.layers)));
+        }
+        Ok(())
+    }
+
+    /// Tokens appended to `layer` (evicted ones included for H2O).
+    pub fn tokens(&self, layer: usize) -> Result<usize> {
+        self.layer_index(layer)?;
+        Ok(self.layers[layer].tokens)
+    }
+
+    fn check_values(&self, x: &[f32], what: &str) -> Result<()> {
+        let limit = if self.cfg.method == Method::F32 { f32::MAX } else { MAX_ABS };
+        if let Some(i) = x.iter().position(|v| v.is_nan() || v.abs() > limit) {
+            return Err(KvError::InvalidInput(format!(
+                "{what}[{i}] = {} is not finite{}",
+                x[i],
+                if x[i].is_finite() { " or exceeds the f16-safe magnitude 60000" } else { "" }
+            )));
+        }
+        Ok(())
+    }
+
+    /// Learn the calibration of `layer` (KVQuant: per-channel key ranges and
+    /// the codebooks; Rotate: channel permutations) from `keys`/`values`
+    /// (`[kv_heads, n, head_dim]`). Must come before the layer's first
+    /// append; without it the first appended chunk calibrates the layer.
+    /// Other methods need no calibration and ignore it.
+    pub fn calibrate(&mut self, layer: usize, keys: &[f32], values: &[f32]) -> Result<()> {
+        self.layer_index(layer)?;
+        let n = self.cfg.check_shape(keys.len(), self.cfg.kv_heads, "keys")?;
+        if values.len() != keys.len() {
+            return Err(dim("values must have the same shape as keys"));
+        }
+        self.check_values(keys, "keys")?;
+        self.check_values(values, "values")?;
+        if self.layers[layer].tokens > 0 {
+            return Err(invalid("calibrate must come before the layer's first append"));
+        }
+        self.layers[layer].calib = codec::calibrate(&self.cfg, keys, values, n);
+        Ok(())
+    }
+
+    /// Append `keys`/`values` (`[kv_heads, tokens, head_dim]`, one decode
+    /// step or a prefill chunk) to `layer`. Full chunks that leave the
+    /// residual window are quantized; MiKV/H2O decide per aged token from
+    /// the attention it has accumulated so far.
+    pub fn append(&mut self, layer: usize, keys: &[f32], values: &[f32]) -> Result<()> {
+        self.layer_index(layer)?;
+        let n = self.cfg.check_shape(keys.len(), self.cfg.kv_heads, "keys")?;
+        if values.len() != keys.len() {
+            return Err(dim(format!("values length {} != keys length {}", values.len(), keys.len())));
+        }
+        self.check_values(keys, "keys")?;
+        self.check_values(values, "values")?;
+        let cfg = &self.cfg;
+        let l = &mut self.layers[layer];
+        if l.calib.is_none() && matches!(cfg.method, Method::KvQuant | Method::Rotate) {
+            l.calib = codec::calibrate(cfg, keys, values, n);
+        }
+        let d = cfg.head_dim;
+        let first = l.tokens;
+        let calib = l.calib.as_ref();
+        l.heads.par_iter_mut().enumerate().for_each(|(h, head)| {
+            let ks = &keys[h * n * d..(h + 1) * n * d];
+            let vs = &values[h * n * d..(h + 1) * n * d];
+            let n_sink = cfg.sinks.saturating_sub(first).min(n);
+            head.sink_k.extend_from_slice(&ks[..n_sink * d]);
+            head.sink_v.extend_from_slice(&vs[..n_sink * d]);
+            head.tail_k.extend_from_slice(&ks[n_sink * d..]);
+            head.tail_v.extend_from_slice(&vs[n_sink * d..]);
+            head.tail_imp.resize(head.tail_k.len() / d, 0.0);
+            flush(cfg, calib, h, head);
+        });
+        l.tokens += n;
+        Ok(())
+    }
+
+    /// Decode-step attention of `queries` (`[q_heads, 1, head_dim]`,
+    /// `q_heads` a multiple of `kv_heads`; query head `j` reads KV head
+    /// `j / (q_heads / kv_heads)`) over everything cached in `layer`,
+    /// computed directly on the packed chunks (each tile of rows is decoded
+    /// into a small buffer inside the dot-product and weighted-sum loops)
+    /// with an online softmax, in parallel over heads and token ranges.
+    /// `scale` defaults to `1/sqrt(head_dim)`. Returns `[q_heads, head_dim]`.
+    /// MiKV/H2O also accumulate the attention each token received.
+    pub fn attend(&mut self, layer: usize, queries: &[f32], scale: Option<f32>) -> Result<Vec<f32>> {
+        self.layer_index(layer)?;
+        let (d, kvh) = (self.cfg.head_dim, self.cfg.kv_heads);
+        if queries.is_empty() || !queries.len().is_multiple_of(d) {
+            return Err(dim(format!("queries length {} is not a positive multiple of headDim {d}", queries.len())));
+        }
+        let qh = queries.len() / d;
+        if !qh.is_multiple_of(kvh) {
+            return Err(dim(format!("{qh} query heads is not a multiple of {kvh} KV heads")));
+        }
+        if let Some(i) = queries.iter().position(|v| !v.is_finite()) {
+            return Err(KvError::InvalidInput(format!("queries[{i}] is not finite")));
+        }
+        let scale = scale.unwrap_or(1.0 / (d as f32).sqrt());
+        if !scale.is_finite() {
+            return Err(invalid("scale must be finite"));
+        }
+        let lyr = &self.layers[layer];
+        if lyr.tokens == 0 {
+            return Err(invalid(format!("layer {layer} holds no tokens")));
+        }
+        let g = qh / kvh;
+        let dp = pad32(d);
+        let t = self.cfg.chunk_tokens();
+        let stats = matches!(self.cfg.method, Method::MiKv | Method::H2o);
+        let mut jobs = Vec::new();
+        let mut preps = Vec::with_capacity(kvh);
+        for (h, head) in lyr.heads.iter().enumerate() {
+            let codec = Codec::new(&self.cfg, lyr.calib.as_ref(), h);
+            let mut q = vec![0f32; g * dp];
+            for j in 0..g {
+                q[j * dp..j * dp + d].copy_from_slice(&queries[(h * g + j) * d..(h * g + j + 1) * d]);
+            }
+            codec.prepare_query(&mut q);
+            preps.push(q);
+            if !head.sink_k.is_empty() || !head.tail_k.is_empty() {
+                jobs.push(Job { head: h, chunks: None });
+            }
+            let nch = head.rows / t;
+            let per = (JOB_ROWS / t).max(1);
+            let mut c = 0;
+            while c < nch {
+                let e = (c + per).min(nch);
+                jobs.push(Job { head: h, chunks: Some((c, e)) });
+                c = e;
+            }
+        }
+        let cfg = &self.cfg;
+        let partials: Vec<Partial> = jobs
+            .par_iter()
+            .map(|job| {
+                let codec = Codec::new(cfg, lyr.calib.as_ref(), job.head);
+                run_job(&codec, &lyr.heads[job.head], job, &preps[job.head], g, scale, stats, lyr.tokens)
+            })
+            .collect();
+        // Merge the partial softmax states per head.
+        let mut merged: Vec<Partial> = (0..kvh).map(|_| Partial::new(g, dp)).collect();
+        for (job, p) in jobs.iter().zip(&partials) {
+            let m = &mut merged[job.head];
+            for j in 0..g {
+                let mx = m.m[j].max(p.m[j]);
+                if mx == f32::NEG_INFINITY {
+                    continue;
+                }
+                let a = if m.m[j] == f32::NEG_INFINITY { 0.0 } else { (m.m[j] - mx).exp() };
+                let b = if p.m[j] == f32::NEG_INFINITY { 0.0 } else { (p.m[j] - mx).exp() };
+                m.l[j] = m.l[j] * a + p.l[j] * b;
+                for c in 0..dp {
+                    m.acc[j * dp + c] = m.acc[j * dp + c] * a + p.acc[j * dp + c] * b;
+                }
+                m.m[j] = mx;
+            }
+        }
+        let mut out = vec![0f32; qh * d];
+        for (h, m) in merged.iter_mut().enumerate() {
+            let codec = Codec::new(cfg, lyr.calib.as_ref(), h);
+            for j in 0..g {
+                let row = &mut m.acc[j * dp..(j + 1) * dp];
+                let inv = if m.l[j] > 0.0 { 1.0 / m.l[j] } else { 0.0 };
+                for x in row.iter_mut() {
+                    *x *= inv;
+                }
+                codec.finish_output(row);
+                out[(h * g + j) * d..(h * g + j + 1) * d].copy_from_slice(&row[..d]);
+            }
+        }
+        if stats {
+            let n_sinks: Vec<usize> = lyr.heads.iter().map(|hd| hd.sink_k.len() / d).collect();
+            let lyr = &mut self.layers[layer];
+            for (job, p) in jobs.iter().zip(&partials) {
+                let mg = &merged[job.head];
+                let head = &mut lyr.heads[job.head];
+                let weight = |r: usize| -> f32 {
+                    (0..g).map(|j| if mg.l[j] > 0.0 { (p.scores[r * g + j] - mg.m[j]).exp() / mg.l[j] } else { 0.0 }).sum()
+                };
+                match job.chunks {
+                    None => {
+                        let ns = n_sinks[job.head];
+                        for i in 0..head.tail_imp.len() {
+                            head.tail_imp[i] += weight(ns + i);
+                        }
+                    }
+                    Some((c0, c1)) => {
+                        for (r, row) in (c0 * t..c1 * t).enumerate() {
+                            head.imp[row] += weight(r);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The calibration `layer` learned (KVQuant ranges and codebooks,
+    /// Rotate permutations), if any.
+    pub fn calibration(&self, layer: usize) -> Result<Option<Calibration>> {
+        self.layer_index(layer)?;
+        let dp = pad32(self.cfg.head_dim);
+        let d = self.cfg.head_dim;
+        Ok(self.layers[layer].calib.as_ref().map(|c| {
+            let unpad = |x: &[f32]| -> Vec<f32> { x.chunks_exact(dp).flat_map(|r| r[..d].to_vec()).collect() };
+            Calibration {
+                key_zero: unpad(&c.k_zero),
+                key_scale: unpad(&c.k_scale),
+                key_codebook: c.k_cb.clone(),
+                value_codebook: c.v_cb.clone(),
+                key_permutation: c.perm_k.clone(),
+                value_permutation: c.perm_v.clone(),
+            }
+        }))
+    }
+
+    /// Every cached token of `layer` as the cache would reproduce it:
+    /// `(keys, values)`, each `[kv_heads, tokens, head_dim]`, in the space
+    /// they were appended in (pre-RoPE keys for KVQuant with `rope`).
+    /// Evicted tokens (H2O) are zero rows; see [`KvCache::retained`].
+    pub fn dequantize(&self, layer: usize) -> Result<(Vec<f32>, Vec<f32>)> {
+        self.layer_index(layer)?;
+        let lyr = &self.layers[layer];
+        let (d, n) = (self.cfg.head_dim, lyr.tokens);
+        let dp = pad32(d);
+        let t = self.cfg.chunk_tokens();
+        let mut ko = vec![0f32; self.cfg.kv_heads * n * d];
+        let mut vo = vec![0f32; self.cfg.kv_heads * n * d];
+        for (h, head) in lyr.heads.iter().enumerate() {
+            let codec = Codec::new(&self.cfg, lyr.calib.as_ref(), h);
+            let base = h * n * d;
+            let ns = head.sink_k.len() / d;
+            ko[base..base + ns * d].copy_from_slice(&head.sink_k);
+            vo[base..base + ns * d].copy_from_slice(&head.sink_v);
+            let mut kt = vec![0f32; t * dp];
+            let mut vt = vec![0f32; t * dp];
+            for c in 0..head.rows / t {
+                codec.decode_chunk(head, c, &mut kt, &mut vt);
+                codec.stored_to_input(&mut kt, &mut vt, t);
+                for r in 0..t {
+                    let pos = if self.cfg.method == Method::H2o { head.pos[c * t + r] as usize } else { ns + c * t + r };
+                    ko[base + pos * d..base + (pos + 1) * d].copy_from_slice(&kt[r * dp..r * dp + d]);
+                    vo[base + pos * d..base + (pos + 1) * d].copy_from_slice(&vt[r * dp..r * dp + d]);
+                }
+            }
+            let nt = head.tail_k.len() / d;
+            ko[base + (n - nt) * d..base + n * d].copy_from_slice(&head.tail_k);
+            vo[base + (n - nt) * d..base + n * d].copy_from_slice(&head.tail_v);
+        }
+        Ok((ko, vo))
+    }
+
+    /// `[kv_heads, tokens]`: whether each token is still cached (false only
+    /// for tokens H2O evicted).
+    pub fn retained(&self, layer: usize) -> Result<Vec<bool>> {
+        self.layer_index(layer)?;
+        let lyr = &self.layers[layer];
+        let n = lyr.tokens;
+        let d = self.cfg.head_dim;
+        let mut out = vec![true; self.cfg.kv_heads * n];
+        if self.cfg.method == Method::H2o {
+            for (h, head) in lyr.heads.iter().enumerate() {
+                let ns = head.sink_k.len() / d;
+                let nt = head.tail_k.len() / d;
+                for x in &mut out[h * n + ns..h * n + n - nt] {
+                    *x = false;
+                }
+                for &p in &head.pos {
+                    out[h * n + p as usize] = true;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Bytes the cache holds for its contents: packed codes, scales,
+    /// zero-points, outliers, low-rank factors, f32 residual and sink rows,
+    /// f16 high-precision copies, per-token bookkeeping (MiKV/H2O attention
+    /// totals, slot maps, positions) and calibration (codebooks, ranges,
+    /// permutations). Excludes fixed-size struct overhead and spare capacity.
+    pub fn bytes(&self) -> usize {
+        self.layers.iter().map(|l| self.layer_bytes(l)).sum()
+    }
+
+    /// [`KvCache::bytes`] of one layer.
+    pub fn layer_bytes_of(&self, layer: usize) -> Result<usize> {
+        self.layer_index(layer)?;
+        Ok(self.layer_bytes(&self.layers[layer]))
+    }
+
+    fn layer_bytes(&self, l: &Layer) -> usize {
+        let heads: usize = l
+            .heads
+            .iter()
+            .map(|h| {
+                h.krec.len()
+                    + h.vrec.len()
+                    + 4 * (h.sink_k.len() + h.sink_v.len() + h.tail_k.len() + h.tail_v.len())
+                    + match self.cfg.method {
+                        Method::MiKv => 4 * (h.imp.len() + h.tail_imp.len() + h.hp_slot.len() + h.hp_row.len()) + 2 * (h.hp_k.len() + h.hp_v.len()),
+                        Method::H2o => 4 * (h.imp.len() + h.tail_imp.len() + h.pos.len()),
+                        _ => 0,
+                    }
+            })
+            .sum();
+        heads + l.calib.as_ref().map_or(0, Calib::bytes)
+    }
+}
+
+/// Move rows that left the residual window into quantized storage.
+fn flush(cfg: &KvConfig, calib: Option<&Calib>, h: usize, head: &mut Head) {
+    let d = cfg.head_dim;
+    let codec = Codec::new(cfg, calib, h);
+    let tail_rows = head.tail_k.len() / d;
+    match cfg.method {
+        Method::MiKv | Method::H2o => {
+            if tail_rows <= cfg.residual {
+                return;
+            }
+            let age = tail_rows - cfg.residual;
+            for r in 0..age {
+                let (k, v) = (&head.tail_k[r * d..(r + 1) * d], &head.tail_v[r * d..(r + 1) * d]);
+                let (k, v) = (k.to_vec(), v.to_vec());
+                let imp = head.tail_imp[r];
+                age_token(cfg, &codec, head, &k, &v, imp);
+            }
+            head.tail_k.drain(..age * d);
+            head.tail_v.drain(..age * d);
+            head.tail_imp.drain(..age);
+        }
+        _ => {
+            let t = cfg.chunk_tokens();
+            if tail_rows < cfg.residual + t {
+                return;
+            }
+            let nch = (tail_rows - cfg.residual) / t;
+            for c in 0..nch {
+                let (k, v) = (&head.tail_k[c * t * d..(c + 1) * t * d], &head.tail_v[c * t * d..(c + 1) * t * d]);
+                codec.encode_chunk(k, v, &mut head.krec, &mut head.vrec);
+            }
+            head.rows += nch * t;
+            head.aged += nch * t;
+            head.tail_k.drain(..nch * t * d);
+            head.tail_v.drain(..nch * t * d);
+            head.tail_imp.drain(..nch * t);
+        }
+    }
+}
+
+fn to_f16(x: &[f32]) -> Vec<f16> {
+    x.iter().map(|&v| f16::from_f32(v)).collect()
+}
+
+/// MiKV / H2O decision for one token leaving the recent window.
+fn age_token(cfg: &KvConfig, codec: &Codec, head: &mut Head, k: &[f32], v: &[f32], imp: f32) {
+    let d = cfg.head_dim;
+    let pos = (head.sink_k.len() / d + head.aged) as u32;
+    head.aged += 1;
+    let cap = (cfg.budget as f64 * head.aged as f64).floor() as usize;
+    match cfg.method {
+        Method::MiKv => {
+            let row = head.rows;
+            codec.encode_chunk(k, v, &mut head.krec, &mut head.vrec);
+            head.rows += 1;
+            head.imp.push(imp);
+            head.hp_slot.push(NONE);
+            if head.hp_row.len() < cap {
+                head.hp_slot[row] = head.hp_row.len() as u32;
+                head.hp_row.push(row as u32);
+                head.hp_k.extend(to_f16(k));
+                head.hp_v.extend(to_f16(v));
+            } else if let Some((s, min)) = min_slot(head.hp_row.iter().map(|&r| head.imp[r as usize]))
+                && imp > min
+            {
+                {
+                    head.hp_slot[head.hp_row[s] as usize] = NONE;
+                    head.hp_row[s] = row as u32;
+                    head.hp_slot[row] = s as u32;
+                    head.hp_k[s * d..(s + 1) * d].copy_from_slice(&to_f16(k));
+                    head.hp_v[s * d..(s + 1) * d].copy_from_slice(&to_f16(v));
+                }
+            }
+        }
+        Method::H2o => {
+            if head.rows < cap {
+                codec.encode_chunk(k, v, &mut head.krec, &mut head.vrec);
+                head.rows += 1;
+                head.imp.push(imp);
+                head.pos.push(pos);
+            } else if let Some((s, min)) = min_slot(head.imp.iter().copied())
+                && imp > min
+            {
+                {
+                    let (kb, vb) = codec.rec_bytes();
+                    let (mut kr, mut vr) = (Vec::with_capacity(kb), Vec::with_capacity(vb));
+                    codec.encode_chunk(k, v, &mut kr, &mut vr);
+                    head.krec[s * kb..(s + 1) * kb].copy_from_slice(&kr);
+                    head.vrec[s * vb..(s + 1) * vb].copy_from_slice(&vr);
+                    head.imp[s] = imp;
+                    head.pos[s] = pos;
+                }
+            }
+        }
+        _ => unreachable!("only MiKV and H2O age single tokens"),
+    }
+}
+
+fn min_slot(it: impl Iterator<Item = f32>) -> Option<(usize, f32)> {
+    it.enumerate().fold(None, |best, (i, x)| match best {
+        Some((_, b)) if b <= x => best,
+        _ => Some((i, x)),
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_job(codec: &Codec, head: &Head, job: &Job, q: &[f32], g: usize, scale: f32, stats: bool, tokens: usize) -> Partial {
+    let (d, dp, t) = (codec.d, codec.dp, codec.t);
+    let mut st = Partial::new(g, dp);
+    let mut sc = vec![0f32; g * TILE_ROWS.max(t)];
+    match job.chunks {
+        None => {
+            let ns = head.sink_k.len() / d;
+            let nt = head.tail_k.len() / d;
+            let rows: Vec<(usize, &[f32], &[f32])> = (0..ns)
+                .map(|r| (r, &head.sink_k[r * d..(r + 1) * d], &head.sink_v[r * d..(r + 1) * d]))
+                .chain((0..nt).map(|r| (tokens - nt + r, &head.tail_k[r * d..(r + 1) * d], &head.tail_v[r * d..(r + 1) * d])))
+                .collect();
+            let mut kt = vec![0f32; TILE_ROWS * dp];
+            let mut vt = vec![0f32; TILE_ROWS * dp];
+            for tile in rows.chunks(TILE_ROWS) {
+                for (i, (pos, k, v)) in tile.iter().enumerate() {
+                    kt[i * dp..i * dp + d].copy_from_slice(k);
+                    vt[i * dp..i * dp + d].copy_from_slice(v);
+                    codec.input_to_attn(&mut kt[i * dp..(i + 1) * dp], &mut vt[i * dp..(i + 1) * dp], *pos, 1);
+                }
+                process_tile(q, &kt, &vt, tile.len(), dp, g, scale, &mut st, &mut sc, stats);
+            }
+        }
+        Some((c0, c1)) => {
+            let per_tile = (TILE_ROWS / t).max(1);
+            let ns = head.sink_k.len() / d;
+            let (kb, vb) = codec.rec_bytes();
+            let direct = codec.cfg.method == Method::F32 && d == dp;
+            let mut kt = vec![0f32; per_tile * t * dp];
+            let mut vt = vec![0f32; per_tile * t * dp];
+            let mut c = c0;
+            while c < c1 {
+                let e = (c + per_tile).min(c1);
+                let n = (e - c) * t;
+                if direct {
+                    // f32 records are the rows themselves: no copy.
+                    let kr = bytemuck::try_cast_slice::<u8, f32>(&head.krec[c * kb..e * kb]);
+                    let vr = bytemuck::try_cast_slice::<u8, f32>(&head.vrec[c * vb..e * vb]);
+                    if let (Ok(kr), Ok(vr)) = (kr, vr) {
+                        process_tile(q, kr, vr, n, dp, g, scale, &mut st, &mut sc, stats);
+                        c = e;
+                        continue;
+                    }
+                }
+                if !codec.decode_tile(head, c, e, &mut kt, &mut vt) {
+                    for (i, cc) in (c..e).enumerate() {
+                        codec.decode_chunk(head, cc, &mut kt[i * t * dp..(i + 1) * t * dp], &mut vt[i * t * dp..(i + 1) * t * dp]);
+                    }
+                }
+                codec.stored_to_attn_k(&mut kt, ns + c * t, n);
+                process_tile(q, &kt, &vt, n, dp, g, scale, &mut st, &mut sc, stats);
+                c = e;
+            }
+        }
+    }
+    st
+}
+
+/// Online-softmax update of `st` with `n` key/value rows (stride `dp`).
+#[allow(clippy::too_many_arguments)]
+fn process_tile(q: &[f32], k: &[f32], v: &[f32], n: usize, dp: usize, g: usize, scale: f32, st: &mut Partial, sc: &mut [f32], stats: bool) {
+    kernels::scores_tile(q, k, n, dp, g, scale, sc);
+    if stats {
+        for r in 0..n {
+            for j in 0..g {
+                st.scores.push(sc[j * n + r]);
+            }
+        }
+    }
+    for j in 0..g {
+        let s = &mut sc[j * n..(j + 1) * n];
+        let mx = s.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+        let m_new = st.m[j].max(mx);
+        if st.m[j] != m_new {
+            let corr = if st.m[j] == f32::NEG_INFINITY { 0.0 } else { (st.m[j] - m_new).exp() };
+            st.l[j] *= corr;
+            for x in &mut st.acc[j * dp..(j + 1) * dp] {
+                *x *= corr;
+            }
+            st.m[j] = m_new;
+        }
+        for x in s.iter_mut() {
+            *x -= m_new;
+        }
+        kernels::exp_inplace(s);
+        st.l[j] += s.iter().sum::<f32>();
+    }
+    kernels::accum_tile(sc, v, n, dp, g, &mut st.acc);
+}
