@@ -836,8 +836,10 @@ function __napiStampBindingTarget(exportsObject, target) {
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
 module.exports.CancelToken = nativeBinding.CancelToken
+module.exports.NativeMuvera = nativeBinding.NativeMuvera
 module.exports.NativeNgramIndex = nativeBinding.NativeNgramIndex
 module.exports.NativeVectorIndex = nativeBinding.NativeVectorIndex
+module.exports.chamferSimilarity = nativeBinding.chamferSimilarity
 module.exports.distanceKnn = nativeBinding.distanceKnn
 module.exports.distanceKnnAsync = nativeBinding.distanceKnnAsync
 module.exports.distanceOneToMany = nativeBinding.distanceOneToMany

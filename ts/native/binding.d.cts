@@ -29,6 +29,19 @@ export declare class CancelToken {
   cancel(): void
 }
 
+/**
+ * MUVERA fixed-dimensional encodings: a multi-vector query or document as
+ * one vector whose inner products approximate Chamfer similarity.
+ */
+export declare class NativeMuvera {
+  constructor(o: NativeMuveraOptions)
+  get outputDim(): number
+  /** FDE of a query's vectors (`n × dim`). */
+  encodeQuery(vectors: Float32Array): Float32Array
+  /** FDE of a document's vectors (`n × dim`). */
+  encodeDocument(vectors: Float32Array): Float32Array
+}
+
 /** An open n-gram index. Queries are thread-safe; async twins run on the libuv pool. */
 export declare class NativeNgramIndex {
   /** Index directory. */
@@ -70,6 +83,9 @@ export declare class NativeVectorIndex {
   get size(): number
   info(): VectorIndexInfo
 }
+
+/** Exact Chamfer (MaxSim) similarity `Σ_q max_d <q, d>` of two vector sets. */
+export declare function chamferSimilarity(query: Float32Array, doc: Float32Array, dim: number): number
 
 /** Exact k-NN of every query row among the base rows. */
 export declare function distanceKnn(metricCode: number, queries: TypedArray, queriesDtype: number, base: TypedArray, baseDtype: number, dim: number, k: number): KnnResult
@@ -121,6 +137,17 @@ export interface NativeInfo {
   features: Array<string>
   /** Target triple pieces: `os-arch`. */
   target: string
+}
+
+/** Options of `MuveraEncoder` (see the facade's `MuveraOptions`). */
+export interface NativeMuveraOptions {
+  dim: number
+  simhashBits?: number
+  repetitions?: number
+  projectionDim?: number
+  finalDim?: number
+  fillEmptyPartitions?: boolean
+  seed?: number
 }
 
 /** Per-call search options (see the facade's `VectorSearchOptions`). */
