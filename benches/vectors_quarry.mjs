@@ -44,7 +44,7 @@ export const QUARRY_CONFIGS = {
   // exact search scans every row per query: 200 queries are plenty for its one point (as FAISS Flat)
   flat: { build: { kind: 'flat' }, grid: 'none', family: 'flat', like: 'Flat', maxQueries: 200 },
   'ivf-flat': { build: { kind: 'ivf-flat', nlist: 1024 }, grid: 'ivf', family: 'ivf-flat', like: 'IVF1024,Flat', filter: true },
-  sq8: { build: { kind: 'sq8', nlist: 1024 }, grid: 'ivf', family: 'ivf-sq8', like: 'IVF1024,SQ8' },
+  sq8: { build: { kind: 'ivf-sq8', nlist: 1024 }, grid: 'ivf', family: 'ivf-sq8', like: 'IVF1024,SQ8' },
   'ivf-pq8': { build: { kind: 'ivf-pq', nlist: 1024, pq: { m: 50, bits: 8 }, rerank: 0 }, grid: 'ivf', family: 'ivf-pq', like: 'IVF1024,PQ50' },
   'ivf-pq4fs': { build: { kind: 'ivf-pq', nlist: 1024, pq: { m: 50, bits: 4 }, rerank: 0 }, grid: 'ivf', family: 'ivf-pq', like: 'IVF1024,PQ50x4fs' },
   'ivf-pq4fs-rerank': {
