@@ -825,10 +825,24 @@ impl IndexData {
                     continue;
                 }
                 Encoder::Flat => {
-                    buf.resize(n, 0.0);
                     let k = quarry_simd::kernels();
+                    let key = |v: &[f32]| if similarity { -(k.f32_dot)(q, v) } else { (k.f32_l2sq)(q, v) };
+                    if !matches!(allow, Allow::All) || self.deleted.count() > 0 {
+                        // Test the filter before paying for the distance: at low
+                        // selectivity most entries are skipped.
+                        for (v, &pos) in list.floats.chunks_exact(dim).zip(positions) {
+                            if self.admits(allow, pos) {
+                                let key = key(v) + bias;
+                                if may_enter(key, top.threshold()) {
+                                    top.push(key, pos);
+                                }
+                            }
+                        }
+                        continue;
+                    }
+                    buf.resize(n, 0.0);
                     for (d, v) in buf.iter_mut().zip(list.floats.chunks_exact(dim)) {
-                        *d = if similarity { -(k.f32_dot)(q, v) } else { (k.f32_l2sq)(q, v) };
+                        *d = key(v);
                     }
                 }
                 Encoder::Sq8(sq) => {
