@@ -228,8 +228,7 @@ impl Encoder {
         match self {
             Encoder::Flat => dim * 4,
             Encoder::Sq8(_) => dim,
-            Encoder::Pq(pq) => pq.code_size(),
-            Encoder::FastScan(pq) => pq.m.div_ceil(2),
+            Encoder::Pq(pq) | Encoder::FastScan(pq) => pq.code_size(),
             Encoder::Binary(b) => b.code_size(),
         }
     }
@@ -396,7 +395,7 @@ impl IndexData {
             Kind::Sq8 | Kind::IvfSq8 => Encoder::Sq8(Sq8::train(&sample, dim)?),
             Kind::Binary | Kind::IvfBinary => Encoder::Binary(BinaryCodec::train(&sample, dim, config.binary_levels)?),
             Kind::Pq | Kind::IvfPq => {
-                let target = if config.by_residual() { residuals(&sample, dim, &centroids, config.metric) } else { sample };
+                let target = if config.by_residual() { residuals(&sample, dim, &centroids) } else { sample };
                 let pq = ProductQuantizer::train(&target, dim, config.pq_m, config.pq_bits, config.seed, ctl)?;
                 if config.pq_bits == 4 { Encoder::FastScan(pq) } else { Encoder::Pq(pq) }
             }
@@ -951,7 +950,7 @@ pub(crate) fn normalized(vectors: &[f32], dim: usize, metric: Metric) -> Vec<f32
 }
 
 /// Residuals of `data` to their nearest centroid (the coarse assignment).
-fn residuals(data: &[f32], dim: usize, centroids: &[f32], _metric: Metric) -> Vec<f32> {
+fn residuals(data: &[f32], dim: usize, centroids: &[f32]) -> Vec<f32> {
     let knn = quarry_simd::knn(quarry_simd::Metric::L2sq, VectorsRef::F32(data), VectorsRef::F32(centroids), dim, 1)
         .expect("shapes checked by the caller");
     let mut out = data.to_vec();

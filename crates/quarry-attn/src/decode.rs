@@ -348,80 +348,23 @@ impl KeySelector for QuestSelector<'_> {
     }
 }
 
-/// Deterministic k-means (k-means++ seeding from a fixed-seed generator,
-/// Lloyd iterations) over `n` rows of `d` floats. Returns centroids
-/// `[k][d]` and the assignment of each row. Kept internal and small so that
-/// `quarry_ann::kmeans::train` can replace it.
-pub(crate) fn kmeans(data: &[f32], d: usize, k: usize, iters: usize, seed: u64) -> (Vec<f32>, Vec<u32>) {
+/// Centroids `[k][d]` of `n` rows of `d` floats and the assignment of each
+/// row, by the project's k-means (`quarry_ann::kmeans`: k-means++ seeding,
+/// seeded, empty clusters repaired).
+pub(crate) fn kmeans(data: &[f32], d: usize, k: usize, iters: usize, seed: u64) -> Result<(Vec<f32>, Vec<u32>)> {
     let n = data.len() / d;
-    let k = k.min(n).max(1);
-    let dot = quarry_simd::kernels().f32_l2sq;
-    let mut rng = seed ^ 0x9E37_79B9_7F4A_7C15;
-    let mut next = move || {
-        // splitmix64
-        rng = rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = rng;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+    let cfg = quarry_ann::kmeans::KMeansConfig {
+        k: k.min(n).max(1),
+        iterations: iters.max(1),
+        seed,
+        max_points_per_centroid: 0,
+        balance: None,
+        spherical: false,
     };
-    let row = |i: usize| &data[i * d..(i + 1) * d];
-    let mut cent = Vec::with_capacity(k * d);
-    let first = ((next() * n as f64) as usize).min(n - 1);
-    cent.extend_from_slice(row(first));
-    let mut dist: Vec<f32> = (0..n).map(|i| dot(row(i), row(first))).collect();
-    for _ in 1..k {
-        let total: f64 = dist.iter().map(|&x| x as f64).sum();
-        let pick = if total > 0.0 {
-            let mut target = next() * total;
-            let mut chosen = n - 1;
-            for (i, &x) in dist.iter().enumerate() {
-                target -= x as f64;
-                if target <= 0.0 {
-                    chosen = i;
-                    break;
-                }
-            }
-            chosen
-        } else {
-            ((next() * n as f64) as usize).min(n - 1)
-        };
-        let c = cent.len() / d;
-        cent.extend_from_slice(row(pick));
-        let cr = &cent[c * d..(c + 1) * d];
-        dist.par_iter_mut().enumerate().for_each(|(i, x)| *x = x.min(dot(row(i), cr)));
-    }
-    let mut assign = vec![0u32; n];
-    for _ in 0..iters.max(1) {
-        assign.par_iter_mut().enumerate().for_each(|(i, a)| {
-            let r = row(i);
-            let mut best = (f32::INFINITY, 0u32);
-            for c in 0..k {
-                let dd = dot(r, &cent[c * d..(c + 1) * d]);
-                if dd < best.0 {
-                    best = (dd, c as u32);
-                }
-            }
-            *a = best.1;
-        });
-        let mut sums = vec![0.0f64; k * d];
-        let mut counts = vec![0usize; k];
-        for (i, &a) in assign.iter().enumerate() {
-            counts[a as usize] += 1;
-            for (s, &x) in sums[a as usize * d..(a as usize + 1) * d].iter_mut().zip(row(i)) {
-                *s += x as f64;
-            }
-        }
-        for c in 0..k {
-            // An empty cluster keeps its centroid.
-            if counts[c] > 0 {
-                for (dst, s) in cent[c * d..(c + 1) * d].iter_mut().zip(&sums[c * d..(c + 1) * d]) {
-                    *dst = (*s / counts[c] as f64) as f32;
-                }
-            }
-        }
-    }
-    (cent, assign)
+    let fail = |e: quarry_ann::AnnError| crate::AttnError::InvalidArgument(format!("k-means over keys: {e}"));
+    let km = quarry_ann::kmeans::train(data, d, &cfg, quarry_ann::Control::none()).map_err(fail)?;
+    let assign = km.try_assign(data).map_err(fail)?.into_iter().map(|(c, _)| c).collect();
+    Ok((km.centroids, assign))
 }
 
 /// Squeezed Attention: keys of a fixed context clustered (k-means) per KV
@@ -459,7 +402,7 @@ impl SqueezedIndex {
         for g in 0..shape.kv_heads {
             let mut keys = vec![0.0f32; n * d];
             k.read(g * n * d, &mut keys);
-            let (cent, assign) = if n == 0 { (vec![0.0; c * d], Vec::new()) } else { kmeans(&keys, d, c, iters, seed) };
+            let (cent, assign) = if n == 0 { (vec![0.0; c * d], Vec::new()) } else { kmeans(&keys, d, c, iters, seed)? };
             let got = cent.len() / d;
             centroids.extend_from_slice(&cent);
             centroids.resize((g + 1) * c * d, 0.0);
