@@ -421,7 +421,7 @@ pub fn open(path: &Path, mmap: bool) -> Result<IndexData> {
         ratio: f32::from_bits(meta.closure_ratio_bits as u32),
     });
     if matches!(kind, Kind::Pq | Kind::IvfPq)
-        && (config.pq_m == 0 || dim % config.pq_m != 0 || !(config.pq_bits == 4 || config.pq_bits == 8))
+        && (config.pq_m == 0 || !dim.is_multiple_of(config.pq_m) || !(config.pq_bits == 4 || config.pq_bits == 8))
     {
         return Err(corrupt("PQ parameters out of range"));
     }

@@ -152,7 +152,7 @@ impl IndexConfig {
             metric,
             kind,
             nlist: 1024,
-            pq_m: if dim % 2 == 0 { dim / 2 } else { dim },
+            pq_m: if dim.is_multiple_of(2) { dim / 2 } else { dim },
             pq_bits: 4,
             opq: false,
             opq_iterations: 10,
@@ -175,7 +175,7 @@ impl IndexConfig {
             return Err(invalid("nlist must be at least 1"));
         }
         if matches!(self.kind, Kind::Pq | Kind::IvfPq) {
-            if self.pq_m == 0 || self.dim % self.pq_m != 0 {
+            if self.pq_m == 0 || !self.dim.is_multiple_of(self.pq_m) {
                 return Err(invalid(format!("pq.m = {} must divide dim = {}", self.pq_m, self.dim)));
             }
             if self.pq_bits != 4 && self.pq_bits != 8 {
@@ -343,7 +343,7 @@ impl IndexData {
     pub fn train(config: IndexConfig, train: &[f32], ctl: Control) -> Result<IndexData> {
         config.validate()?;
         let dim = config.dim;
-        if train.len() % dim != 0 {
+        if !train.len().is_multiple_of(dim) {
             return Err(AnnError::DimMismatch(format!("{} values are not a whole number of {dim}-dimensional vectors", train.len())));
         }
         check_finite(train, dim)?;
@@ -452,7 +452,7 @@ impl IndexData {
     /// labels. Ids must be new and distinct; on any error nothing is added.
     pub fn add(&mut self, vectors: &[f32], ids: Option<&[u64]>, labels: Option<&[u32]>, ctl: Control) -> Result<()> {
         let dim = self.config.dim;
-        if vectors.len() % dim != 0 {
+        if !vectors.len().is_multiple_of(dim) {
             return Err(AnnError::DimMismatch(format!(
                 "{} values are not a whole number of {dim}-dimensional vectors",
                 vectors.len()
@@ -645,7 +645,7 @@ impl IndexData {
     /// Searches a batch of queries (`nq × dim`), in parallel over queries.
     pub fn search(&self, queries: &[f32], params: &SearchParams) -> Result<SearchResult> {
         let dim = self.config.dim;
-        if queries.len() % dim != 0 {
+        if !queries.len().is_multiple_of(dim) {
             return Err(AnnError::DimMismatch(format!(
                 "{} query values are not a whole number of {dim}-dimensional vectors",
                 queries.len()
