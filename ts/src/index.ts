@@ -2,7 +2,7 @@
  * quarry: retrieval and long-context serving kernels for Node.js, in Rust.
  *
  * ```ts
- * import { distance, info, QuarryError } from 'quarry';
+ * import { distance, VectorIndex, NgramIndex, KvCache, attention, info, QuarryError } from 'quarry';
  * const d = distance.l2sq(new Float32Array([1, 2]), new Float32Array([3, 4])); // 8
  * ```
  * @module
@@ -41,6 +41,24 @@ export {
   type VectorSearchResult,
   type VectorIndexInfo,
 } from './vectors.js';
+export { KvCache, type KvMethod, type KvCacheOptions, type KvCacheInfo, type KvAttendOptions } from './kv.js';
+export * as attention from './attention.js';
+export type {
+  KvData,
+  AttentionShape,
+  AttentionOptions,
+  AttentionResult,
+  DenseOutput,
+  PrefillPattern,
+  PrefillPatternName,
+  SparseMethod,
+  SparseOptions,
+  KeyIndices,
+  RecallOptions,
+  RecallStats,
+  PatternChoice,
+  DuoPolicy,
+} from './attention.js';
 export {
   QuarryError,
   CorruptIndexError,

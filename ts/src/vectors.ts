@@ -23,6 +23,7 @@
  */
 import type * as Native from '../native/binding.cjs';
 import { AbortedError, InvalidArgumentError } from './errors.js';
+import { f32, uint } from './args.js';
 import { call, callAsync, native } from './native.js';
 
 /** Metric an index ranks by. `cosine` normalises vectors once at add time. */
@@ -112,19 +113,6 @@ export interface VectorIndexInfo {
   storeVectors: boolean;
   wideIds: boolean;
   opq: boolean;
-}
-
-function uint(name: string, v: number | undefined, min = 0): number | undefined {
-  if (v === undefined) return undefined;
-  if (!Number.isInteger(v) || v < min || v > 0xffff_ffff) {
-    throw new InvalidArgumentError(`${name} must be an integer in ${min}..2^32-1, got ${v}`);
-  }
-  return v;
-}
-
-function f32(name: string, v: unknown): Float32Array {
-  if (!(v instanceof Float32Array)) throw new InvalidArgumentError(`${name} must be a Float32Array`);
-  return v;
 }
 
 function ids(v: unknown): VectorIds | undefined {

@@ -25,6 +25,7 @@
 //! budgets larger than the sequence are clamped (the method then equals
 //! dense attention).
 
+pub mod api;
 pub mod decode;
 pub mod dense;
 pub mod error;
@@ -35,6 +36,7 @@ pub mod realdata;
 pub mod shape;
 pub mod simd;
 
+pub use api::{SparseMethod, SparseResult};
 pub use decode::{
     DuoPolicy, KeySelector, QuestIndex, QuestSelector, Selection, SqueezedIndex, SqueezedSelector, StreamingSelector,
     TidalDecode, TopKSelector, decode_recall, dense_decode, sparse_decode,

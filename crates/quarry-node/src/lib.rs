@@ -1,9 +1,11 @@
 //! Node.js binding of quarry. Only argument conversion, async tasks and error
 //! mapping live here; every algorithm is in a core crate.
 
+mod attention;
 mod convert;
 mod distance;
 mod errors;
+mod kv;
 mod ngram;
 mod task;
 mod vectors;
