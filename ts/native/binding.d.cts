@@ -29,6 +29,33 @@ export declare class CancelToken {
   cancel(): void
 }
 
+export declare class NativeKvCache {
+  constructor(options: NativeKvOptions)
+  /** Loads a cache saved with `save`, validating it. */
+  static load(path: string): NativeKvCache
+  /** Learns KVQuant codebooks / RotateKV channel orders of `layer` from sample K/V. */
+  calibrate(layer: number, keys: Float32Array, values: Float32Array): void
+  /** Appends `[kvHeads, tokens, headDim]` keys and values to `layer`. */
+  append(layer: number, keys: Float32Array, values: Float32Array): void
+  /** Decode attention of `[heads, headDim]` queries over the cached layer. */
+  attend(layer: number, queries: Float32Array, scale?: number | undefined | null): Float32Array
+  /** `attend` on the libuv pool. */
+  attendAsync(layer: number, queries: Float32Array, scale?: number | undefined | null): Promise<Float32Array>
+  /** The layer's keys and values as the cache would attend to them. */
+  dequantize(layer: number): KvTensors
+  /** `[kvHeads, tokens]` of `layer`: 1 where the token is still attended (H2O evicts; others keep all). */
+  retained(layer: number): Uint8Array
+  /** Tokens appended to `layer`. */
+  layerTokens(layer: number): number
+  /** Exact bytes of every layer's stored K/V (codes, scales, outliers, residual). */
+  bytes(): number
+  /** Exact bytes of one layer. */
+  layerBytes(layer: number): number
+  /** Saves atomically in the versioned cache format. */
+  save(path: string): void
+  info(): KvCacheInfo
+}
+
 /**
  * MUVERA fixed-dimensional encodings: a multi-vector query or document as
  * one vector whose inner products approximate Chamfer similarity.
@@ -69,6 +96,18 @@ export declare class NativeNgramIndex {
   contaminationAsync(texts: Array<string>, n: number): Promise<Array<NgramContamination>>
 }
 
+/**
+ * TidalDecode: selection layers pick exact top-k keys, later layers of the
+ * same step reuse them.
+ */
+export declare class NativeTidalDecoder {
+  constructor(selectionLayers: Array<number>, budget: number, sink: number, recent: number)
+  /** Decode attention of `layer` (call the layers of one step in order). */
+  attend(layer: number, q: Float32Array, k: KvArray, v: KvArray, options: NativeAttnOptions): NativeAttnResult
+  /** Starts a new decode step. */
+  reset(): void
+}
+
 export declare class NativeVectorIndex {
   /** Searches a batch of queries on the calling thread. */
   searchSync(queries: Float32Array, options: NativeSearchOptions): VectorSearchResult
@@ -83,6 +122,30 @@ export declare class NativeVectorIndex {
   get size(): number
   info(): VectorIndexInfo
 }
+
+/** Dense attention on the calling thread. */
+export declare function attentionDense(q: Float32Array, k: KvArray, v: KvArray, options: NativeAttnOptions): NativeAttnResult
+
+/** Dense attention on the libuv pool. */
+export declare function attentionDenseAsync(q: Float32Array, k: KvArray, v: KvArray, options: NativeAttnOptions): Promise<NativeAttnResult>
+
+/** Calibrates a DuoAttention policy on prefill Q/K. */
+export declare function attentionDuoCalibrate(q: Float32Array, k: KvArray, options: NativeAttnOptions, sink: number, window: number, target: number): NativeDuoPolicy
+
+/** Recall of a method's keys (`keys` gives them explicitly). */
+export declare function attentionRecall(q: Float32Array, k: KvArray, options: NativeAttnOptions, method: NativeSparseMethod): NativeRecall
+
+/** `‖out − reference‖₂ / ‖reference‖₂`. */
+export declare function attentionRelativeError(out: Float32Array, reference: Float32Array): number
+
+/** MInference's offline step on calibration Q/K (prefill shape). */
+export declare function attentionSearchPatterns(q: Float32Array, k: KvArray, options: NativeAttnOptions, candidates: Array<NativePrefillPattern> | undefined | null, target: number): NativePatternChoice
+
+/** Sparse attention by method, on the calling thread. */
+export declare function attentionSparse(q: Float32Array, k: KvArray, v: KvArray, options: NativeAttnOptions, method: NativeSparseMethod): NativeAttnResult
+
+/** Sparse attention by method, on the libuv pool. */
+export declare function attentionSparseAsync(q: Float32Array, k: KvArray, v: KvArray, options: NativeAttnOptions, method: NativeSparseMethod): Promise<NativeAttnResult>
 
 /** Exact Chamfer (MaxSim) similarity `Σ_q max_d <q, d>` of two vector sets. */
 export declare function chamferSimilarity(query: Float32Array, doc: Float32Array, dim: number): number
@@ -111,6 +174,50 @@ export interface KnnResult {
   distances: Float32Array
 }
 
+/** The configuration a cache runs with, defaults filled in. */
+export interface KvCacheInfo {
+  layers: number
+  kvHeads: number
+  headDim: number
+  method: string
+  bits: number
+  groupSize: number
+  residual: number
+  sinks: number
+  outlierFraction: number
+  rank: number
+  budget: number
+  ropeTheta?: number
+  rotationBlock: number
+}
+
+/** Keys and values of a layer as f32, `[kvHeads, tokens, headDim]`. */
+export interface KvTensors {
+  keys: Float32Array
+  values: Float32Array
+}
+
+/** Shape and options of an attention call (see the facade's `AttentionOptions`). */
+export interface NativeAttnOptions {
+  heads: number
+  kvHeads: number
+  headDim: number
+  causal?: boolean
+  scale?: number
+  block?: number
+}
+
+/**
+ * Attention output: `[heads, qLen, headDim]`, log-sum-exp per query row,
+ * density, and for decode methods the keys each query head attended.
+ */
+export interface NativeAttnResult {
+  output: Float32Array
+  lse: Float32Array
+  density: number
+  selection?: Array<Uint32Array>
+}
+
 /** Options of `ngramBuild` (see the facade's `NgramBuildOptions`). */
 export interface NativeBuildOptions {
   tokenizer?: string
@@ -121,6 +228,14 @@ export interface NativeBuildOptions {
   bitvector?: string
   /** `file` (one document per text file, default) or `paragraphs`. */
   split?: string
+}
+
+/** A DuoAttention policy: per KV head, retrieval (full) or streaming. */
+export interface NativeDuoPolicy {
+  retrievalHeads: Array<boolean>
+  sink: number
+  window: number
+  streamingRecall: Float64Array
 }
 
 /** Build and runtime facts, as `quarry info` prints them. */
@@ -139,6 +254,24 @@ export interface NativeInfo {
   target: string
 }
 
+/** Options of `new KvCache` (see the facade's `KvCacheOptions`). */
+export interface NativeKvOptions {
+  layers: number
+  kvHeads: number
+  headDim: number
+  method: string
+  bits?: number
+  groupSize?: number
+  residual?: number
+  sinks?: number
+  outlierFraction?: number
+  rank?: number
+  budget?: number
+  ropeTheta?: number
+  ropeStyle?: string
+  rotationBlock?: number
+}
+
 /** Options of `MuveraEncoder` (see the facade's `MuveraOptions`). */
 export interface NativeMuveraOptions {
   dim: number
@@ -150,6 +283,35 @@ export interface NativeMuveraOptions {
   seed?: number
 }
 
+/** Result of `searchPatterns`: the cheapest pattern per query head meeting the target. */
+export interface NativePatternChoice {
+  patterns: Array<NativePrefillPattern>
+  recall: Float64Array
+  density: Float64Array
+}
+
+/**
+ * A prefill pattern as a plain object: `pattern` is `dense`, `a-shape`,
+ * `vertical-slash` or `block-topk`; other fields are its parameters.
+ */
+export interface NativePrefillPattern {
+  pattern: string
+  sink?: number
+  window?: number
+  vertical?: number
+  slash?: number
+  lastQ?: number
+  gamma?: number
+  estimate?: string
+}
+
+/** Attention recall: the share of the true softmax mass on the selected keys. */
+export interface NativeRecall {
+  mean: number
+  min: number
+  perHead: Float64Array
+}
+
 /** Per-call search options (see the facade's `VectorSearchOptions`). */
 export interface NativeSearchOptions {
   k: number
@@ -158,6 +320,30 @@ export interface NativeSearchOptions {
   pruneEps?: number
   allow?: Ids
   labels?: Uint32Array
+}
+
+/** A sparse method as a plain object (see the facade's `SparseOptions`). */
+export interface NativeSparseMethod {
+  pattern: string
+  sink?: number
+  window?: number
+  vertical?: number
+  slash?: number
+  lastQ?: number
+  gamma?: number
+  estimate?: string
+  recent?: number
+  pageSize?: number
+  budget?: number
+  clusters?: number
+  iterations?: number
+  seed?: number
+  /** `per-head`: one prefill pattern per query head. */
+  patterns?: Array<NativePrefillPattern>
+  /** `duo`: per KV head, true = retrieval (full) head. */
+  retrievalHeads?: Array<boolean>
+  /** `keys`: key positions per query head. */
+  keys?: Array<Uint32Array>
 }
 
 /** Options of `vectorBuild` (see the facade's `VectorBuildOptions`). */

@@ -10,6 +10,8 @@ import { runDemo } from './demo.js';
 import { info, QuarryError } from './index.js';
 import { addNgramCommands } from './cli-ngram.js';
 import { addVectorCommands } from './cli-vectors.js';
+import { addKvCommands } from './cli-kv.js';
+import { addAttnCommands } from './cli-attn.js';
 
 const pkg = createRequire(import.meta.url)('../../package.json') as { version: string };
 
@@ -44,6 +46,8 @@ program
 
 addNgramCommands(program);
 addVectorCommands(program);
+addKvCommands(program);
+addAttnCommands(program);
 
 program.parseAsync().catch((err: unknown) => {
   if (err instanceof QuarryError) {

@@ -12,18 +12,8 @@ import * as distance from './distance.js';
 import { info } from './index.js';
 import { NgramIndex } from './ngram.js';
 import { VectorIndex } from './vectors.js';
-
-/** Deterministic pseudo-random numbers (mulberry32), so demo runs are comparable. */
-export function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { rng } from './cli-tensors.js';
+import { attentionDemo, kvDemo } from './demo-llm.js';
 
 function randomMatrix(rows: number, dim: number, seed: number): Float32Array {
   const r = rng(seed);
@@ -107,6 +97,8 @@ export async function runDemo(log: (line: string) => void = console.log): Promis
 
   await ngramDemo(log, check);
   await vectorDemo(log, check);
+  kvDemo(log, check);
+  attentionDemo(log, check);
 
   log(ok ? '\nAll demo checks passed.' : '\nSome demo checks FAILED.');
   return ok;

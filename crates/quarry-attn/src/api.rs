@@ -173,3 +173,14 @@ pub fn default_pattern_candidates() -> Vec<PrefillPattern> {
     }
     c
 }
+
+/// Dense attention, routed by shape: one query per head goes through the
+/// decode kernel (a row per head, parallel over heads), anything longer
+/// through the tiled prefill kernel. Both see every visible key.
+pub fn dense<'a>(q: &[f32], k: impl Into<KvSlice<'a>>, v: impl Into<KvSlice<'a>>, shape: &AttnShape, opts: &AttnOptions) -> Result<AttnOutput> {
+    if shape.q_len == 1 {
+        crate::decode::dense_decode(q, k, v, shape, opts)
+    } else {
+        crate::dense::dense_attention(q, k, v, shape, opts)
+    }
+}

@@ -5,7 +5,7 @@
 mod common;
 
 use common::{Rng, masked_naive, max_head_err};
-use quarry_attn::api::{recall, sparse};
+use quarry_attn::api::{dense, recall, sparse};
 use quarry_attn::*;
 
 fn data(shape: &AttnShape, seed: u64) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
@@ -105,4 +105,16 @@ fn decode_methods_reject_prefill_shapes_and_bad_input() {
     let (q, k, v) = data(&dshape, 4);
     let m = SparseMethod::Quest { page: 0, budget: 8, sink: 0, recent: 0 };
     assert_eq!(sparse(&q, &k, &v, &dshape, &opts, &m).unwrap_err().code(), "QUARRY_INVALID_ARGUMENT");
+}
+
+#[test]
+fn dense_routes_decode_and_prefill_to_equal_results() {
+    let opts = AttnOptions::default();
+    for shape in [AttnShape::decode(6, 2, 333, 32), AttnShape::prefill(6, 2, 130, 32), AttnShape::new(6, 2, 5, 70, 32)] {
+        let (q, k, v) = data(&shape, 21);
+        let want = naive_attention(&q, &k, &v, &shape, &opts).unwrap();
+        let got = dense(&q, &k, &v, &shape, &opts).unwrap();
+        assert!(max_head_err(&got.output, &want, shape.heads) < 1e-5, "{shape:?}");
+        assert_eq!(got.lse.len(), shape.heads * shape.q_len);
+    }
 }

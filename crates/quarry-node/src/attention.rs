@@ -293,7 +293,7 @@ fn attn_result(a: AttnOutput, sel: Option<Selection>) -> NativeAttnResult {
 }
 
 fn run_dense(q: &[f32], k: KvSlice, v: KvSlice, shape: &AttnShape, opts: &AttnOptions) -> Result<NativeAttnResult> {
-    let out = quarry_attn::dense_attention(q, k, v, shape, opts).map_err(coded)?;
+    let out = api::dense(q, k, v, shape, opts).map_err(coded)?;
     Ok(attn_result(out, None))
 }
 
