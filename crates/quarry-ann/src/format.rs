@@ -514,5 +514,6 @@ pub fn open(path: &Path, mmap: bool) -> Result<IndexData> {
         vectors,
         deleted: Bitset::default(),
         id_map,
+        coarse: Default::default(),
     })
 }

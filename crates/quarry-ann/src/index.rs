@@ -18,7 +18,8 @@
 use std::collections::HashMap;
 
 use quarry_simd::VectorsRef;
-use quarry_simd::topk::{TopK, may_enter};
+use crate::reservoir::Reservoir;
+use quarry_simd::topk::may_enter;
 use rayon::prelude::*;
 
 use crate::binary::BinaryCodec;
@@ -334,6 +335,8 @@ pub struct IndexData {
     pub deleted: Bitset,
     /// Live user id → position.
     pub id_map: HashMap<u64, u32>,
+    /// The centroids packed for single-query probing (derived on first use).
+    pub(crate) coarse: std::sync::OnceLock<crate::coarse::CoarsePanels>,
 }
 
 impl IndexData {
@@ -415,6 +418,7 @@ impl IndexData {
             vectors: Slab::default(),
             deleted: Bitset::default(),
             id_map: HashMap::new(),
+            coarse: Default::default(),
         })
     }
 
@@ -729,17 +733,41 @@ impl IndexData {
             return Ok(vec![vec![(0.0, 0)]; nq]);
         }
         let similarity = self.config.metric.is_similarity();
-        let metric = if similarity { quarry_simd::Metric::InnerProduct } else { quarry_simd::Metric::L2sq };
-        let knn = quarry_simd::knn(metric, VectorsRef::F32(queries), VectorsRef::F32(&self.centroids), dim, params.nprobe)
-            .map_err(|e| AnnError::InvalidArgument(e.to_string()))?;
         let np = params.nprobe;
-        Ok((0..nq)
-            .map(|q| {
-                let mut probed: Vec<(f32, u32)> = knn.distances[q * np..(q + 1) * np]
-                    .iter()
-                    .zip(&knn.ids[q * np..(q + 1) * np])
-                    .map(|(&d, &l)| (if similarity { -d } else { d }, l))
-                    .collect();
+        let nearest: Vec<Vec<(f32, u32)>> = if nq < quarry_simd::knn::GEMM_MIN_QUERIES {
+            // A few queries: one matrix-vector product each over the packed centroids.
+            let panels = self.coarse.get_or_init(|| crate::coarse::CoarsePanels::new(&self.centroids, dim));
+            let mut keys = vec![0.0f32; panels.len()];
+            queries
+                .chunks_exact(dim)
+                .map(|q| {
+                    panels.dots(q, &mut keys);
+                    if similarity {
+                        keys.iter_mut().for_each(|k| *k = -*k);
+                    } else {
+                        let qq: f32 = q.iter().map(|x| x * x).sum();
+                        keys.iter_mut().enumerate().for_each(|(c, k)| *k = (qq + panels.norm(c) - 2.0 * *k).max(0.0));
+                    }
+                    crate::coarse::smallest(&keys, np)
+                })
+                .collect()
+        } else {
+            let metric = if similarity { quarry_simd::Metric::InnerProduct } else { quarry_simd::Metric::L2sq };
+            let knn = quarry_simd::knn(metric, VectorsRef::F32(queries), VectorsRef::F32(&self.centroids), dim, np)
+                .map_err(|e| AnnError::InvalidArgument(e.to_string()))?;
+            (0..nq)
+                .map(|q| {
+                    knn.distances[q * np..(q + 1) * np]
+                        .iter()
+                        .zip(&knn.ids[q * np..(q + 1) * np])
+                        .map(|(&d, &l)| (if similarity { -d } else { d }, l))
+                        .collect()
+                })
+                .collect()
+        };
+        Ok(nearest
+            .into_iter()
+            .map(|mut probed: Vec<(f32, u32)>| {
                 if let Some(eps) = params.prune_eps {
                     // Keys as distances ≥ 0: L2 as is; cosine as 1 - cos (its
                     // centroids are unit length); raw inner products relative
@@ -761,7 +789,7 @@ impl IndexData {
     fn search_one(&self, q: &[f32], probed: &[(f32, u32)], params: &SearchParams, allow: &Allow) -> Result<Vec<(f32, u32)>> {
         let copies = self.config.closure.map_or(1, |c| c.max_copies.max(1));
         let depth = params.k.max(params.rerank) * copies;
-        let mut top = TopK::new(depth);
+        let mut top = Reservoir::new(depth);
         let dim = self.config.dim;
         let similarity = self.config.metric.is_similarity();
         let mut buf: Vec<f32> = Vec::new();
@@ -788,7 +816,17 @@ impl IndexData {
         };
         let mut residual = vec![0.0f32; if self.config.by_residual() { dim } else { 0 }];
 
+        // Probed lists are scattered in memory: ask for their headers up
+        // front and for each next list's first codes while scanning one.
         for &(_, l) in probed {
+            prefetch(std::slice::from_ref(&self.lists[l as usize]));
+        }
+        for (i, &(coarse_key, l)) in probed.iter().enumerate() {
+            if let Some(&(_, next)) = probed.get(i + 1) {
+                let next = &self.lists[next as usize];
+                prefetch(&next.codes[..next.codes.len().min(512)]);
+                prefetch(&next.positions[..next.positions.len().min(64)]);
+            }
             let l = l as usize;
             let list = &self.lists[l];
             let n = list.len();
@@ -797,12 +835,9 @@ impl IndexData {
             }
             let positions = &list.positions[..];
             // Key offset shared by the list: the centroid's part of the score
-            // for residual codes with similarity metrics.
-            let bias = if self.config.by_residual() && similarity {
-                -(quarry_simd::kernels().f32_dot)(q, &self.centroids[l * dim..(l + 1) * dim])
-            } else {
-                0.0
-            };
+            // for residual codes with similarity metrics, which is the
+            // probing key (-q·c).
+            let bias = if self.config.by_residual() && similarity { coarse_key } else { 0.0 };
             if self.config.by_residual() && !similarity {
                 let c = &self.centroids[l * dim..(l + 1) * dim];
                 residual.iter_mut().zip(q.iter().zip(c)).for_each(|(r, (x, c))| *r = x - c);
@@ -879,6 +914,11 @@ impl IndexData {
         if params.rerank > 0 || copies > 1 {
             if params.rerank > 0 && self.config.store_vectors {
                 let k = quarry_simd::kernels();
+                // The candidates' rows are scattered over the stored vectors:
+                // request them all before reading any, so the misses overlap.
+                for h in hits.iter() {
+                    prefetch(&self.vectors[h.1 as usize * dim..(h.1 as usize + 1) * dim]);
+                }
                 for h in hits.iter_mut() {
                     let v = &self.vectors[h.1 as usize * dim..(h.1 as usize + 1) * dim];
                     h.0 = if similarity { -(k.f32_dot)(q, v) } else { (k.f32_l2sq)(q, v) };
@@ -912,7 +952,7 @@ enum Allow {
 /// positions, the list's key offset is added, filters and tombstones applied.
 struct ListCollector<'a> {
     index: &'a IndexData,
-    top: &'a mut TopK,
+    top: &'a mut Reservoir,
     positions: &'a [u32],
     bias: f32,
     allow: &'a Allow,
@@ -950,6 +990,21 @@ pub(crate) fn normalized(vectors: &[f32], dim: usize, metric: Metric) -> Vec<f32
 }
 
 /// Residuals of `data` to their nearest centroid (the coarse assignment).
+/// Hints the CPU to bring the cache lines of `data` in (a no-op off x86-64).
+#[inline]
+fn prefetch<T>(data: &[T]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let start = data.as_ptr().cast::<u8>();
+        for offset in (0..std::mem::size_of_val(data)).step_by(64) {
+            // SAFETY: prefetching is a hint; the address is inside `data`.
+            unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(start.wrapping_add(offset).cast()) };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = data;
+}
+
 fn residuals(data: &[f32], dim: usize, centroids: &[f32]) -> Vec<f32> {
     let knn = quarry_simd::knn(quarry_simd::Metric::L2sq, VectorsRef::F32(data), VectorsRef::F32(centroids), dim, 1)
         .expect("shapes checked by the caller");

@@ -58,9 +58,11 @@ pub fn check_finite(vectors: &[f32], dim: usize) -> Result<()> {
 
 // codecs
 pub mod binary;
+pub mod coarse;
 pub mod kmeans;
 pub mod muvera;
 pub mod opq;
+pub mod reservoir;
 pub mod pq;
 pub mod sq8;
 pub mod fastscan; // fast-scan

@@ -376,3 +376,25 @@ fn searches_run_while_vectors_are_added_and_removed() {
     });
     assert_eq!(index.size(), 2000 - 10);
 }
+
+#[test]
+fn single_queries_and_batches_probe_the_same_lists() {
+    // One query probes through the packed-centroid product, a batch through
+    // the GEMM k-NN: the results must agree (up to float ties).
+    let dim = 24;
+    let base = clustered(4000, dim, 40, 41);
+    let queries = clustered(40, dim, 40, 42);
+    for (metric, kind) in [(Metric::L2, "ivf-flat"), (Metric::InnerProduct, "ivf-pq"), (Metric::Cosine, "ivf-sq8")] {
+        let mut cfg = config(dim, metric, Kind::parse(kind).unwrap(), 37);
+        cfg.pq_m = 12;
+        let index = VectorIndex::build(cfg, &base, None, None, Control::none()).unwrap();
+        let params = SearchParams { k: 10, nprobe: 5, rerank: 20, ..SearchParams::default() };
+        let batch = index.search(&queries, &params).unwrap();
+        let mut same = 0;
+        for q in 0..40 {
+            let one = index.search(&queries[q * dim..(q + 1) * dim], &params).unwrap();
+            same += usize::from(one.ids == batch.ids[q * 10..(q + 1) * 10]);
+        }
+        assert!(same >= 39, "{kind} {metric:?}: {same}/40 queries agree");
+    }
+}
