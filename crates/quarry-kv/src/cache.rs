@@ -4,6 +4,7 @@
 use crate::codec::{self, Calib, Codec, Head, NONE};
 use crate::config::{KvConfig, MAX_ABS, Method};
 use crate::error::{KvError, Result, dim, invalid};
+use crate::fused;
 use crate::kernels;
 use crate::quant::pad32;
 use half::f16;
@@ -528,6 +529,11 @@ fn run_job(codec: &Codec, head: &Head, job: &Job, q: &[f32], g: usize, scale: f3
             }
         }
         Some((c0, c1)) => {
+            if !stats
+                && let Some(f) = fused::job(codec, head, c0, c1, q, g, scale)
+            {
+                return Partial { m: f.m, l: f.l, acc: f.acc, scores: Vec::new() };
+            }
             let per_tile = (TILE_ROWS / t).max(1);
             let ns = head.sink_k.len() / d;
             let (kb, vb) = codec.rec_bytes();
@@ -575,7 +581,7 @@ fn process_tile(q: &[f32], k: &[f32], v: &[f32], n: usize, dp: usize, g: usize, 
     }
     for j in 0..g {
         let s = &mut sc[j * n..(j + 1) * n];
-        let mx = s.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+        let mx = kernels::max_of(s);
         let m_new = st.m[j].max(mx);
         if st.m[j] != m_new {
             let corr = if st.m[j] == f32::NEG_INFINITY { 0.0 } else { (st.m[j] - m_new).exp() };
@@ -585,11 +591,7 @@ fn process_tile(q: &[f32], k: &[f32], v: &[f32], n: usize, dp: usize, g: usize, 
             }
             st.m[j] = m_new;
         }
-        for x in s.iter_mut() {
-            *x -= m_new;
-        }
-        kernels::exp_inplace(s);
-        st.l[j] += s.iter().sum::<f32>();
+        st.l[j] += kernels::exp_shift_sum(s, m_new);
     }
     kernels::accum_tile(sc, v, n, dp, g, &mut st.acc);
 }
