@@ -37,7 +37,7 @@ function run(cmd, args, opts = {}) {
   log(`${cmd} ${args.join(' ')}`);
   const r = spawnSync(cmd, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 28, ...opts });
   if (r.status !== 0) throw new Error(`${cmd} failed with status ${r.status}`);
-  return r.stdout.toString();
+  return r.stdout ? r.stdout.toString() : "";
 }
 function machine() {
   let model = cpus()[0]?.model ?? 'unknown';
@@ -137,7 +137,7 @@ P();
 const f16p = ppl.rows.find((r) => r.method === 'f16')?.ppl;
 P(`### Perplexity with quarry's quantized cache in the loop`);
 P();
-P(`${ppl.tokens} tokens of held-out text (${ppl.text}), one causal forward pass; every layer's K/V for the whole sequence replaced by quarry's decode(encode(·)) (fake quantization of the prefill cache, as KVQuant evaluates; quarry-kv's \`codec\` example as a coprocess). ` +
+P(`The first ${ppl.tokens} tokens of the held-out text (${ppl.text.replace(/, \d+ tokens$/, '')}), one causal forward pass; every layer's K/V for the whole sequence replaced by quarry's decode(encode(·)) (fake quantization of the prefill cache, as KVQuant evaluates; quarry-kv's \`codec\` example as a coprocess). ` +
   'MiKV/H2O are not run here (their decisions need decode-time attention).');
 P();
 P('| method | perplexity | Δ vs f16 | cache bytes × f16 |');
