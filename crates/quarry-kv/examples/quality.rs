@@ -7,10 +7,14 @@
 //! (little-endian f32, `[heads, tokens, head_dim]`; k/v with kv heads).
 //!
 //! ```text
-//! cargo run --release -p quarry-kv --example quality -- [--dir DIR] [--layers all|0,5,29] [--tokens N] [--synthetic]
+//! cargo run --release -p quarry-kv --example quality -- [--dir DIR] [--layers all|0,5,29] [--tokens N]
+//!     [--queries Q] [--json OUT] [--synthetic]
 //! ```
-//! The decode query is the last position's (post-RoPE) query attending to
-//! every token. KVQuant gets pre-RoPE keys (RoPE at attention time) and is
+//! Decode queries: the (post-RoPE) queries of the last `Q` positions (default
+//! 1), each attending over every token up to and including its own, with
+//! the cache holding exactly those tokens (built by appending one token per
+//! step after the first); attention errors are means over the `Q` steps,
+//! bytes and K/V errors are those of the full cache. KVQuant gets pre-RoPE keys (RoPE at attention time) and is
 //! calibrated on the first quarter of the tokens. MiKV/H2O are fed in
 //! chunks of 16 tokens with a decode-style attend after each chunk (so
 //! their importance scores exist), then scored on the final query.
@@ -133,10 +137,12 @@ fn main() {
         }
     };
     let (kvh, qh, d) = (meta.kv_heads, meta.heads, meta.d);
+    let queries: usize = arg("--queries").map(|s| s.parse().unwrap()).unwrap_or(1).clamp(1, n);
+    let mut json_rows: Vec<String> = Vec::new();
     let f16_bpt = (kvh * d * 2 * 2) as f64;
     println!(
-        "# {} — {} tokens, layers {:?}, {} q heads / {} kv heads × {} dims, rope θ {}",
-        meta.name, n, layers, qh, kvh, d, meta.theta
+        "# {} — {} tokens, layers {:?}, {} q heads / {} kv heads × {} dims, rope θ {}, decode queries: the last {}",
+        meta.name, n, layers, qh, kvh, d, meta.theta, queries
     );
     let mut configs: Vec<(Method, u8)> = vec![(Method::F16, 16), (Method::Q8_0, 8), (Method::Q4_0, 4)];
     for mm in [Method::Kivi, Method::KvQuant, Method::Gear, Method::Rotate, Method::MiKv] {
@@ -157,9 +163,11 @@ fn main() {
         };
         let (q, k, k_pre, v) = (load("q", qh), load("k", kvh), load("k_pre", kvh), load("v", kvh));
         let qlast = |t: usize| -> Vec<f32> { (0..qh).flat_map(|h| q[(h * n + t) * d..(h * n + t + 1) * d].to_vec()).collect() };
-        let q_dec = qlast(n - 1);
-        let exact = attention(&q_dec, &k, &v, qh, kvh, d, 1.0 / (d as f32).sqrt(), None);
         let slice = |x: &[f32], t0: usize, t1: usize| -> Vec<f32> { (0..kvh).flat_map(|h| x[(h * n + t0) * d..(h * n + t1) * d].to_vec()).collect() };
+        let first = n - queries; // position of the first decode query
+        let exact: Vec<Vec<f32>> = (first..n)
+            .map(|p| attention(&qlast(p), &slice(&k, 0, p + 1), &slice(&v, 0, p + 1), qh, kvh, d, 1.0 / (d as f32).sqrt(), None))
+            .collect();
         for (ci, &(method, bits)) in configs.iter().enumerate() {
             let mut cfg = KvConfig::new(1, kvh, d, method);
             cfg.bits = bits;
@@ -169,27 +177,46 @@ fn main() {
             }
             let mut cache = KvCache::new(cfg).unwrap();
             let kin = if pre { &k_pre } else { &k };
-            let out = if matches!(method, Method::MiKv | Method::H2o) {
+            // Fill up to the first decode position (MiKV/H2O in chunks of 16
+            // with a decode-style attend after each, so their importance
+            // scores exist), then decode one token per step.
+            if matches!(method, Method::MiKv | Method::H2o) {
                 let mut t0 = 0;
-                let mut last = Vec::new();
-                while t0 < n {
-                    let t1 = (t0 + 16).min(n);
+                while t0 < first {
+                    let t1 = (t0 + 16).min(first);
                     cache.append(0, &slice(kin, t0, t1), &slice(&v, t0, t1)).unwrap();
-                    last = cache.attend(0, &qlast(t1 - 1), None).unwrap();
+                    cache.attend(0, &qlast(t1 - 1), None).unwrap();
                     t0 = t1;
                 }
-                last
             } else {
                 if pre {
                     let nc = (n / 4).max(1);
                     cache.calibrate(0, &slice(kin, 0, nc), &slice(&v, 0, nc)).unwrap();
                 }
-                cache.append(0, kin, &v).unwrap();
-                cache.attend(0, &q_dec, None).unwrap()
-            };
+                if first > 0 {
+                    cache.append(0, &slice(kin, 0, first), &slice(&v, 0, first)).unwrap();
+                }
+            }
+            let (mut attn_err, mut attn_cos) = (0.0, 0.0);
+            for (i, p) in (first..n).enumerate() {
+                cache.append(0, &slice(kin, p, p + 1), &slice(&v, p, p + 1)).unwrap();
+                let out = cache.attend(0, &qlast(p), None).unwrap();
+                attn_err += rel_error(&out, &exact[i]) / queries as f64;
+                attn_cos += cosine(&out, &exact[i]) / queries as f64;
+            }
             let (dk, dv) = cache.dequantize(0).unwrap();
             let bpt = cache.bytes() as f64 / n as f64;
-            let row = [bpt, rel_error(&dk, kin), rel_error(&dv, &v), rel_error(&out, &exact), cosine(&out, &exact)];
+            let row = [bpt, rel_error(&dk, kin), rel_error(&dv, &v), attn_err, attn_cos];
+            json_rows.push(format!(
+                "{{\"layer\":{l},\"method\":\"{}\",\"bits\":{bits},\"bytes_per_token\":{},\"x_f16\":{},\"k_rel_err\":{},\"v_rel_err\":{},\"attn_rel_err\":{},\"attn_cos\":{}}}",
+                method.name(),
+                row[0],
+                row[0] / f16_bpt,
+                row[1],
+                row[2],
+                row[3],
+                row[4]
+            ));
             for (s, x) in summary[ci].iter_mut().zip(row) {
                 *s += x;
             }
@@ -220,6 +247,9 @@ fn main() {
             s[3] / nl,
             s[4] / nl
         );
+    }
+    if let Some(path) = arg("--json") {
+        std::fs::write(&path, format!("[\n{}\n]\n", json_rows.join(",\n"))).unwrap();
     }
     println!("\nK/V errors of mikv and h2o count evicted (h2o) tokens as zeros; kvquant K error is on pre-RoPE keys.");
 }

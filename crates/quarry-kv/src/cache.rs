@@ -4,6 +4,7 @@
 use crate::codec::{self, Calib, Codec, Head, NONE};
 use crate::config::{KvConfig, MAX_ABS, Method};
 use crate::error::{KvError, Result, dim, invalid};
+use crate::fused;
 use crate::kernels;
 use crate::quant::pad32;
 use half::f16;
@@ -75,7 +76,7 @@ impl KvCache {
     pub fn new(cfg: KvConfig) -> Result<KvCache> {
         cfg.validate()?;
         let layers = (0..cfg.layers)
-            .map(|_| Layer { tokens: 0, calib: None, heads: vec![Head::default(); cfg.kv_heads] })
+            .map(|_| Layer { tokens: 0, calib: None, heads: vec![Head::new(&cfg); cfg.kv_heads] })
             .collect();
         Ok(KvCache { cfg, layers })
     }
@@ -156,8 +157,8 @@ impl KvCache {
             let n_sink = cfg.sinks.saturating_sub(first).min(n);
             head.sink_k.extend_from_slice(&ks[..n_sink * d]);
             head.sink_v.extend_from_slice(&vs[..n_sink * d]);
-            head.tail_k.extend_from_slice(&ks[n_sink * d..]);
-            head.tail_v.extend_from_slice(&vs[n_sink * d..]);
+            head.tail_k.push(&ks[n_sink * d..]);
+            head.tail_v.push(&vs[n_sink * d..]);
             head.tail_imp.resize(head.tail_k.len() / d, 0.0);
             flush(cfg, calib, h, head);
         });
@@ -335,8 +336,8 @@ impl KvCache {
                 }
             }
             let nt = head.tail_k.len() / d;
-            ko[base + (n - nt) * d..base + n * d].copy_from_slice(&head.tail_k);
-            vo[base + (n - nt) * d..base + n * d].copy_from_slice(&head.tail_v);
+            ko[base + (n - nt) * d..base + n * d].copy_from_slice(&head.tail_k.to_f32());
+            vo[base + (n - nt) * d..base + n * d].copy_from_slice(&head.tail_v.to_f32());
         }
         Ok((ko, vo))
     }
@@ -365,7 +366,8 @@ impl KvCache {
     }
 
     /// Bytes the cache holds for its contents: packed codes, scales,
-    /// zero-points, outliers, low-rank factors, f32 residual and sink rows,
+    /// zero-points, outliers, low-rank factors, residual rows (f16 for KIVI,
+    /// f32 otherwise) and f32 sink rows,
     /// f16 high-precision copies, per-token bookkeeping (MiKV/H2O attention
     /// totals, slot maps, positions) and calibration (codebooks, ranges,
     /// permutations). Excludes fixed-size struct overhead and spare capacity.
@@ -386,7 +388,9 @@ impl KvCache {
             .map(|h| {
                 h.krec.len()
                     + h.vrec.len()
-                    + 4 * (h.sink_k.len() + h.sink_v.len() + h.tail_k.len() + h.tail_v.len())
+                    + 4 * (h.sink_k.len() + h.sink_v.len())
+                    + h.tail_k.bytes()
+                    + h.tail_v.bytes()
                     + match self.cfg.method {
                         Method::MiKv => 4 * (h.imp.len() + h.tail_imp.len() + h.hp_slot.len() + h.hp_row.len()) + 2 * (h.hp_k.len() + h.hp_v.len()),
                         Method::H2o => 4 * (h.imp.len() + h.tail_imp.len() + h.pos.len()),
@@ -410,13 +414,12 @@ fn flush(cfg: &KvConfig, calib: Option<&Calib>, h: usize, head: &mut Head) {
             }
             let age = tail_rows - cfg.residual;
             for r in 0..age {
-                let (k, v) = (&head.tail_k[r * d..(r + 1) * d], &head.tail_v[r * d..(r + 1) * d]);
-                let (k, v) = (k.to_vec(), v.to_vec());
+                let (k, v) = (head.tail_k.get(r * d, (r + 1) * d).into_owned(), head.tail_v.get(r * d, (r + 1) * d).into_owned());
                 let imp = head.tail_imp[r];
                 age_token(cfg, &codec, head, &k, &v, imp);
             }
-            head.tail_k.drain(..age * d);
-            head.tail_v.drain(..age * d);
+            head.tail_k.drain_front(age * d);
+            head.tail_v.drain_front(age * d);
             head.tail_imp.drain(..age);
         }
         _ => {
@@ -426,13 +429,13 @@ fn flush(cfg: &KvConfig, calib: Option<&Calib>, h: usize, head: &mut Head) {
             }
             let nch = (tail_rows - cfg.residual) / t;
             for c in 0..nch {
-                let (k, v) = (&head.tail_k[c * t * d..(c + 1) * t * d], &head.tail_v[c * t * d..(c + 1) * t * d]);
-                codec.encode_chunk(k, v, &mut head.krec, &mut head.vrec);
+                let (k, v) = (head.tail_k.get(c * t * d, (c + 1) * t * d), head.tail_v.get(c * t * d, (c + 1) * t * d));
+                codec.encode_chunk(&k, &v, &mut head.krec, &mut head.vrec);
             }
             head.rows += nch * t;
             head.aged += nch * t;
-            head.tail_k.drain(..nch * t * d);
-            head.tail_v.drain(..nch * t * d);
+            head.tail_k.drain_front(nch * t * d);
+            head.tail_v.drain_front(nch * t * d);
             head.tail_imp.drain(..nch * t);
         }
     }
@@ -512,9 +515,10 @@ fn run_job(codec: &Codec, head: &Head, job: &Job, q: &[f32], g: usize, scale: f3
         None => {
             let ns = head.sink_k.len() / d;
             let nt = head.tail_k.len() / d;
+            let (tk, tv) = (head.tail_k.to_f32(), head.tail_v.to_f32());
             let rows: Vec<(usize, &[f32], &[f32])> = (0..ns)
                 .map(|r| (r, &head.sink_k[r * d..(r + 1) * d], &head.sink_v[r * d..(r + 1) * d]))
-                .chain((0..nt).map(|r| (tokens - nt + r, &head.tail_k[r * d..(r + 1) * d], &head.tail_v[r * d..(r + 1) * d])))
+                .chain((0..nt).map(|r| (tokens - nt + r, &tk[r * d..(r + 1) * d], &tv[r * d..(r + 1) * d])))
                 .collect();
             let mut kt = vec![0f32; TILE_ROWS * dp];
             let mut vt = vec![0f32; TILE_ROWS * dp];
@@ -528,6 +532,11 @@ fn run_job(codec: &Codec, head: &Head, job: &Job, q: &[f32], g: usize, scale: f3
             }
         }
         Some((c0, c1)) => {
+            if !stats
+                && let Some(f) = fused::job(codec, head, c0, c1, q, g, scale)
+            {
+                return Partial { m: f.m, l: f.l, acc: f.acc, scores: Vec::new() };
+            }
             let per_tile = (TILE_ROWS / t).max(1);
             let ns = head.sink_k.len() / d;
             let (kb, vb) = codec.rec_bytes();
@@ -575,7 +584,7 @@ fn process_tile(q: &[f32], k: &[f32], v: &[f32], n: usize, dp: usize, g: usize, 
     }
     for j in 0..g {
         let s = &mut sc[j * n..(j + 1) * n];
-        let mx = s.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+        let mx = kernels::max_of(s);
         let m_new = st.m[j].max(mx);
         if st.m[j] != m_new {
             let corr = if st.m[j] == f32::NEG_INFINITY { 0.0 } else { (st.m[j] - m_new).exp() };
@@ -585,11 +594,7 @@ fn process_tile(q: &[f32], k: &[f32], v: &[f32], n: usize, dp: usize, g: usize, 
             }
             st.m[j] = m_new;
         }
-        for x in s.iter_mut() {
-            *x -= m_new;
-        }
-        kernels::exp_inplace(s);
-        st.l[j] += s.iter().sum::<f32>();
+        st.l[j] += kernels::exp_shift_sum(s, m_new);
     }
     kernels::accum_tile(sc, v, n, dp, g, &mut st.acc);
 }

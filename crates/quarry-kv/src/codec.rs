@@ -32,6 +32,79 @@ impl Calib {
     }
 }
 
+/// The full-precision recent rows (and MiKV/H2O recent window) of a head:
+/// f32, or f16 for KIVI, which keeps its residual in half precision as the
+/// paper does (values are rounded to nearest f16 on append, and the chunks
+/// that age out are quantized from those f16 values).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Residual {
+    half: bool,
+    x32: Vec<f32>,
+    x16: Vec<f16>,
+}
+
+impl Residual {
+    pub fn new(half: bool) -> Residual {
+        Residual { half, ..Default::default() }
+    }
+
+    /// Rebuild from the f32 values `to_f32` gave (the save format).
+    pub fn from_f32(half: bool, x: &[f32]) -> Residual {
+        let mut r = Residual::new(half);
+        r.push(x);
+        r
+    }
+
+    pub fn is_half(&self) -> bool {
+        self.half
+    }
+
+    /// Stored values (not rows).
+    pub fn len(&self) -> usize {
+        if self.half { self.x16.len() } else { self.x32.len() }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn push(&mut self, x: &[f32]) {
+        if self.half {
+            self.x16.extend(x.iter().map(|&v| f16::from_f32(v)));
+        } else {
+            self.x32.extend_from_slice(x);
+        }
+    }
+
+    /// Values `a..b` as f32.
+    pub fn get(&self, a: usize, b: usize) -> std::borrow::Cow<'_, [f32]> {
+        if self.half {
+            let mut out = vec![0f32; b - a];
+            crate::kernels::f16_to_f32(&self.x16[a..b], &mut out);
+            std::borrow::Cow::Owned(out)
+        } else {
+            std::borrow::Cow::Borrowed(&self.x32[a..b])
+        }
+    }
+
+    pub fn to_f32(&self) -> std::borrow::Cow<'_, [f32]> {
+        self.get(0, self.len())
+    }
+
+    /// Drop the first `n` values.
+    pub fn drain_front(&mut self, n: usize) {
+        if self.half {
+            self.x16.drain(..n);
+        } else {
+            self.x32.drain(..n);
+        }
+    }
+
+    pub fn bytes(&self) -> usize {
+        if self.half { 2 * self.x16.len() } else { 4 * self.x32.len() }
+    }
+}
+
 /// Storage of one KV head of one layer.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct Head {
@@ -40,11 +113,11 @@ pub(crate) struct Head {
     pub vrec: Vec<u8>,
     /// Rows held in records (H2O: occupied slots).
     pub rows: usize,
-    /// f32 attention-sink rows and recent rows (input space).
+    /// f32 attention-sink rows and the recent rows (input space).
     pub sink_k: Vec<f32>,
     pub sink_v: Vec<f32>,
-    pub tail_k: Vec<f32>,
-    pub tail_v: Vec<f32>,
+    pub tail_k: Residual,
+    pub tail_v: Residual,
     /// MiKV/H2O: accumulated attention per record row and per tail row.
     pub imp: Vec<f32>,
     pub tail_imp: Vec<f32>,
@@ -67,6 +140,14 @@ pub(crate) struct Codec<'a> {
     pub dp: usize,
     pub t: usize,
     pub nout: usize,
+}
+
+impl Head {
+    /// An empty head; KIVI keeps its residual in f16.
+    pub fn new(cfg: &KvConfig) -> Head {
+        let half = cfg.method == Method::Kivi;
+        Head { tail_k: Residual::new(half), tail_v: Residual::new(half), ..Default::default() }
+    }
 }
 
 impl<'a> Codec<'a> {

@@ -24,8 +24,9 @@ pub enum Method {
     /// KIVI: keys per channel over chunks of `group_size` tokens
     /// ([`crate::quant::channel_asym_bytes`]), values per token with channel
     /// groups of `group_size` ([`crate::quant::token_asym_bytes`]), both
-    /// asymmetric `bits`-bit; the newest `residual` tokens stay f32 and are
-    /// quantized in whole chunks of `group_size` tokens as they age.
+    /// asymmetric `bits`-bit; the newest `residual` tokens stay in f16 (as in
+    /// KIVI, 2 bytes per value; appended values are rounded to nearest f16)
+    /// and are quantized in whole chunks of `group_size` tokens as they age.
     Kivi,
     /// KVQuant: keys per channel with a per-layer calibrated offset/scale,
     /// values per token (f16 offset + scale), both coded with a per-layer
@@ -123,7 +124,8 @@ pub struct KvConfig {
     /// KIVI/GEAR: tokens per key chunk and channels per value group;
     /// Rotate/MiKV: channels per group. Must divide `head_dim`.
     pub group_size: usize,
-    /// Newest tokens kept in f32 (KIVI/GEAR/KVQuant/Rotate residual, MiKV/H2O recent window).
+    /// Newest tokens kept in full precision: f16 for KIVI, f32 for the
+    /// others (GEAR/KVQuant/Rotate residual, MiKV/H2O recent window).
     pub residual: usize,
     /// First tokens kept in f32 forever (attention sinks).
     pub sinks: usize,

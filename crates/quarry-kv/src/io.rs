@@ -18,7 +18,7 @@
 //! [`KvError::CorruptIndex`] and never a panic.
 
 use crate::cache::{KvCache, Layer};
-use crate::codec::{Calib, Codec, Head, NONE};
+use crate::codec::{Calib, Codec, Head, NONE, Residual};
 use crate::config::{KvConfig, Method};
 use crate::error::{KvError, Result};
 use crate::quant::{Rope, RopeStyle, pad32};
@@ -153,7 +153,9 @@ impl KvCache {
                 w.u64(h.aged as u64);
                 w.bytes(&h.krec);
                 w.bytes(&h.vrec);
-                for v in [&h.sink_k, &h.sink_v, &h.tail_k, &h.tail_v, &h.imp, &h.tail_imp] {
+                // Residual rows are written as f32 whatever their storage
+                // (f16 values widen exactly and narrow back unchanged).
+                for v in [&h.sink_k[..], &h.sink_v[..], &*h.tail_k.to_f32(), &*h.tail_v.to_f32(), &h.imp[..], &h.tail_imp[..]] {
                     w.f32s(v);
                 }
                 w.u32s(&h.hp_slot);
@@ -243,6 +245,7 @@ impl KvCache {
             };
             check_calib(&cfg, calib.as_ref(), tokens, dp)?;
             let mut heads = Vec::with_capacity(kv_heads);
+            let half_tail = Head::new(&cfg).tail_k.is_half();
             for h in 0..kv_heads {
                 let head = Head {
                     rows: r.u64()? as usize,
@@ -251,8 +254,8 @@ impl KvCache {
                     vrec: r.bytes()?,
                     sink_k: r.f32s()?,
                     sink_v: r.f32s()?,
-                    tail_k: r.f32s()?,
-                    tail_v: r.f32s()?,
+                    tail_k: Residual::from_f32(half_tail, &r.f32s()?),
+                    tail_v: Residual::from_f32(half_tail, &r.f32s()?),
                     imp: r.f32s()?,
                     tail_imp: r.f32s()?,
                     hp_slot: r.u32s()?,

@@ -126,6 +126,45 @@ pub fn exp_scalar(x: &mut [f32]) {
     }
 }
 
+/// Largest element (`-inf` for an empty slice; NaN-free input assumed, as
+/// attention scores of finite keys and queries are).
+#[inline]
+pub fn max_of(x: &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: AVX2 present.
+        return unsafe { x86::max_of(x) };
+    }
+    max_of_scalar(x)
+}
+
+/// Scalar reference of [`max_of`].
+pub fn max_of_scalar(x: &[f32]) -> f32 {
+    x.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b))
+}
+
+/// `x[i] = exp(x[i] - m)`, returning `Σ x[i]` (softmax numerators and
+/// their sum in one pass).
+#[inline]
+pub fn exp_shift_sum(x: &mut [f32], m: f32) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: AVX2+FMA present.
+        return unsafe { x86::exp_shift_sum(x, m) };
+    }
+    exp_shift_sum_scalar(x, m)
+}
+
+/// Scalar reference of [`exp_shift_sum`].
+pub fn exp_shift_sum_scalar(x: &mut [f32], m: f32) -> f32 {
+    let mut s = 0f32;
+    for v in x {
+        *v = (*v - m).exp();
+        s += *v;
+    }
+    s
+}
+
 /// Widen f16 to f32.
 #[inline]
 pub fn f16_to_f32(src: &[f16], dst: &mut [f32]) {
@@ -393,6 +432,55 @@ mod x86 {
                 let rest = n - i;
                 x[i..].copy_from_slice(&buf[..rest]);
             }
+        }
+    }
+
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn max_of(x: &[f32]) -> f32 {
+        let n = x.len();
+        let mut i = 0;
+        let mut m = _mm256_set1_ps(f32::NEG_INFINITY);
+        unsafe {
+            while i + 8 <= n {
+                m = _mm256_max_ps(m, _mm256_loadu_ps(x.as_ptr().add(i)));
+                i += 8;
+            }
+        }
+        let mut buf = [0f32; 8];
+        unsafe { _mm256_storeu_ps(buf.as_mut_ptr(), m) };
+        let mut r = buf.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+        for &v in &x[i..] {
+            r = r.max(v);
+        }
+        r
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn exp_shift_sum(x: &mut [f32], m: f32) -> f32 {
+        let n = x.len();
+        let mut i = 0;
+        let mv = _mm256_set1_ps(m);
+        let mut acc = _mm256_setzero_ps();
+        unsafe {
+            while i + 8 <= n {
+                let p = x.as_mut_ptr().add(i);
+                let e = exp8(_mm256_sub_ps(_mm256_loadu_ps(p), mv));
+                _mm256_storeu_ps(p, e);
+                acc = _mm256_add_ps(acc, e);
+                i += 8;
+            }
+            if i < n {
+                let mut buf = [f32::NEG_INFINITY; 8];
+                let rest = n - i;
+                buf[..rest].copy_from_slice(&x[i..]);
+                let e = exp8(_mm256_sub_ps(_mm256_loadu_ps(buf.as_ptr()), mv));
+                _mm256_storeu_ps(buf.as_mut_ptr(), e);
+                x[i..].copy_from_slice(&buf[..rest]);
+                acc = _mm256_add_ps(acc, e);
+            }
+            let mut b = [0f32; 8];
+            _mm256_storeu_ps(b.as_mut_ptr(), acc);
+            b.iter().sum()
         }
     }
 

@@ -20,6 +20,7 @@ pub mod cache;
 mod codec;
 pub mod config;
 pub mod error;
+mod fused;
 pub mod io;
 pub mod kernels;
 pub mod pack;

@@ -171,3 +171,64 @@ fn h2o_evicts_and_mikv_keeps_low_precision() {
         }
     }
 }
+
+/// Methods and widths with a fused AVX2 kernel (`src/fused.rs`), used when
+/// `head_dim` is a multiple of 32 and value groups are whole 32-channel
+/// blocks; 3-bit KIVI (no fused kernel) is here as a control.
+const FUSED: [(Method, u8); 11] = [
+    (Method::F32, 32),
+    (Method::F16, 16),
+    (Method::Q8_0, 8),
+    (Method::Q4_0, 4),
+    (Method::Kivi, 2),
+    (Method::Kivi, 3),
+    (Method::Kivi, 4),
+    (Method::Kivi, 8),
+    (Method::Rotate, 2),
+    (Method::Rotate, 4),
+    (Method::Rotate, 8),
+];
+
+#[test]
+fn fused_kernels_match_naive_attention() {
+    // Query-head groups of 1..7 (the kernels take 3 query heads at a time),
+    // row counts that are not multiples of 4, caches long enough to split
+    // into several parallel jobs, and 1, 2 and 4 blocks of 32 channels.
+    for (i, &(m, bits)) in FUSED.iter().enumerate() {
+        for (j, &(kvh, qh, d, gs)) in [(1, 1, 32, 32), (2, 4, 64, 32), (1, 3, 64, 64), (2, 10, 128, 32), (1, 7, 128, 128)].iter().enumerate() {
+            let mut c = cfg(m, 1, kvh, d);
+            c.bits = bits;
+            c.group_size = gs;
+            check(c, qh, &[2048 + 4 * 32 + 37, 1, 3], (100 * i + j) as u64);
+        }
+    }
+}
+
+#[test]
+fn fused_kernels_on_adversarial_values() {
+    // Large common offsets (the KIVI key bias folding must not lose them),
+    // all-zero rows (zero scales), and a single huge channel.
+    let (kvh, d, n) = (1, 64, 300);
+    let mut rng = Rng::new(55);
+    let base = rng.vec(kvh * n * d);
+    let cases: Vec<(Vec<f32>, Vec<f32>)> = vec![
+        (base.iter().map(|x| 3000.0 + x).collect(), base.iter().map(|x| -2000.0 + 0.5 * x).collect()),
+        (vec![0.0; kvh * n * d], vec![0.0; kvh * n * d]),
+        (base.iter().enumerate().map(|(i, x)| if i % d == 9 { 5e4 } else { *x }).collect(), base.clone()),
+    ];
+    for (ci, (k, v)) in cases.iter().enumerate() {
+        for &(m, bits) in &FUSED {
+            let mut c = cfg(m, 1, kvh, d);
+            c.bits = bits;
+            let mut cache = KvCache::new(c).unwrap();
+            cache.append(0, k, v).unwrap();
+            let q = rng.vec(3 * kvh * d).iter().map(|x| 0.01 * x).collect::<Vec<f32>>();
+            let (dk, dv) = cache.dequantize(0).unwrap();
+            let want = attention(&q, &dk, &dv, 3 * kvh, kvh, d, 0.125, None);
+            let got = cache.attend(0, &q, None).unwrap();
+            let err = rel_error(&got, &want);
+            let tol = if ci == 1 { 0.0 } else { 2e-5 };
+            assert!(err <= tol || (ci == 1 && got.iter().all(|x| *x == 0.0)), "case {ci} {m:?} {bits}: {err}");
+        }
+    }
+}

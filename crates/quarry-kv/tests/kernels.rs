@@ -78,3 +78,23 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn max_and_exp_shift_sum_match_scalar(x in proptest::collection::vec(-90.0f32..30.0, 0..70)) {
+        prop_assert_eq!(kernels::max_of(&x), kernels::max_of_scalar(&x));
+        let m = kernels::max_of_scalar(&x);
+        if !x.is_empty() {
+            let mut a = x.clone();
+            let mut b = x.clone();
+            let sa = kernels::exp_shift_sum(&mut a, m);
+            let sb = kernels::exp_shift_sum_scalar(&mut b, m);
+            prop_assert!((sa - sb).abs() <= 1e-6 * sb.abs(), "{} vs {}", sa, sb);
+            for (p, q) in a.iter().zip(&b) {
+                prop_assert!((p - q).abs() <= 4e-7 * q.abs() + 1e-37, "{} vs {}", p, q);
+            }
+        }
+    }
+}
