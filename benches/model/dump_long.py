@@ -5,6 +5,9 @@ Same tensor format as dump_activations.py (benches/model/README.md), but:
 
 * only the layers given by --layers are dumped (files keep the model's layer
   numbers, e.g. L00, L02, L05; meta.json lists them in "dumped_layers");
+  each layer is written as soon as the forward pass has produced it, and
+  meta.json is rewritten then ("complete": true once all wanted layers are
+  there), so a long run's first layers are usable before it ends;
 * the forward pass stops right after the last wanted layer has produced its
   q/k/v (later layers, the LM head and the logits never run);
 * attention runs as PyTorch's fused causal SDPA with no mask tensor
@@ -85,7 +88,8 @@ class Capture:
     """q/k after RoPE (and before, with pre) via apply_rotary_pos_emb, v via v_proj;
     raises StopForward once the last wanted layer is captured."""
 
-    def __init__(self, model, layers: list[int], heads: int, kv_heads: int, d: int, pre: bool):
+    def __init__(self, model, layers: list[int], heads: int, kv_heads: int, d: int, pre: bool, on_layer):
+        self.on_layer = on_layer
         self.want = set(layers)
         self.last = max(layers)
         self.layer = None
@@ -122,7 +126,7 @@ class Capture:
                 self.store[(i, "k_pre")] = self._np(k)
             self.store[(i, "q")] = self._np(q2)
             self.store[(i, "k")] = self._np(k2)
-            log(f"captured layer {i}")
+            self.on_layer(i, self.store)
             if i == self.last:
                 raise StopForward()
         return q2, k2
@@ -141,7 +145,7 @@ def main() -> None:
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     layers = sorted({int(x) for x in args.layers.split(",") if x.strip()})
-    settings = {"tokens": args.tokens, "dumped_layers": layers, "pre": args.pre}
+    settings = {"tokens": args.tokens, "dumped_layers": layers, "complete": True, "pre": args.pre}
 
     meta_path = os.path.join(args.out, "meta.json")
     if os.path.exists(meta_path):
@@ -188,39 +192,15 @@ def main() -> None:
     ids = ids[: args.tokens]
     log(f"{len(ids)} tokens from {len(used)} addresses ({used[0]} .. {used[-1]}); layers {layers}")
 
-    cap = Capture(model, layers, heads, kv_heads, d, args.pre)
-    t0 = time.time()
-    try:
-        with torch.no_grad():
-            model.model(input_ids=torch.tensor([ids]), use_cache=False)
-        raise SystemExit("forward finished without reaching the last wanted layer")
-    except StopForward:
-        pass
-    timings["forward_s"] = time.time() - t0
-    log(f"forward through layer {max(layers)} over {len(ids)} tokens: {timings['forward_s']:.1f} s")
-
-    tmp = args.out.rstrip("/") + ".tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
-    kinds = ("q", "k", "v") + (("q_pre", "k_pre") if args.pre else ())
-    for layer in layers:
-        for kind in kinds:
-            arr = cap.store.pop((layer, kind))
-            want = (heads if kind.startswith("q") else kv_heads, len(ids), d)
-            if arr.shape != want or not np.isfinite(arr).all():
-                raise SystemExit(f"layer {layer} {kind}: shape {arr.shape} (want {want}) or non-finite values")
-            arr.astype("<f4").tofile(os.path.join(tmp, f"L{layer:02d}.{kind}.f32"))
-    np.asarray(ids, dtype="<u4").tofile(os.path.join(tmp, "tokens.u32"))
-    with open(os.path.join(tmp, "text.txt"), "w", encoding="utf-8") as f:
-        f.write(tok.decode(ids))
-
     meta = {
         "model": os.path.basename(args.gguf),
         "model_name": "smollm2-135m-instruct-q4_1",
         "architecture": cfg.model_type,
         "weights": "GGUF weights dequantized to float32 by transformers; forward pass in float32",
         "layers": cfg.num_hidden_layers,
-        "dumped_layers": layers,
+        "wanted_layers": layers,
+        "dumped_layers": [],
+        "complete": False,
         "pre": args.pre,
         "heads": heads,
         "kv_heads": kv_heads,
@@ -241,29 +221,71 @@ def main() -> None:
                    "numpy": np.__version__, "python": platform.python_version(), "threads": args.threads},
         "timings": timings,
     }
-    # The first tokens must match the 4096-token dump of the same text start
-    # (causal model: a prefix's activations do not depend on what follows).
+    prefix = None
     if args.prefix_dump and os.path.exists(os.path.join(args.prefix_dump, "meta.json")):
         with open(os.path.join(args.prefix_dump, "meta.json"), encoding="utf-8") as f:
-            pm = json.load(f)
-        n = min(pm["tokens"], len(ids))
-        worst = 0.0
-        for layer in layers:
+            prefix = (args.prefix_dump, json.load(f))
+
+    # Layers are written as soon as they are captured (a 64k forward on a
+    # shared 2-core machine takes long; finished layers are usable at once).
+    # meta.json lists the layers written so far; "complete" once all are.
+    os.makedirs(args.out, exist_ok=True)
+    for name in os.listdir(args.out):
+        os.remove(os.path.join(args.out, name))
+    np.asarray(ids, dtype="<u4").tofile(os.path.join(args.out, "tokens.u32"))
+    with open(os.path.join(args.out, "text.txt"), "w", encoding="utf-8") as f:
+        f.write(tok.decode(ids))
+
+    def write_meta():
+        tmp = meta_path + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(meta, f, indent=2)
+            f.write("\n")
+        os.replace(tmp, meta_path)
+
+    t_start = time.time()
+
+    def on_layer(layer: int, store: dict):
+        kinds = ("q", "k", "v") + (("q_pre", "k_pre") if args.pre else ())
+        for kind in kinds:
+            arr = store.pop((layer, kind))
+            want = (heads if kind.startswith("q") else kv_heads, len(ids), d)
+            if arr.shape != want or not np.isfinite(arr).all():
+                raise SystemExit(f"layer {layer} {kind}: shape {arr.shape} (want {want}) or non-finite values")
+            path = os.path.join(args.out, f"L{layer:02d}.{kind}.f32")
+            arr.astype("<f4").tofile(path + ".tmp")
+            os.replace(path + ".tmp", path)
+        timings[f"forward_to_layer_{layer}_s"] = time.time() - t_start
+        # The first tokens must match the 4096-token dump of the same text
+        # start (causal model: a prefix does not depend on what follows).
+        if prefix is not None:
+            pdir, pm = prefix
+            n = min(pm["tokens"], len(ids))
+            worst = 0.0
             for kind in ("q", "k", "v"):
-                a = load_layer(args.prefix_dump, pm, layer, kind)[:, :n].astype(np.float64)
-                b = load_layer(tmp, meta, layer, kind)[:, :n].astype(np.float64)
+                a = load_layer(pdir, pm, layer, kind)[:, :n].astype(np.float64)
+                b = load_layer(args.out, meta, layer, kind)[:, :n].astype(np.float64)
                 worst = max(worst, float(np.abs(a - b).max() / max(np.abs(a).max(), 1e-30)))
-        meta["prefix_check"] = {"against": os.path.basename(args.prefix_dump.rstrip("/")), "tokens": n,
-                                "max_rel_err": worst}
-        log(f"prefix check vs {args.prefix_dump}: first {n} tokens, max rel err {worst:.2e}")
-        if worst > 1e-3:
-            raise SystemExit("the long dump's prefix does not match the 4096-token dump")
-    with open(os.path.join(tmp, "meta.json"), "w", encoding="utf-8") as f:
-        json.dump(meta, f, indent=2)
-        f.write("\n")
-    shutil.rmtree(args.out, ignore_errors=True)
-    os.rename(tmp, args.out)
-    log(f"wrote {args.out} ({timings})")
+            meta.setdefault("prefix_check", {"against": os.path.basename(pdir.rstrip("/")), "tokens": n,
+                                             "max_rel_err": {}})["max_rel_err"][str(layer)] = worst
+            log(f"layer {layer}: prefix check vs {pdir}: first {n} tokens, max rel err {worst:.2e}")
+            if worst > 1e-3:
+                raise SystemExit("the long dump's prefix does not match the 4096-token dump")
+        meta["dumped_layers"].append(layer)
+        meta["complete"] = meta["dumped_layers"] == layers
+        write_meta()
+        log(f"wrote layer {layer} ({timings[f'forward_to_layer_{layer}_s']:.0f} s into the forward pass)")
+
+    cap = Capture(model, layers, heads, kv_heads, d, args.pre, on_layer)
+    try:
+        with torch.no_grad():
+            model.model(input_ids=torch.tensor([ids]), use_cache=False)
+        raise SystemExit("forward finished without reaching the last wanted layer")
+    except StopForward:
+        pass
+    timings["forward_s"] = time.time() - t_start
+    write_meta()
+    log(f"done: {args.out} ({timings})")
 
 
 if __name__ == "__main__":

@@ -50,5 +50,6 @@ pub use prefill::{
     PatternChoice, PrefillPattern, ScoreEstimate, SparseIndex, build_index, build_index_per_head, dense_pairs,
     prefill_recall, search_patterns, sparse_attention, sparse_lse, sparse_prefill,
 };
+pub use quarry_ann::Kind as IndexKind;
 pub use retrieval::{ProbeOrder, RetrievalIndex, RetrievalParams, RetrievalSelector, RetrievalStats};
 pub use shape::{AttnOptions, AttnShape, KernelChoice, KvSlice};
