@@ -196,8 +196,10 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             Err(_) => vec![
                 (1.0, 5.0, ProbeOrder::Centroid),
                 (1.0, 10.0, ProbeOrder::Centroid),
+                (2.0, 5.0, ProbeOrder::Centroid),
+                (2.0, 10.0, ProbeOrder::Centroid),
                 (1.0, 10.0, ProbeOrder::Bound),
-                (1.0, 100.0, ProbeOrder::Bound),
+                (2.0, 100.0, ProbeOrder::Bound),
             ],
         };
         for (top_pct, probe_pct, order) in configs {
@@ -213,14 +215,17 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             let name = format!("retrieval ivf{nlist} k{top_pct}% np{nprobe} {order:?}");
             emit(&name, &sel, scanned, s, rb)?;
         }
-        // Exact top-k oracle (per query head) at 1% + sinks + recent.
-        let top = TopKSelector { k: KvSlice::F32(&k), budget: total / 100, sink, recent };
-        let (sel, s) = time(args.reps.min(2), || {
-            let sel = top.select(&q, &shape).unwrap();
-            sparse_decode(&q, &k, &v, &shape, &opts, &sel).unwrap();
-            sel
-        });
-        emit("oracle top-k 1%", &sel, 1.0, s, 0.0)?;
+        // Exact top-k oracle (per query head) + sinks + recent: the ceiling
+        // for any selector attending as many keys.
+        for pct in [1usize, 2, 4] {
+            let top = TopKSelector { k: KvSlice::F32(&k), budget: total * pct / 100, sink, recent };
+            let (sel, s) = time(args.reps.min(2), || {
+                let sel = top.select(&q, &shape).unwrap();
+                sparse_decode(&q, &k, &v, &shape, &opts, &sel).unwrap();
+                sel
+            });
+            emit(&format!("oracle top-k {pct}%"), &sel, 1.0, s, 0.0)?;
+        }
         // Squeezed: k-means clusters (~64 keys each), 4% budget.
         let t = Instant::now();
         let sq = SqueezedIndex::build(&k, &shape, (total / 64).clamp(1, 1024), 8, 7)?;
