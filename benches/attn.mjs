@@ -203,7 +203,17 @@ for (const n of [...new Set(dec.map((r) => r.tokens))]) {
   });
   const ok = methods.filter((x) => x.att <= 0.05 && x.rec >= 0.95).sort((a, b) => a.att - b.att);
   const best = ok[0] ?? methods.filter((x) => x.att <= 0.05).sort((a, b) => b.rec - a.rec)[0];
-  if (best) p(`- retrieval at ${n} cached tokens: ${best.m} attends ${pct(best.att)} of keys (scans ${pct(best.scan)}) at recall ${f(best.rec, 4)} → goal (≤ 5% at ≥ 0.95) ${ok.length ? 'met' : 'not met'}.`);
+  if (best) p(`- retrieval at ${n} cached tokens (mean over layers): ${best.m} attends ${pct(best.att)} of keys (scans ${pct(best.scan)}) at recall ${f(best.rec, 4)} → goal (≤ 5% at ≥ 0.95) ${ok.length ? 'met' : 'not met'}.`);
+  // Per layer: the cheapest retrieval setting meeting the goal, and the exact
+  // top-k ceiling at a similar budget (no selector attending that many keys can do better).
+  const per = [];
+  for (const layer of [...new Set(rs.map((r) => r.layer))]) {
+    const x = rs.filter((r) => r.layer === layer && r.attended <= 0.05 && r.recall >= 0.95).sort((a, b) => a.attended - b.attended)[0];
+    const o = dec.find((r) => r.tokens === n && r.layer === layer && r.method === 'oracle top-k 4%');
+    const bestAny = rs.filter((r) => r.layer === layer && r.attended <= 0.05).sort((a, b) => b.recall - a.recall)[0];
+    per.push(`layer ${layer}: ${x ? `met (${x.method}, ${pct(x.attended)} attended, ${pct(x.scanned)} scanned, recall ${f(x.recall, 4)})` : `not met (best ${f(bestAny?.recall, 4)} at ${pct(bestAny?.attended ?? NaN)})`}; exact top-4% ceiling ${f(o?.recall, 4)} at ${pct(o?.attended ?? NaN)}`);
+  }
+  if (per.length) p(`  Per layer: ${per.join('; ')}.`);
 }
 p();
 p(`Step times (s): ${Object.entries(timings).map(([k, v]) => `${k} ${v.toFixed(0)}`).join(', ')}. Load average samples: ${loadSamples.map((s) => `${s.what} ${s.load[0]}`).join('; ')}.`);
