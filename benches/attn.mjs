@@ -12,6 +12,10 @@
 //
 //   node benches/attn.mjs [--lengths 8192,32768,65536] [--long-layers 0,2]
 //                         [--no-long-dump] [--skip-setup] [--no-write] [--threads 2]
+//                         [--layers 2] [--append-run benches/.data/runs/attn-...]
+// --layers restricts the long-dump layers measured; --append-run starts from
+// the JSON lines of an earlier run (e.g. one over layers dumped before), so
+// the report covers both.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
@@ -29,6 +33,12 @@ const LONG = join(MODEL_DIR, 'smollm2-long-65536');
 const startedAt = new Date();
 const runDir = join(DATA_DIR, 'runs', `attn-${startedAt.toISOString().replace(/[:.]/g, '-')}`);
 mkdirSync(runDir, { recursive: true });
+if (args['append-run']) {
+  for (const name of ['prefill.jsonl', 'torch.jsonl', 'decode.jsonl']) {
+    const src = join(args['append-run'], name);
+    if (existsSync(src)) writeFileSync(join(runDir, name), readFileSync(src));
+  }
+}
 const env = { ...process.env, RAYON_NUM_THREADS: String(threads), OMP_NUM_THREADS: String(threads) };
 const loadSamples = [];
 const sample = (what) => loadSamples.push({ what, t: new Date().toISOString(), load: loadavg().map((x) => +x.toFixed(2)) });
@@ -63,7 +73,8 @@ timings.build = run('cargo', ['build', '--release', '-p', 'quarry-attn', '--exam
 const EX = (name) => join(ROOT, 'target', 'release', 'examples', name);
 
 const longMeta = existsSync(join(LONG, 'meta.json')) ? JSON.parse(readFileSync(join(LONG, 'meta.json'), 'utf8')) : null;
-const layers = longMeta ? longMeta.dumped_layers : [];
+const onlyLayers = args.layers ? String(args.layers).split(',').map(Number) : null;
+const layers = longMeta ? longMeta.dumped_layers.filter((l) => !onlyLayers || onlyLayers.includes(l)) : [];
 if (!longMeta || !layers.length) log('no long dump: the prefill table and the 32k/128k decode rows need it');
 
 // ---- prefill ----
@@ -79,7 +90,7 @@ for (const n of lengths) {
 
 // ---- decode ----
 const decodeJson = join(runDir, 'decode.jsonl');
-timings['decode 4k'] = run(EX('decode'), [SHORT, '--layers', '2,10,18,26', '--json', decodeJson], 'decode 4k (depth)');
+if (!args['append-run']) timings['decode 4k'] = run(EX('decode'), [SHORT, '--layers', '2,10,18,26', '--json', decodeJson], 'decode 4k (depth)');
 if (longMeta && layers.length) {
   timings['decode 32k'] = run(EX('decode'), [LONG, '--tokens', '32768', '--layers', layers.join(','), '--json', decodeJson], 'decode 32k');
   timings['decode 128k'] = run(EX('decode'), [LONG, '--tokens', String(longMeta.tokens), '--tile-to', '131072', '--needle', '1000',
@@ -110,7 +121,7 @@ p(`Command: \`npm run bench:attn\` (\`${command}\`), ${f(wallS / 60, 1)} min wal
   `the machine is shared with other jobs, so absolute times are contended; ratios within one step (quarry vs torch, sparse vs dense) ran back to back.`);
 p();
 if (longMeta) {
-  p(`Data: SmolLM2-135M-Instruct (Q4_1 GGUF, f32 forward) Q/K/V of layers ${layers.join(', ')} over the first ${longMeta.tokens} tokens of State of the Union addresses ` +
+  p(`Data: SmolLM2-135M-Instruct (Q4_1 GGUF, f32 forward) Q/K/V of layers ${[...new Set(pre.map((r) => r.layer))].join(', ')} over the first ${longMeta.tokens} tokens of State of the Union addresses ` +
     `(\`benches/model/dump_long.py\`; 8k and 32k are prefixes; the model's trained window is ${longMeta.context_length}, RoPE extrapolated beyond it; ` +
     `first 4096 tokens match the 4096-token dump to ${JSON.stringify(longMeta.prefix_check?.max_rel_err ?? {})} relative). ` +
     `Heads: all 9 query / 3 KV heads at 8k, the first GQA group (3 query heads, 1 KV head) at 32k and 64k.`);
@@ -122,7 +133,7 @@ if (pre.length) {
   p('| tokens | layer | method | seconds | speedup vs quarry dense | recall | worst head | output rel. err | density |');
   p('| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |');
   for (const n of lengths) {
-    for (const layer of layers) {
+    for (const layer of [...new Set(pre.filter((r) => r.tokens === n).map((r) => r.layer))]) {
       const t = tor.find((r) => r.tokens === n && r.layer === layer);
       const rows = pre.filter((r) => r.tokens === n && r.layer === layer);
       if (!rows.length) continue;
