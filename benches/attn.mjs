@@ -29,7 +29,10 @@ const longLayers = String(args['long-layers'] ?? '0,2');
 const PY = join(DATA_DIR, 'venv-model', 'bin', 'python');
 const MODEL_DIR = join(DATA_DIR, 'model');
 const SHORT = join(MODEL_DIR, 'smollm2-135m-instruct-q4_1');
-const LONG = join(MODEL_DIR, 'smollm2-long-65536');
+// --long-tokens picks the long dump (default 65536; e.g. 32768 for deeper
+// layers at a quarter of the forward-pass cost).
+const longTokens = Number(args['long-tokens'] ?? 65536);
+const LONG = join(MODEL_DIR, `smollm2-long-${longTokens}`);
 const startedAt = new Date();
 const runDir = join(DATA_DIR, 'runs', `attn-${startedAt.toISOString().replace(/[:.]/g, '-')}`);
 mkdirSync(runDir, { recursive: true });
@@ -66,7 +69,7 @@ let sotu = join(ROOT, 'node_modules', '@stdlib', 'datasets-sotu', 'data');
 if (!existsSync(join(sotu, '2021_joseph_r_biden_d.txt'))) sotu = join(MODEL_DIR, 'dl', 'sotu', 'package', 'data');
 if (!args['no-long-dump']) {
   // Idempotent: returns at once when the dump with these layers is complete.
-  timings.longDump = run(PY, ['benches/model/dump_long.py', '--gguf', gguf, '--sotu-dir', sotu, '--tokens', '65536',
+  timings.longDump = run(PY, ['benches/model/dump_long.py', '--gguf', gguf, '--sotu-dir', sotu, '--tokens', String(longTokens),
     '--layers', longLayers, '--threads', String(threads), '--prefix-dump', SHORT, '--out', LONG], 'long dump');
 }
 timings.build = run('cargo', ['build', '--release', '-p', 'quarry-attn', '--examples'], 'cargo build');
@@ -92,7 +95,7 @@ for (const n of lengths) {
 const decodeJson = join(runDir, 'decode.jsonl');
 if (!args['append-run']) timings['decode 4k'] = run(EX('decode'), [SHORT, '--layers', '2,10,18,26', '--json', decodeJson], 'decode 4k (depth)');
 if (longMeta && layers.length) {
-  timings['decode 32k'] = run(EX('decode'), [LONG, '--tokens', '32768', '--layers', layers.join(','), '--json', decodeJson], 'decode 32k');
+  if (longMeta.tokens >= 32768) timings['decode 32k'] = run(EX('decode'), [LONG, '--tokens', '32768', '--layers', layers.join(','), '--json', decodeJson], 'decode 32k');
   timings['decode 128k'] = run(EX('decode'), [LONG, '--tokens', String(longMeta.tokens), '--tile-to', '131072', '--needle', '1000',
     '--layers', layers.join(','), '--reps', '3', '--json', decodeJson], 'decode 128k');
 }
@@ -177,6 +180,7 @@ if (dec.length) {
   for (const gkey of groups) {
     const rows = dec.filter((r) => `${r.tokens}|${r.tiled}|${r.real_tokens}` === gkey);
     const data = rows[0].tiled ? `real ${rows[0].real_tokens} tokens tiled ×${rows[0].tokens / rows[0].real_tokens}, needle at ${rows[0].needle_pos}` : `real (${rows[0].real_tokens === 4096 ? '4k dump' : 'long dump'})`;
+    // Rows of different long dumps (e.g. 64k layer 0, 32k layer 2) group by data and layer set.
     const ls = [...new Set(rows.map((r) => r.layer))].join(',');
     for (const m of [...new Set(rows.map((r) => r.method))]) {
       const rs = rows.filter((r) => r.method === m);
