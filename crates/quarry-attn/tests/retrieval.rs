@@ -220,3 +220,11 @@ fn bad_input_is_an_error() {
     let sq = RetrievalIndex::build(&k, &shape, &RetrievalParams { kind: quarry_ann::Kind::IvfSq8, ..p }).unwrap();
     assert_eq!(sq.selector(10, 1, 1, 2).select(&nq, &shape).unwrap_err().code(), "QUARRY_INVALID_ARGUMENT");
 }
+
+#[test]
+fn index_is_send_and_sync() {
+    // The Node binding keeps an index behind an Arc across libuv threads.
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<RetrievalIndex>();
+    send_sync::<RetrievalParams>();
+}
