@@ -15,7 +15,9 @@
 //!   over the selected key ranges and gathered columns.
 //! * **Decode** ([`dense_decode`], [`sparse_decode`]) with selectors behind
 //!   [`KeySelector`]: Quest pages, Squeezed k-means clusters, streaming,
-//!   exact top-k with TidalDecode-style reuse, DuoAttention policy.
+//!   exact top-k with TidalDecode-style reuse, DuoAttention policy, and
+//!   RetrievalAttention ([`RetrievalIndex`]: a quarry-ann inner-product index
+//!   over each KV head's keys, searched with the decode query).
 //! * **Metrics**: attention recall ([`prefill_recall`], [`decode_recall`]),
 //!   output error ([`relative_error`]), density (in every [`AttnOutput`]).
 //!
@@ -33,6 +35,7 @@ pub(crate) mod kernel;
 pub mod metrics;
 pub mod prefill;
 pub mod realdata;
+pub mod retrieval;
 pub mod shape;
 pub mod simd;
 
@@ -49,4 +52,6 @@ pub use prefill::{
     PatternChoice, PrefillPattern, ScoreEstimate, SparseIndex, build_index, build_index_per_head, dense_pairs,
     prefill_recall, search_patterns, sparse_attention, sparse_lse, sparse_prefill,
 };
+pub use quarry_ann::Kind as IndexKind;
+pub use retrieval::{ProbeOrder, RetrievalIndex, RetrievalParams, RetrievalSelector, RetrievalStats};
 pub use shape::{AttnOptions, AttnShape, KernelChoice, KvSlice};

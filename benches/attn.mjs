@@ -1,0 +1,251 @@
+// `npm run bench:attn`: sparse attention on real-model heads (SmolLM2-135M
+// Q/K/V dumps). Sets up what it needs (benches/model/setup.sh, the long
+// 64k-token dump), builds quarry-attn's examples, then
+//   * prefill table at 8k / 32k / 64k tokens: quarry dense vs PyTorch CPU
+//     scaled_dot_product_attention (same heads, same threads, same run) and
+//     every sparse method (speedup over quarry dense, recall, error, density);
+//   * decode table at 32k (real) and 128k (tiled real + planted needle)
+//     cached tokens: dense decode, Quest, RetrievalAttention, Squeezed, exact
+//     top-k oracle;
+// and writes the tables to benches/RESULTS.md ("Sparse attention" section,
+// replaced on each run). See benches/ATTN.md.
+//
+//   node benches/attn.mjs [--lengths 8192,32768,65536] [--long-layers 0,2]
+//                         [--no-long-dump] [--skip-setup] [--no-write] [--threads 2]
+//                         [--layers 2] [--append-run benches/.data/runs/attn-...]
+// --layers restricts the long-dump layers measured; --append-run starts from
+// the JSON lines of an earlier run (e.g. one over layers dumped before), so
+// the report covers both.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
+import { join, relative } from 'node:path';
+import { BENCH_DIR, DATA_DIR, ROOT, log, parseArgs } from './common.mjs';
+
+const args = parseArgs(process.argv.slice(2));
+const threads = Number(args.threads ?? 2);
+const lengths = String(args.lengths ?? '8192,32768,65536').split(',').map(Number);
+const longLayers = String(args['long-layers'] ?? '0,2');
+const PY = join(DATA_DIR, 'venv-model', 'bin', 'python');
+const MODEL_DIR = join(DATA_DIR, 'model');
+const SHORT = join(MODEL_DIR, 'smollm2-135m-instruct-q4_1');
+// --long-tokens picks the long dump (default 65536; e.g. 32768 for deeper
+// layers at a quarter of the forward-pass cost).
+const longTokens = Number(args['long-tokens'] ?? 65536);
+const LONG = join(MODEL_DIR, `smollm2-long-${longTokens}`);
+const startedAt = new Date();
+const runDir = join(DATA_DIR, 'runs', `attn-${startedAt.toISOString().replace(/[:.]/g, '-')}`);
+mkdirSync(runDir, { recursive: true });
+if (args['append-run']) {
+  for (const name of ['prefill.jsonl', 'torch.jsonl', 'decode.jsonl']) {
+    const src = join(args['append-run'], name);
+    if (existsSync(src)) writeFileSync(join(runDir, name), readFileSync(src));
+  }
+}
+const env = { ...process.env, RAYON_NUM_THREADS: String(threads), OMP_NUM_THREADS: String(threads) };
+const loadSamples = [];
+const sample = (what) => loadSamples.push({ what, t: new Date().toISOString(), load: loadavg().map((x) => +x.toFixed(2)) });
+
+function run(cmd, argv, what) {
+  log(`$ ${cmd} ${argv.join(' ')}`);
+  sample(`${what} start`);
+  const t0 = Date.now();
+  const r = spawnSync(cmd, argv, { cwd: ROOT, env, stdio: 'inherit' });
+  sample(`${what} end`);
+  if (r.status !== 0) throw new Error(`${what} failed (${cmd} exit ${r.status})`);
+  return (Date.now() - t0) / 1e3;
+}
+
+function readJsonl(f) {
+  if (!existsSync(f)) return [];
+  return readFileSync(f, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
+}
+
+const timings = {};
+sample('start');
+if (!args['skip-setup']) timings.setup = run('sh', ['benches/model/setup.sh'], 'model setup');
+const gguf = join(MODEL_DIR, 'dl', 'SmolLM2-135M-Instruct.Q4_1.gguf');
+let sotu = join(ROOT, 'node_modules', '@stdlib', 'datasets-sotu', 'data');
+if (!existsSync(join(sotu, '2021_joseph_r_biden_d.txt'))) sotu = join(MODEL_DIR, 'dl', 'sotu', 'package', 'data');
+if (!args['no-long-dump']) {
+  // Idempotent: returns at once when the dump with these layers is complete.
+  timings.longDump = run(PY, ['benches/model/dump_long.py', '--gguf', gguf, '--sotu-dir', sotu, '--tokens', String(longTokens),
+    '--layers', longLayers, '--threads', String(threads), '--prefix-dump', SHORT, '--out', LONG], 'long dump');
+}
+timings.build = run('cargo', ['build', '--release', '-p', 'quarry-attn', '--examples'], 'cargo build');
+const EX = (name) => join(ROOT, 'target', 'release', 'examples', name);
+
+const longMeta = existsSync(join(LONG, 'meta.json')) ? JSON.parse(readFileSync(join(LONG, 'meta.json'), 'utf8')) : null;
+const onlyLayers = args.layers ? String(args.layers).split(',').map(Number) : null;
+const layers = longMeta ? longMeta.dumped_layers.filter((l) => !onlyLayers || onlyLayers.includes(l)) : [];
+if (!longMeta || !layers.length) log('no long dump: the prefill table and the 32k/128k decode rows need it');
+
+// ---- prefill ----
+const prefillJson = join(runDir, 'prefill.jsonl');
+const torchJson = join(runDir, 'torch.jsonl');
+const headsFor = (n) => (n <= 8192 ? 9 : 3);
+for (const n of lengths) {
+  if (!longMeta || longMeta.tokens < n || !layers.length) continue;
+  const common = ['--tokens', String(n), '--heads', String(headsFor(n)), '--layers', layers.join(',')];
+  timings[`torch ${n}`] = run(PY, ['benches/attn_torch_real.py', LONG, ...common, '--threads', String(threads), '--json', torchJson], `torch sdpa ${n}`);
+  timings[`prefill ${n}`] = run(EX('prefill'), [LONG, ...common, '--calib', '8192', '--json', prefillJson], `quarry prefill ${n}`);
+}
+
+// ---- decode ----
+const decodeJson = join(runDir, 'decode.jsonl');
+if (!args['append-run']) timings['decode 4k'] = run(EX('decode'), [SHORT, '--layers', '2,10,18,26', '--json', decodeJson], 'decode 4k (depth)');
+if (longMeta && layers.length) {
+  if (longMeta.tokens >= 32768) timings['decode 32k'] = run(EX('decode'), [LONG, '--tokens', '32768', '--layers', layers.join(','), '--json', decodeJson], 'decode 32k');
+  timings['decode 128k'] = run(EX('decode'), [LONG, '--tokens', String(longMeta.tokens), '--tile-to', '131072', '--needle', '1000',
+    '--layers', layers.join(','), '--reps', '3', '--json', decodeJson], 'decode 128k');
+}
+sample('end');
+const wallS = (Date.now() - startedAt.getTime()) / 1e3;
+
+// ---- report ----
+const pre = readJsonl(prefillJson);
+const tor = readJsonl(torchJson);
+const dec = readJsonl(decodeJson);
+const mean = (xs) => xs.reduce((a, b) => a + b, 0) / Math.max(xs.length, 1);
+const f = (x, d = 3) => (Number.isFinite(x) ? x.toFixed(d) : '—');
+const pct = (x) => `${(100 * x).toFixed(2)}%`;
+let cpuModel = cpus()[0]?.model ?? 'unknown';
+try {
+  const m = /Model name:\s*(.+)/.exec(execFileSync('lscpu', { encoding: 'utf8' }));
+  if (m) cpuModel = m[1].trim();
+} catch {}
+const L = [];
+const p = (s = '') => L.push(s);
+const command = `node benches/attn.mjs ${process.argv.slice(2).join(' ')}`.trim();
+p(`## Sparse attention — ${startedAt.toISOString().replace(/\.\d+Z$/, 'Z')}`);
+p();
+p(`Command: \`npm run bench:attn\` (\`${command}\`), ${f(wallS / 60, 1)} min wall. Machine: ${cpuModel}, ${cpus().length} cores, ${threads} threads for quarry (rayon) and torch. ` +
+  `Load average (1/5/15 min) at start ${loadSamples[0].load.join(' / ')}, at end ${loadSamples.at(-1).load.join(' / ')}; ` +
+  `the machine is shared with other jobs, so absolute times are contended; ratios within one step (quarry vs torch, sparse vs dense) ran back to back.`);
+p();
+if (longMeta) {
+  p(`Data: SmolLM2-135M-Instruct (Q4_1 GGUF, f32 forward) Q/K/V of layers ${[...new Set(pre.map((r) => r.layer))].join(', ')} over the first ${longMeta.tokens} tokens of State of the Union addresses ` +
+    `(\`benches/model/dump_long.py\`; 8k and 32k are prefixes; the model's trained window is ${longMeta.context_length}, RoPE extrapolated beyond it; ` +
+    `first 4096 tokens match the 4096-token dump to ${JSON.stringify(longMeta.prefix_check?.max_rel_err ?? {})} relative). ` +
+    `Heads: all 9 query / 3 KV heads at 8k, the first GQA group (3 query heads, 1 KV head) at 32k and 64k.`);
+  p();
+}
+if (pre.length) {
+  p('### Prefill (causal): quarry dense vs torch SDPA, sparse methods vs quarry dense');
+  p();
+  p('| tokens | layer | method | seconds | speedup vs quarry dense | recall | worst head | output rel. err | density |');
+  p('| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |');
+  for (const n of lengths) {
+    for (const layer of [...new Set(pre.filter((r) => r.tokens === n).map((r) => r.layer))]) {
+      const t = tor.find((r) => r.tokens === n && r.layer === layer);
+      const rows = pre.filter((r) => r.tokens === n && r.layer === layer);
+      if (!rows.length) continue;
+      const dense = rows[0].dense_seconds;
+      if (t) p(`| ${n} | ${layer} | torch SDPA (flash, enable_gqa; check vs f64 ${t.check_rel_err_f64.toExponential(1)}) | ${f(t.seconds, 2)} | ${f(dense / t.seconds, 2)}× | 1 | 1 | — | 1 |`);
+      for (const r of rows) {
+        p(`| ${n} | ${layer} | ${r.method}${r.extra?.choice ? ` → ${r.extra.choice.join(', ')}` : ''} | ${f(r.seconds, 2)} | ${f(r.speedup, 2)}× | ${f(r.recall, 4)} | ${f(r.recall_min_head, 4)} | ${r.out_err.toExponential(2)} | ${f(r.density, 3)} |`);
+      }
+    }
+  }
+  p();
+  p('Mean over layers:');
+  p();
+  p('| tokens | method | speedup vs quarry dense | recall | worst head | output rel. err | density |');
+  p('| ---: | --- | ---: | ---: | ---: | ---: | ---: |');
+  for (const n of lengths) {
+    const rows = pre.filter((r) => r.tokens === n);
+    const t = tor.filter((r) => r.tokens === n);
+    if (t.length) {
+      const qd = rows.filter((r) => r.method === 'quarry dense');
+      p(`| ${n} | torch SDPA (quarry dense ${f(mean(qd.map((r) => r.seconds)), 2)} s, torch ${f(mean(t.map((r) => r.seconds)), 2)} s) | ${f(mean(qd.map((r) => r.seconds)) / mean(t.map((r) => r.seconds)), 2)}× | | | | |`);
+    }
+    const methods = [...new Set(rows.map((r) => r.method))];
+    for (const m of methods) {
+      const rs = rows.filter((r) => r.method === m);
+      const sp = mean(rs.map((r) => r.dense_seconds)) / mean(rs.map((r) => r.seconds));
+      p(`| ${n} | ${m} | ${f(sp, 2)}× | ${f(mean(rs.map((r) => r.recall)), 4)} | ${f(Math.min(...rs.map((r) => r.recall_min_head)), 4)} | ${mean(rs.map((r) => r.out_err)).toExponential(2)} | ${f(mean(rs.map((r) => r.density)), 3)} |`);
+    }
+  }
+  p();
+}
+if (dec.length) {
+  p('### Decode: one query per head against the cache (9 query heads / 3 KV heads)');
+  p();
+  p('"attended" = share of (query head, key) pairs the attention reads (retrieved ∪ sinks 4 ∪ recent 64, GQA union for retrieval); ' +
+    '"scanned" = keys (or page/centroid summaries) the selector scored, as a share of all keys per query head. Latency = selection + sparse attention, median.');
+  p();
+  p('| cached tokens | data | layers | method | latency ms | speedup | attended | scanned | recall | worst head | output rel. err | needle found |');
+  p('| ---: | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |');
+  const groups = [...new Set(dec.map((r) => `${r.tokens}|${r.tiled}|${r.real_tokens}`))];
+  for (const gkey of groups) {
+    const rows = dec.filter((r) => `${r.tokens}|${r.tiled}|${r.real_tokens}` === gkey);
+    const data = rows[0].tiled ? `real ${rows[0].real_tokens} tokens tiled ×${rows[0].tokens / rows[0].real_tokens}, needle at ${rows[0].needle_pos}` : `real (${rows[0].real_tokens === 4096 ? '4k dump' : 'long dump'})`;
+    // Rows of different long dumps (e.g. 64k layer 0, 32k layer 2) group by data and layer set.
+    const ls = [...new Set(rows.map((r) => r.layer))].join(',');
+    for (const m of [...new Set(rows.map((r) => r.method))]) {
+      const rs = rows.filter((r) => r.method === m);
+      const needle = rs[0].needle_found === null || rs[0].needle_found === undefined ? '—' : `${rs.filter((r) => r.needle_found).length}/${rs.length}`;
+      p(`| ${rows[0].tokens} | ${data} | ${ls} | ${m} | ${f(mean(rs.map((r) => r.ms)), 3)} | ${f(mean(rs.map((r) => r.dense_ms)) / mean(rs.map((r) => r.ms)), 1)}× | ${pct(mean(rs.map((r) => r.attended)))} | ${pct(mean(rs.map((r) => r.scanned)))} | ${f(mean(rs.map((r) => r.recall)), 4)} | ${f(Math.min(...rs.map((r) => r.recall_min_head)), 4)} | ${mean(rs.map((r) => r.out_err)).toExponential(2)} | ${needle} |`);
+    }
+  }
+  p();
+}
+// Goals
+p('### Goals (measured, met or not)');
+p();
+for (const n of lengths) {
+  const qd = pre.filter((r) => r.tokens === n && r.method === 'quarry dense');
+  const t = tor.filter((r) => r.tokens === n);
+  if (qd.length && t.length) {
+    const ratio = mean(t.map((r) => r.seconds)) / mean(qd.map((r) => r.seconds));
+    p(`- quarry dense at least as fast as torch SDPA at ${n}: torch/quarry time = ${f(ratio, 2)} → ${ratio >= 1 ? 'met' : 'not met'}.`);
+  }
+}
+{
+  const n = Math.max(...lengths);
+  const vs = pre.filter((r) => r.tokens === n && (r.method.startsWith('vertical-slash') || r.method.startsWith('per-head')));
+  const byM = [...new Set(vs.map((r) => r.method))].map((m) => {
+    const rs = vs.filter((r) => r.method === m);
+    return { m, recall: mean(rs.map((r) => r.recall)), worst: Math.min(...rs.map((r) => r.recall)), sp: mean(rs.map((r) => r.dense_seconds)) / mean(rs.map((r) => r.seconds)) };
+  });
+  for (const x of byM) p(`- ${x.m} at ${n}: ${f(x.sp, 2)}× over quarry dense at recall ${f(x.recall, 4)} (worst layer ${f(x.worst, 4)}) → goal (≥ 5× at ≥ 0.95) ${x.sp >= 5 && x.worst >= 0.95 ? 'met' : 'not met'}.`);
+}
+for (const n of [...new Set(dec.map((r) => r.tokens))]) {
+  const rs = dec.filter((r) => r.tokens === n && r.method.startsWith('retrieval'));
+  const methods = [...new Set(rs.map((r) => r.method))].map((m) => {
+    const x = rs.filter((r) => r.method === m);
+    return { m, att: mean(x.map((r) => r.attended)), scan: mean(x.map((r) => r.scanned)), rec: mean(x.map((r) => r.recall)) };
+  });
+  const ok = methods.filter((x) => x.att <= 0.05 && x.rec >= 0.95).sort((a, b) => a.att - b.att);
+  const best = ok[0] ?? methods.filter((x) => x.att <= 0.05).sort((a, b) => b.rec - a.rec)[0];
+  if (best) p(`- retrieval at ${n} cached tokens (mean over layers): ${best.m} attends ${pct(best.att)} of keys (scans ${pct(best.scan)}) at recall ${f(best.rec, 4)} → goal (≤ 5% at ≥ 0.95) ${ok.length ? 'met' : 'not met'}.`);
+  // Per layer: the cheapest retrieval setting meeting the goal, and the exact
+  // top-k ceiling at a similar budget (no selector attending that many keys can do better).
+  const per = [];
+  for (const layer of [...new Set(rs.map((r) => r.layer))]) {
+    const x = rs.filter((r) => r.layer === layer && r.attended <= 0.05 && r.recall >= 0.95).sort((a, b) => a.attended - b.attended)[0];
+    const o = dec.find((r) => r.tokens === n && r.layer === layer && r.method === 'oracle top-k 4%');
+    const bestAny = rs.filter((r) => r.layer === layer && r.attended <= 0.05).sort((a, b) => b.recall - a.recall)[0];
+    per.push(`layer ${layer}: ${x ? `met (${x.method}, ${pct(x.attended)} attended, ${pct(x.scanned)} scanned, recall ${f(x.recall, 4)})` : `not met (best ${f(bestAny?.recall, 4)} at ${pct(bestAny?.attended ?? NaN)})`}; exact top-4% ceiling ${f(o?.recall, 4)} at ${pct(o?.attended ?? NaN)}`);
+  }
+  if (per.length) p(`  Per layer: ${per.join('; ')}.`);
+}
+p();
+p(`Step times (s): ${Object.entries(timings).map(([k, v]) => `${k} ${v.toFixed(0)}`).join(', ')}. Load average samples: ${loadSamples.map((s) => `${s.what} ${s.load[0]}`).join('; ')}.`);
+p(`Raw JSON of this run: \`${relative(ROOT, runDir)}/\` (git-ignored).`);
+const report = L.join('\n');
+writeFileSync(join(runDir, 'report.md'), report);
+writeFileSync(join(runDir, 'summary.json'), JSON.stringify({ command, startedAt, wallS, timings, loadSamples }));
+process.stdout.write(`\n${report}\n`);
+if (!args['no-write']) {
+  const file = join(BENCH_DIR, 'RESULTS.md');
+  let cur = existsSync(file) ? readFileSync(file, 'utf8') : '# Benchmark results\n';
+  const begin = '<!-- attn:begin -->';
+  const end = '<!-- attn:end -->';
+  const block = `${begin}\n${report}\n${end}`;
+  const a = cur.indexOf(begin);
+  const b = cur.indexOf(end);
+  cur = a >= 0 && b > a ? cur.slice(0, a) + block + cur.slice(b + end.length) : `${cur.replace(/\n*$/, '\n\n')}${block}\n`;
+  writeFileSync(file, cur);
+  log('benches/RESULTS.md: "Sparse attention" section written');
+}

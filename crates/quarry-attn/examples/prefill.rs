@@ -1,0 +1,163 @@
+//! Prefill table on real-model Q/K/V dumps at one length: quarry dense, and
+//! each sparse method with its speedup over quarry dense, attention recall
+//! (mean and worst head), output error and density. The per-head pattern
+//! search calibrates on the first `--calib` tokens of the same heads (a
+//! shorter context, as MInference's offline step), picks per head the
+//! cheapest candidate reaching `--target` recall there, and is then run at
+//! full length with that candidate's budgets scaled to the length.
+//!
+//! ```text
+//! cargo run -p quarry-attn --release --example prefill -- DUMP_DIR --tokens 65536 --heads 3 \
+//!     --layers 0,2 [--calib 8192] [--target 0.95] [--json out.jsonl]
+//! ```
+//! `--heads H` keeps the first `H` query heads (a multiple of the GQA group)
+//! and their KV heads.
+
+use quarry_attn::realdata::{read_layer, read_meta};
+use quarry_attn::{
+    AttnOptions, AttnShape, PrefillPattern, ScoreEstimate, build_index, build_index_per_head, dense_attention, dense_pairs,
+    recall_from_lse, relative_error, search_patterns, sparse_attention,
+};
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Instant;
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// Candidate patterns with budgets scaled to `n` tokens.
+fn candidates(n: usize) -> Vec<(String, PrefillPattern)> {
+    let vs = |v: usize, s: usize| PrefillPattern::VerticalSlash { vertical: v.max(64), slash: s.max(128), last_q: 64 };
+    vec![
+        ("a-shape".into(), PrefillPattern::AShape { sink: 64, window: (n / 16).max(256) }),
+        (format!("vertical-slash v{} s{}", n / 64, n / 32), vs(n / 64, n / 32)),
+        (format!("vertical-slash v{} s{}", n / 64, n / 16), vs(n / 64, n / 16)),
+        (format!("vertical-slash v{} s{}", n / 32, n / 11), vs(n / 32, n / 11)),
+        ("block-topk g0.9".into(), PrefillPattern::BlockTopK { gamma: 0.9, estimate: ScoreEstimate::Pooled }),
+        ("block-topk g0.9 i4 (SALE)".into(), PrefillPattern::BlockTopK { gamma: 0.9, estimate: ScoreEstimate::PooledI4 }),
+        ("block-topk g0.95".into(), PrefillPattern::BlockTopK { gamma: 0.95, estimate: ScoreEstimate::Pooled }),
+    ]
+}
+
+fn slice_heads(x: &[f32], heads: usize, n_total: usize, d: usize, n: usize) -> Vec<f32> {
+    (0..heads).flat_map(|h| x[h * n_total * d..h * n_total * d + n * d].iter().copied()).collect()
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let a: Vec<String> = std::env::args().skip(1).collect();
+    let mut dir = PathBuf::from("benches/.data/model/smollm2-135m-instruct-q4_1");
+    let (mut tokens, mut heads, mut layers, mut calib, mut target, mut json) = (None, None, vec![0usize], 8192usize, 0.95f64, None);
+    let mut i = 0;
+    while i < a.len() {
+        let val = || a.get(i + 1).cloned().ok_or_else(|| format!("{} needs a value", a[i]));
+        match a[i].as_str() {
+            "--tokens" => tokens = Some(val()?.parse::<usize>()?),
+            "--heads" => heads = Some(val()?.parse::<usize>()?),
+            "--layers" => layers = val()?.split(',').map(|s| s.trim().parse()).collect::<Result<_, _>>()?,
+            "--calib" => calib = val()?.parse()?,
+            "--target" => target = val()?.parse()?,
+            "--json" => json = Some(PathBuf::from(val()?)),
+            other => {
+                dir = PathBuf::from(other);
+                i += 1;
+                continue;
+            }
+        }
+        i += 2;
+    }
+    let meta = read_meta(&dir)?;
+    let n = tokens.unwrap_or(meta.tokens).min(meta.tokens);
+    let grp = meta.heads / meta.kv_heads;
+    let h = heads.unwrap_or(meta.heads).min(meta.heads);
+    if h % grp != 0 {
+        return Err(format!("--heads {h} must be a multiple of the GQA group {grp}").into());
+    }
+    let hk = h / grp;
+    let d = meta.head_dim;
+    let shape = AttnShape::prefill(h, hk, n, d);
+    let opts = AttnOptions::causal();
+    let mut out = match &json {
+        Some(p) => Some(std::fs::OpenOptions::new().create(true).append(true).open(p)?),
+        None => None,
+    };
+    println!("# prefill {n} tokens, {h} q heads / {hk} kv heads, head_dim {d}, threads {}", rayon::current_num_threads());
+    println!("layer  method                               recall  min-head  out-err   density  seconds   speedup");
+    for &layer in &layers {
+        let (q_all, k_all, v_all) = read_layer(&dir, &meta, layer)?;
+        let q = slice_heads(&q_all, h, meta.tokens, d, n);
+        let k = slice_heads(&k_all, hk, meta.tokens, d, n);
+        let v = slice_heads(&v_all, hk, meta.tokens, d, n);
+        let (qc, kc) = {
+            let c = calib.min(n);
+            (slice_heads(&q_all, h, meta.tokens, d, c), slice_heads(&k_all, hk, meta.tokens, d, c))
+        };
+        drop((q_all, k_all, v_all));
+        let t = Instant::now();
+        let dense = dense_attention(&q, &k, &v, &shape, &opts)?;
+        let dense_s = t.elapsed().as_secs_f64();
+        let flops = 4.0 * d as f64 * dense_pairs(&shape, true) as f64 * h as f64;
+        let mut emit = |method: &str, rec: (f64, f64), err: f64, density: f64, secs: f64, extra: serde_json::Value| -> std::io::Result<()> {
+            println!(
+                "{layer:>5}  {method:<36}  {:.4}  {:.4}    {:.2e}  {:.4}  {:>8.3}  {:>6.2}x",
+                rec.0,
+                rec.1,
+                err,
+                density,
+                secs,
+                dense_s / secs
+            );
+            if let Some(f) = out.as_mut() {
+                let row = serde_json::json!({
+                    "layer": layer, "tokens": n, "heads": h, "kv_heads": hk, "method": method,
+                    "recall": rec.0, "recall_min_head": rec.1, "out_err": err, "density": density,
+                    "seconds": secs, "dense_seconds": dense_s, "speedup": dense_s / secs,
+                    "dense_gflops": flops / dense_s / 1e9, "threads": rayon::current_num_threads(), "extra": extra,
+                });
+                writeln!(f, "{row}")?;
+            }
+            Ok(())
+        };
+        emit("quarry dense", (1.0, 1.0), 0.0, 1.0, dense_s, serde_json::json!({"gflops": flops / dense_s / 1e9}))?;
+        let cands = candidates(n);
+        for (name, p) in &cands {
+            let t = Instant::now();
+            let index = build_index(&q, &k, &shape, &opts, p)?;
+            let sp = sparse_attention(&q, &k, &v, &shape, &opts, &index)?;
+            let secs = t.elapsed().as_secs_f64();
+            let r = recall_from_lse(&sp.lse, &dense.lse, h, n);
+            let min_head = r.per_head.iter().copied().fold(1.0, f64::min);
+            emit(name, (r.mean, min_head), relative_error(&sp.output, &dense.output), sp.density, secs, serde_json::json!({}))?;
+        }
+        // Per-head search on the calibration prefix, applied at full length.
+        let c = calib.min(n);
+        let cshape = AttnShape::prefill(h, hk, c, d);
+        let ccands: Vec<PrefillPattern> = candidates(c).into_iter().map(|x| x.1).collect();
+        let t = Instant::now();
+        let choice = search_patterns(&qc, &kc, &cshape, &opts, &ccands, target)?;
+        let search_s = t.elapsed().as_secs_f64();
+        let picked: Vec<usize> = choice.patterns.iter().map(|p| ccands.iter().position(|c| c == p).unwrap_or(usize::MAX)).collect();
+        let full: Vec<PrefillPattern> =
+            picked.iter().map(|&i| if i == usize::MAX { PrefillPattern::Dense } else { cands[i].1 }).collect();
+        let t = Instant::now();
+        let index = build_index_per_head(&q, &k, &shape, &opts, &full)?;
+        let sp = sparse_attention(&q, &k, &v, &shape, &opts, &index)?;
+        let secs = t.elapsed().as_secs_f64();
+        let r = recall_from_lse(&sp.lse, &dense.lse, h, n);
+        let min_head = r.per_head.iter().copied().fold(1.0, f64::min);
+        let names: Vec<String> = picked.iter().map(|&i| if i == usize::MAX { "dense".into() } else { cands[i].0.clone() }).collect();
+        println!("       per-head choice (calibrated on {c} tokens, {search_s:.2} s): {names:?}");
+        emit(
+            &format!("per-head search@{target} (calib {c})"),
+            (r.mean, min_head),
+            relative_error(&sp.output, &dense.output),
+            sp.density,
+            secs,
+            serde_json::json!({"choice": names, "calib_tokens": c, "calib_seconds": search_s}),
+        )?;
+    }
+    Ok(())
+}
