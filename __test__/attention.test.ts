@@ -118,6 +118,7 @@ describe('attention', () => {
       { pattern: 'quest', budget: full },
       { pattern: 'squeezed', clusters: 8, budget: full },
       { pattern: 'top-k', budget: full },
+      { pattern: 'retrieval', budget: full, nprobe: full, probeOrder: 'bound' },
     ] as const) {
       const s = attention.sparse(qDecode, k, v, { ...shape, ...m });
       expect(attention.relativeError(s.output, denseDecode), m.pattern).toBeLessThan(1e-5);
@@ -143,6 +144,23 @@ describe('attention', () => {
     const a = attention.sparse(q, k, v, { ...shape, pattern: 'a-shape', sink: 16, window: 64, block: 16 });
     expect(a.density).toBeLessThan(0.8);
     expect(attention.recall(q, k, { ...shape, pattern: 'a-shape', sink: 16, window: 64, block: 16 })).toBeLessThan(1);
+  });
+
+  it('retrieval finds a far key every query head points at', () => {
+    const d = shape.headDim;
+    const kk = k.slice();
+    const qq = qDecode.slice();
+    const needle = 37;
+    for (let g = 0; g < shape.kvHeads; g++) for (let c = 0; c < d; c++) kk[(g * n + needle) * d + c] = c % 2 ? -3 : 3;
+    for (let h = 0; h < shape.heads; h++) for (let c = 0; c < d; c++) qq[h * d + c] = c % 2 ? -2 : 2;
+    for (const probeOrder of ['centroid', 'bound'] as const) {
+      const r = attention.sparse(qq, kk, v, { ...shape, pattern: 'retrieval', budget: 16, sink: 2, recent: 8, probeOrder });
+      expect(r.selection!.every((s) => s.includes(needle))).toBe(true);
+      expect(r.density).toBeLessThan(0.2);
+      const sets = r.selection!.map((sel) => new Set(sel));
+      expect(attention.relativeError(r.output, naive(qq, kk, v, shape, (h, _i, j) => sets[h].has(j)))).toBeLessThan(1e-5);
+    }
+    expect(() => attention.sparse(qq, kk, v, { ...shape, pattern: 'retrieval', indexKind: 'hnsw' as 'flat' })).toThrow();
   });
 
   it('pattern search, DuoAttention and TidalDecode work end to end', () => {

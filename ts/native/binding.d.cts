@@ -344,6 +344,15 @@ export interface NativeSparseMethod {
   retrievalHeads?: Array<boolean>
   /** `keys`: key positions per query head. */
   keys?: Array<Uint32Array>
+  /**
+   * `retrieval`: lists probed (default a tenth), lists built (0 = auto),
+   * index kind (`ivf-flat` default, `flat`, `ivf-sq8`, `ivf-pq`), probe
+   * order (`centroid` default, or `bound`).
+   */
+  nprobe?: number
+  nlist?: number
+  indexKind?: string
+  probeOrder?: string
 }
 
 /** Options of `vectorBuild` (see the facade's `VectorBuildOptions`). */

@@ -17,8 +17,9 @@
  *   up to a cumulative share `gamma`, optional low-bit score estimate),
  *   `per-head` (one of those per head, e.g. from {@link searchPatterns});
  * - decode (`qLen == 1`): `streaming`, `quest` (page min/max bounds),
- *   `squeezed` (k-means key clusters), `top-k` (exact, the oracle), `keys`
- *   (positions you give);
+ *   `squeezed` (k-means key clusters), `retrieval` (RetrievalAttention: an
+ *   ANN index over the keys searched with the query), `top-k` (exact, the
+ *   oracle), `keys` (positions you give);
  * - both: `duo` (a DuoAttention policy from {@link duoCalibrate}).
  *
  * ```ts
@@ -85,6 +86,22 @@ export type SparseMethod =
   | { pattern: 'streaming'; sink?: number; recent?: number }
   | { pattern: 'quest'; pageSize?: number; budget?: number; sink?: number; recent?: number }
   | { pattern: 'squeezed'; clusters?: number; iterations?: number; budget?: number; sink?: number; recent?: number; seed?: number }
+  | {
+      pattern: 'retrieval';
+      /** Keys retrieved per query head (default 2048). */
+      budget?: number;
+      /** Lists probed (default a tenth of them). */
+      nprobe?: number;
+      /** Lists of each KV head's index (default kvLen / 64, at most 1024). */
+      nlist?: number;
+      /** ANN index kind over the keys (default `ivf-flat`). */
+      indexKind?: 'flat' | 'ivf-flat' | 'ivf-sq8' | 'ivf-pq';
+      /** `centroid`: lists by query·centroid; `bound`: by an upper bound, stopping when no list can improve the top keys. */
+      probeOrder?: 'centroid' | 'bound';
+      sink?: number;
+      recent?: number;
+      seed?: number;
+    }
   | { pattern: 'top-k'; budget?: number; sink?: number; recent?: number }
   | { pattern: 'duo'; retrievalHeads: boolean[]; sink?: number; window?: number }
   | { pattern: 'keys'; keys: KeyIndices };
@@ -180,6 +197,10 @@ function nativeMethod(o: SparseMethod & { heads?: number }): Native.NativeSparse
     patterns: Array.isArray(m.patterns) ? (m.patterns as PrefillPattern[]).map(nativePattern) : undefined,
     retrievalHeads: m.retrievalHeads as boolean[] | undefined,
     keys: m.keys === undefined ? undefined : keyLists(m.keys as KeyIndices, o.heads ?? 0),
+    nprobe: num('nprobe', 1),
+    nlist: num('nlist'),
+    indexKind: m.indexKind as string | undefined,
+    probeOrder: m.probeOrder as string | undefined,
   };
 }
 

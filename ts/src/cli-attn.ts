@@ -48,6 +48,7 @@ export function decodeMethods(tokens: number, budget: number): Method[] {
     { label: `streaming (4 + ${budget})`, opts: { pattern: 'streaming', sink: 4, recent: budget } },
     { label: `quest (${budget} keys, page 16)`, opts: { pattern: 'quest', budget, pageSize: 16 } },
     { label: `squeezed (${budget} keys, ${Math.ceil(tokens / 16)} clusters)`, opts: { pattern: 'squeezed', budget } },
+    { label: `retrieval (${budget} keys, IVF, 10% of lists)`, opts: { pattern: 'retrieval', budget } },
     { label: `top-k oracle (${budget} keys)`, opts: { pattern: 'top-k', budget } },
   ];
 }

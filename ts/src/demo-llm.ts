@@ -74,6 +74,7 @@ export function attentionDemo(log: Log, check: Check): void {
   for (const m of [
     { pattern: 'streaming', sink: 4, recent: budget },
     { pattern: 'quest', budget, pageSize: 16 },
+    { pattern: 'retrieval', budget },
   ] as attention.SparseMethod[]) {
     const r = attention.sparse(q, d.k, d.v, { ...shape, ...m });
     const recall = attention.recall(q, d.k, { ...shape, indices: r.selection! });
@@ -82,6 +83,7 @@ export function attentionDemo(log: Log, check: Check): void {
       `  ${m.pattern.padEnd(9)} touches ${(r.density * 100).toFixed(1)}% of keys, attention recall ${recall.toFixed(3)}, needle ${found ? 'found' : 'missed'}, output error ${attention.relativeError(r.output, exact).toExponential(2)}`,
     );
     if (m.pattern === 'quest') check('Quest keeps the needle for every head with recall ≥ 0.9 at a 5% budget', found && recall >= 0.9);
+    if (m.pattern === 'retrieval') check('retrieval (IVF over the keys) keeps the needle for every head', found);
     if (m.pattern === 'streaming') check('a sinks + window policy misses the far needle (why retrieval heads exist)', !found);
   }
 }

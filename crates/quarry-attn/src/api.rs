@@ -11,6 +11,7 @@ use crate::dense::AttnOutput;
 use crate::error::{Result, invalid};
 use crate::metrics::Recall;
 use crate::prefill::{PrefillPattern, SparseIndex, build_index_per_head, prefill_recall, sparse_attention};
+use crate::retrieval::{ProbeOrder, RetrievalIndex, RetrievalParams};
 use crate::shape::{AttnOptions, AttnShape, KvSlice};
 
 /// A sparse attention method with its parameters. Prefill methods work for
@@ -29,6 +30,11 @@ pub enum SparseMethod {
     /// Decode: Squeezed Attention, keys clustered by k-means, best clusters
     /// covering `budget` keys.
     Squeezed { clusters: usize, iterations: usize, budget: usize, sink: usize, recent: usize, seed: u64 },
+    /// Decode: RetrievalAttention, an inner-product ANN index (quarry-ann)
+    /// over each KV head's keys searched with the query for its `top_k`
+    /// keys, probing `nprobe` lists (`None`: a tenth of them), plus sinks and
+    /// the recent window.
+    Retrieval { params: RetrievalParams, top_k: usize, nprobe: Option<usize>, order: ProbeOrder, sink: usize, recent: usize },
     /// Decode: exact top-`budget` keys by score (the oracle / TidalDecode
     /// selection layer).
     TopK { budget: usize, sink: usize, recent: usize },
@@ -96,6 +102,12 @@ fn plan(q: &[f32], k: KvSlice, shape: &AttnShape, opts: &AttnOptions, method: &S
         SparseMethod::Squeezed { clusters, iterations, budget, sink, recent, seed } => {
             need_decode(shape, "squeezed")?;
             SqueezedIndex::build(k, shape, *clusters, *iterations, *seed)?.selector(*budget, *sink, *recent).select(q, shape)?
+        }
+        SparseMethod::Retrieval { params, top_k, nprobe, order, sink, recent } => {
+            need_decode(shape, "retrieval")?;
+            let index = RetrievalIndex::build(k, shape, params)?;
+            let nprobe = nprobe.unwrap_or_else(|| index.nlist().div_ceil(10));
+            index.selector(*top_k, *sink, *recent, nprobe).with_order(*order).select(q, shape)?
         }
         SparseMethod::TopK { budget, sink, recent } => {
             need_decode(shape, "top-k")?;

@@ -32,6 +32,14 @@ fn every_method_at_full_budget_is_dense() {
         SparseMethod::Quest { page: 16, budget: full, sink: 0, recent: 0 },
         SparseMethod::Squeezed { clusters: 8, iterations: 4, budget: full, sink: 0, recent: 0, seed: 1 },
         SparseMethod::TopK { budget: full, sink: 0, recent: 0 },
+        SparseMethod::Retrieval {
+            params: RetrievalParams::default(),
+            top_k: full,
+            nprobe: Some(full),
+            order: ProbeOrder::Bound,
+            sink: 0,
+            recent: 0,
+        },
         SparseMethod::Duo(DuoPolicy { retrieval: vec![true; 2], sink: 4, window: 16, streaming_recall: vec![] }),
         SparseMethod::Keys(Selection::all(4, 300)),
         SparseMethod::Prefill(PrefillPattern::AShape { sink: full, window: full }),
@@ -89,6 +97,14 @@ fn decode_methods_reject_prefill_shapes_and_bad_input() {
         SparseMethod::Quest { page: 16, budget: 32, sink: 0, recent: 0 },
         SparseMethod::Squeezed { clusters: 4, iterations: 2, budget: 32, sink: 0, recent: 0, seed: 0 },
         SparseMethod::TopK { budget: 8, sink: 0, recent: 0 },
+        SparseMethod::Retrieval {
+            params: RetrievalParams::default(),
+            top_k: 8,
+            nprobe: None,
+            order: ProbeOrder::Centroid,
+            sink: 0,
+            recent: 0,
+        },
     ] {
         let e = sparse(&q, &k, &v, &shape, &opts, &m).unwrap_err();
         assert_eq!(e.code(), "QUARRY_INVALID_ARGUMENT", "{m:?}");
@@ -117,4 +133,29 @@ fn dense_routes_decode_and_prefill_to_equal_results() {
         assert!(max_head_err(&got.output, &want, shape.heads) < 1e-5, "{shape:?}");
         assert_eq!(got.lse.len(), shape.heads * shape.q_len);
     }
+}
+
+#[test]
+fn retrieval_by_value_finds_a_planted_needle() {
+    // One far key aligned with every query: the default probing must find it.
+    let shape = AttnShape::decode(4, 2, 2000, 32);
+    let (mut q, mut k, v) = data(&shape, 31);
+    let needle = 123;
+    for g in 0..2 {
+        for c in 0..32 {
+            k[(g * 2000 + needle) * 32 + c] = if c % 2 == 0 { 3.0 } else { -3.0 };
+        }
+    }
+    for h in 0..4 {
+        for c in 0..32 {
+            q[h * 32 + c] = if c % 2 == 0 { 2.0 } else { -2.0 };
+        }
+    }
+    let opts = AttnOptions::default();
+    let m = SparseMethod::Retrieval { params: RetrievalParams::default(), top_k: 32, nprobe: None, order: ProbeOrder::Bound, sink: 4, recent: 16 };
+    let got = sparse(&q, &k, &v, &shape, &opts, &m).unwrap();
+    let sel = got.selection.unwrap();
+    assert!((0..4).all(|h| sel.head(h).contains(&(needle as u32))));
+    assert!(got.attention.density < 0.1);
+    assert!(recall(&q, &k, &shape, &opts, &m).unwrap().mean > 0.9);
 }

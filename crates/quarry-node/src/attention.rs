@@ -12,7 +12,8 @@ use napi::bindgen_prelude::{AsyncTask, Either, Float32Array, Float64Array, Uint1
 use napi_derive::napi;
 use quarry_attn::api::{self, SparseMethod};
 use quarry_attn::{
-    AttnError, AttnOptions, AttnOutput, AttnShape, DuoPolicy, KvSlice, PrefillPattern, ScoreEstimate, Selection, TidalDecode,
+    AttnError, AttnOptions, AttnOutput, AttnShape, DuoPolicy, KvSlice, PrefillPattern, ProbeOrder, RetrievalParams, ScoreEstimate,
+    Selection, TidalDecode,
 };
 use std::sync::Mutex;
 
@@ -217,6 +218,13 @@ pub struct NativeSparseMethod {
     pub retrieval_heads: Option<Vec<bool>>,
     /// `keys`: key positions per query head.
     pub keys: Option<Vec<Uint32Array>>,
+    /// `retrieval`: lists probed (default a tenth), lists built (0 = auto),
+    /// index kind (`ivf-flat` default, `flat`, `ivf-sq8`, `ivf-pq`), probe
+    /// order (`centroid` default, or `bound`).
+    pub nprobe: Option<u32>,
+    pub nlist: Option<u32>,
+    pub index_kind: Option<String>,
+    pub probe_order: Option<String>,
 }
 
 fn sparse_method(m: &NativeSparseMethod, shape: &AttnShape) -> Result<SparseMethod> {
@@ -255,6 +263,24 @@ fn sparse_method(m: &NativeSparseMethod, shape: &AttnShape) -> Result<SparseMeth
             seed,
         },
         "top-k" => SparseMethod::TopK { budget, sink, recent },
+        "retrieval" => {
+            let mut params = RetrievalParams::default();
+            if m.seed.is_some() {
+                params.seed = seed;
+            }
+            if let Some(kind) = &m.index_kind {
+                params.kind = quarry_ann::Kind::parse(kind).map_err(coded)?;
+            }
+            if let Some(n) = m.nlist {
+                params.nlist = n as usize;
+            }
+            let order = match m.probe_order.as_deref().unwrap_or("centroid") {
+                "centroid" => ProbeOrder::Centroid,
+                "bound" => ProbeOrder::Bound,
+                other => return Err(invalid_argument(format!("probeOrder must be 'centroid' or 'bound', got '{other}'"))),
+            };
+            SparseMethod::Retrieval { params, top_k: budget, nprobe: m.nprobe.map(|n| n as usize), order, sink, recent }
+        }
         "duo" => SparseMethod::Duo(DuoPolicy {
             retrieval: m.retrieval_heads.clone().ok_or_else(|| invalid_argument("pattern 'duo' needs `retrievalHeads`"))?,
             sink: m.sink.unwrap_or(A_SHAPE_SINK) as usize,
@@ -267,7 +293,7 @@ fn sparse_method(m: &NativeSparseMethod, shape: &AttnShape) -> Result<SparseMeth
         }
         other => {
             return Err(invalid_argument(format!(
-                "unknown pattern '{other}' (a-shape, vertical-slash, block-topk, per-head, streaming, quest, squeezed, top-k, duo, keys)"
+                "unknown pattern '{other}' (a-shape, vertical-slash, block-topk, per-head, streaming, quest, squeezed, retrieval, top-k, duo, keys)"
             )));
         }
     })
