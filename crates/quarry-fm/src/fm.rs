@@ -78,12 +78,6 @@ impl FastDiv {
     }
 }
 
-/// Threads for libsais (OpenMP): as many as the rayon pool has, so `RAYON_NUM_THREADS` bounds
-/// the whole build.
-fn sais_threads() -> libsais::ThreadCount {
-    libsais::ThreadCount::fixed(rayon::current_num_threads().clamp(1, u16::MAX as usize) as u16)
-}
-
 /// A raw pointer shared by the tasks of a parallel loop that write disjoint elements.
 #[derive(Clone, Copy)]
 pub(crate) struct SyncPtr<T>(pub(crate) *mut T);
@@ -203,10 +197,10 @@ impl Sym for u8 {
     fn suffix_array(t: &mut [u8], _sigma: usize) -> Result<Sa> {
         use libsais::SuffixArrayConstruction as S;
         if t.len() >= i32::MAX as usize {
-            Ok(Sa::I64(S::for_text(t).in_owned_buffer64().multi_threaded(sais_threads()).run().map_err(sais_err)?.into_vec()))
+            Ok(Sa::I64(S::for_text(t).in_owned_buffer64().single_threaded().run().map_err(sais_err)?.into_vec()))
         } else {
             let mut sa: Vec<i32> = big_vec(t.len());
-            S::for_text(t).in_borrowed_buffer(&mut sa).multi_threaded(sais_threads()).run().map_err(sais_err)?;
+            S::for_text(t).in_borrowed_buffer(&mut sa).single_threaded().run().map_err(sais_err)?;
             Ok(Sa::I32(sa))
         }
     }
@@ -220,10 +214,10 @@ impl Sym for u16 {
     fn suffix_array(t: &mut [u16], _sigma: usize) -> Result<Sa> {
         use libsais::SuffixArrayConstruction as S;
         if t.len() >= i32::MAX as usize {
-            Ok(Sa::I64(S::for_text(t).in_owned_buffer64().multi_threaded(sais_threads()).run().map_err(sais_err)?.into_vec()))
+            Ok(Sa::I64(S::for_text(t).in_owned_buffer64().single_threaded().run().map_err(sais_err)?.into_vec()))
         } else {
             let mut sa: Vec<i32> = big_vec(t.len());
-            S::for_text(t).in_borrowed_buffer(&mut sa).multi_threaded(sais_threads()).run().map_err(sais_err)?;
+            S::for_text(t).in_borrowed_buffer(&mut sa).single_threaded().run().map_err(sais_err)?;
             Ok(Sa::I32(sa))
         }
     }
@@ -241,7 +235,7 @@ impl Sym for u32 {
             // dense codes are < sigma <= i32::MAX: the same bits read as non-negative i32
             let mut sa: Vec<i32> = big_vec(t.len());
             let ti: &mut [i32] = bytemuck::cast_slice_mut(t);
-            let mut b = S::for_text_mut(ti).in_borrowed_buffer(&mut sa).multi_threaded(sais_threads());
+            let mut b = S::for_text_mut(ti).in_borrowed_buffer(&mut sa).single_threaded();
             // SAFETY: all values are in [0, sigma) by construction (dense codes).
             unsafe {
                 b = b.with_alphabet_size(AlphabetSize::new(sigma as i32));
@@ -250,7 +244,7 @@ impl Sym for u32 {
             Ok(Sa::I32(sa))
         } else {
             let mut ti: Vec<i64> = t.iter().map(|&x| x as i64).collect();
-            let mut b = S::for_text_mut(&mut ti).in_owned_buffer64().multi_threaded(sais_threads());
+            let mut b = S::for_text_mut(&mut ti).in_owned_buffer64().single_threaded();
             // SAFETY: as above.
             unsafe {
                 b = b.with_alphabet_size(AlphabetSize::new(sigma as i64));

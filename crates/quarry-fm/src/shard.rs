@@ -153,6 +153,13 @@ impl Shard {
         });
         drop(text);
         drop(lut);
+        // the documents read so far were many small allocations, freed by now but kept by
+        // malloc in its heap; give them back before the peak (text + suffix array)
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        // SAFETY: malloc_trim only releases free memory of the allocator to the OS.
+        unsafe {
+            libc::malloc_trim(0);
+        }
         let core = match kind {
             BitvectorKind::Plain => Core::Plain(FmCore::build(r, sigma, sa_rate, isa_rate, check)?),
             BitvectorKind::Compressed => Core::Rrr(FmCore::build(r, sigma, sa_rate, isa_rate, check)?),

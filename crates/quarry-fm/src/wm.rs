@@ -20,12 +20,6 @@ use crate::format::{SectionReader, SectionWriter};
 /// Deepest Huffman code used; deeper (very skewed) count distributions get a balanced tree.
 const MAX_DEPTH: usize = 48;
 const LEAF: u32 = 1 << 31;
-/// Smallest chunk of a level partitioned by one task (small in unit tests, so that small inputs
-/// are cut into many chunks).
-#[cfg(not(test))]
-const MIN_CHUNK: usize = 1 << 16;
-#[cfg(test)]
-const MIN_CHUNK: usize = 64;
 
 #[derive(Clone, Copy, Debug)]
 struct Node {
@@ -151,40 +145,6 @@ fn shape(counts: &[usize]) -> Shape {
     Shape { nodes, codes, level_len }
 }
 
-/// The level bits of `seg` into `w` (LSB first; `seg` starts at a word boundary).
-fn bits_chunk<T: Sym>(seg: &[T], w: &mut [u64], bit_of: &[u8]) {
-    for (wd, part) in w.iter_mut().zip(seg.chunks(64)) {
-        // bits gather in a register: a read-modify-write of the same word per element would
-        // chain every iteration through store forwarding
-        let mut acc = 0u64;
-        for (j, &c) in part.iter().enumerate() {
-            acc |= (bit_of[c.into() as usize] as u64) << j;
-        }
-        *wd = acc;
-    }
-}
-
-/// The level bits of `seg` into `w`, and every element to its child's write pointer
-/// (`ptrs[dest[c]]`, advanced by `inc[dest[c]]`: 1 for a child node, 0 for the dummy slot that
-/// takes the elements whose child is a leaf).
-fn partition_chunk<T: Sym>(seg: &[T], w: &mut [u64], bit_of: &[u8], dest: &[u32], ptrs: &mut [*mut T], inc: &[usize]) {
-    for (wd, part) in w.iter_mut().zip(seg.chunks(64)) {
-        let mut acc = 0u64;
-        for (j, &c) in part.iter().enumerate() {
-            let c32 = c.into() as usize;
-            acc |= (bit_of[c32] as u64) << j;
-            let d = dest[c32] as usize;
-            // SAFETY: each pointer walks the range this chunk owns in its child (sized by the
-            // chunk's histogram), or is the chunk's own dummy (increment 0).
-            unsafe {
-                ptrs[d].write(c);
-                ptrs[d] = ptrs[d].wrapping_add(inc[d]);
-            }
-        }
-        *wd = acc;
-    }
-}
-
 /// Huffman-shaped wavelet tree (see the module docs).
 pub struct WaveletTree<Bv> {
     n: usize,
@@ -201,100 +161,73 @@ impl<Bv: RankBv> WaveletTree<Bv> {
         counts: &[usize],
         mut check: impl FnMut(usize, usize) -> Result<()>,
     ) -> Result<Self> {
-        use rayon::prelude::*;
         let n = seq.len();
         let sh = shape(counts);
         let nl = sh.level_len.len();
-        let sigma = counts.len();
         let mut cur = seq;
-        let mut next = vec![T::default(); n];
+        // one spare slot (index n) in both buffers: where positions going to a leaf child are
+        // "written" by the branch-free partition
+        cur.push(T::default());
+        let mut next = vec![T::default(); n + 1];
         // each level's bitvector is encoded (RRR encoding is the costly part) on the rayon pool
         // while the next level is partitioned
         let slots: Vec<std::sync::Mutex<Option<Bv>>> = (0..nl).map(|_| std::sync::Mutex::new(None)).collect();
-        // per symbol: its node at the current level (all symbols start at the root)
-        let mut node_of = vec![0u32; sigma];
-        let mut bit_of = vec![0u8; sigma];
-        // per symbol: index of its child node among the next level's nodes, or `leaf_slot`
-        let mut dest = vec![0u32; sigma];
+        let mut bit_of = vec![0u8; counts.len()];
         let mut first = 0; // first node of the current level (breadth-first order)
-        let threads = rayon::current_num_threads();
         rayon::in_place_scope(|scope| -> Result<()> {
             for (l, &len) in sh.level_len.iter().enumerate() {
                 check(l, nl)?;
-                // nodes of the next level: [first_next, first_next + n_next)
-                let mut first_next = first;
-                while first_next < sh.nodes.len() && sh.nodes[first_next].level == l {
-                    first_next += 1;
-                }
-                let n_next = sh.nodes[first_next..].iter().take_while(|v| v.level == l + 1).count();
-                let leaf_slot = n_next as u32;
-                for c in 0..sigma {
-                    let (code, clen) = sh.codes[c];
-                    if clen as usize <= l {
-                        continue; // reached its leaf above this level: not in `cur`
-                    }
-                    let bit = ((code >> (clen as usize - 1 - l)) & 1) as usize;
-                    bit_of[c] = bit as u8;
-                    let ch = sh.nodes[node_of[c] as usize].child[bit];
-                    if ch & LEAF == 0 {
-                        node_of[c] = ch;
-                        dest[c] = ch - first_next as u32;
-                    } else {
-                        dest[c] = leaf_slot;
-                    }
-                }
-                // The level is cut into chunks of whole 64-bit words: each chunk writes its own
-                // words of the bitvector, and its elements to cursors in the children that
-                // start after the elements of the chunks before it (a stable counting-sort
-                // scatter in two parallel passes: per-chunk histograms, then the scatter).
-                let chunk = (len.div_ceil(4 * threads).max(MIN_CHUNK)).next_multiple_of(64);
-                let nchunks = len.div_ceil(chunk).max(1);
-                let mut words = vec![0u64; len.div_ceil(64) + 1];
                 let last_level = l + 1 == nl;
-                let src = &cur[..len];
-                let (bit_of, dest) = (&bit_of[..], &dest[..]);
-                if !last_level {
-                    let hists: Vec<Vec<usize>> = (0..nchunks)
-                        .into_par_iter()
-                        .map(|k| {
-                            let mut h = vec![0usize; n_next + 1];
-                            for &c in &src[k * chunk..((k + 1) * chunk).min(len)] {
-                                h[dest[c.into() as usize] as usize] += 1;
+                for (b, &(code, clen)) in bit_of.iter_mut().zip(&sh.codes) {
+                    *b = if clen as usize > l { ((code >> (clen as usize - 1 - l)) & 1) as u8 } else { 0 };
+                }
+                let mut words = vec![0u64; len.div_ceil(64) + 1];
+                let w = &mut words[..];
+                let mut v = first;
+                while v < sh.nodes.len() && sh.nodes[v].level == l {
+                    let node = sh.nodes[v];
+                    let seg = &cur[node.start..node.start + node.size];
+                    let internal = node.child.map(|ch| ch & LEAF == 0);
+                    if last_level || !(internal[0] || internal[1]) {
+                        let mut acc = 0u64;
+                        for (j, &c) in seg.iter().enumerate() {
+                            let pos = node.start + j;
+                            acc |= (bit_of[c.into() as usize] as u64) << (pos % 64);
+                            if pos % 64 == 63 {
+                                w[pos / 64] |= acc;
+                                acc = 0;
                             }
-                            h
-                        })
-                        .collect();
-                    // start of each chunk's run in each child
-                    let mut starts: Vec<Vec<usize>> = Vec::with_capacity(nchunks);
-                    let mut at: Vec<usize> = (0..n_next).map(|d| sh.nodes[first_next + d].start).collect();
-                    for h in &hists {
-                        starts.push(at.clone());
-                        for (a, &c) in at.iter_mut().zip(h) {
-                            *a += c;
+                        }
+                        if node.size > 0 {
+                            w[(node.start + node.size - 1) / 64] |= acc;
+                        }
+                    } else {
+                        // branch-free stable partition into the two children
+                        let k = node.child.map(|ch| if ch & LEAF == 0 { sh.nodes[ch as usize].start } else { n });
+                        let (mut k0, mut k1) = (k[0], k[1]);
+                        let (inc0, inc1) = (internal[0] as usize, internal[1] as usize);
+                        // bits gather in a register: a read-modify-write of the same word per element would
+                        // chain every iteration through store forwarding
+                        let mut acc = 0u64;
+                        for (j, &c) in seg.iter().enumerate() {
+                            let bit = bit_of[c.into() as usize] as usize;
+                            let pos = node.start + j;
+                            acc |= (bit as u64) << (pos % 64);
+                            if pos % 64 == 63 {
+                                w[pos / 64] |= acc;
+                                acc = 0;
+                            }
+                            next[if bit == 0 { k0 } else { k1 }] = c;
+                            k0 += inc0 & (bit ^ 1);
+                            k1 += inc1 & bit;
+                        }
+                        if node.size > 0 {
+                            w[(node.start + node.size - 1) / 64] |= acc;
                         }
                     }
-                    drop(hists);
-                    let dst = crate::fm::SyncPtr(next.as_mut_ptr());
-                    words[..len.div_ceil(64)].par_chunks_mut(chunk / 64).zip(starts).enumerate().for_each(
-                        |(k, (w, st))| {
-                            let seg = &src[k * chunk..((k + 1) * chunk).min(len)];
-                            // write pointers per child, plus one for leaf-bound elements: a local
-                            // dummy that is overwritten in place (branch-free scatter)
-                            let mut dummy = T::default();
-                            let mut ptrs: Vec<*mut T> = st.iter().map(|&s| dst.get().wrapping_add(s)).collect();
-                            ptrs.push(&mut dummy as *mut T);
-                            let mut inc = vec![1usize; n_next];
-                            inc.push(0);
-                            partition_chunk(seg, w, bit_of, dest, &mut ptrs, &inc);
-                        },
-                    );
-                } else {
-                    words[..len.div_ceil(64)].par_chunks_mut(chunk / 64).enumerate().for_each(|(k, w)| {
-                        let seg = &src[k * chunk..((k + 1) * chunk).min(len)];
-                        bits_chunk(seg, w, bit_of);
-                    });
+                    v += 1;
                 }
-                first = first_next;
+                first = v;
                 let slot = &slots[l];
                 scope.spawn(move |_| {
                     let bv = Bv::from_words(&words, len);
