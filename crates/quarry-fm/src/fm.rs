@@ -486,7 +486,7 @@ mod tests {
                 // repetitive stretches next to random ones; separators (1) now and then
                 if (i / 500) % 2 == 0 {
                     (i % 7) as u32 + 2
-                } else if x % 97 == 0 {
+                } else if x.is_multiple_of(97) {
                     1
                 } else {
                     2 + (x % (sigma as u64 - 2)) as u32
