@@ -23,7 +23,7 @@ fn corpus(bytes: usize) -> Vec<Document> {
             // Zipf-like: index ~ n^u - 1
             let i = ((WORDS.len() as f64 + 1.0).powf(u) - 1.0) as usize % WORDS.len();
             s.push_str(WORDS[i]);
-            s.push(if seed % 17 == 0 { '.' } else { ' ' });
+            s.push(if seed.is_multiple_of(17) { '.' } else { ' ' });
         }
         total += s.len();
         docs.push(Document::new(s));

@@ -95,11 +95,11 @@ impl IntVec {
         Self::with_width(vals, width)
     }
 
-    pub(crate) fn with_width(vals: &[u64], width: usize) -> Self {
+    pub(crate) fn with_width<V: Copy + Into<u64>>(vals: &[V], width: usize) -> Self {
         let nw = (vals.len() * width).div_ceil(64) + 1;
         let mut words = vec![0u64; nw];
         for (i, &v) in vals.iter().enumerate() {
-            set_bits(&mut words, i * width, width, v);
+            set_bits(&mut words, i * width, width, v.into());
         }
         IntVec { len: vals.len(), width, words: words.into() }
     }
@@ -171,7 +171,7 @@ impl RankBv for PlainBv {
     fn from_words(words: &[u64], n: usize) -> Self {
         let nw = n.div_ceil(64);
         let mut w = words[..nw].to_vec();
-        if n % 64 != 0 {
+        if !n.is_multiple_of(64) {
             w[nw - 1] &= (1u64 << (n % 64)) - 1;
         }
         let dir = rank9_dir(&w);
@@ -218,7 +218,7 @@ impl RankBv for PlainBv {
         if words.len() != n.div_ceil(64) || dir.len() != 2 * (words.len() / 8 + 1) {
             return Err(r.corrupt(format!("{p}: bitvector size mismatch")));
         }
-        if n % 64 != 0 && words[words.len() - 1] >> (n % 64) != 0 {
+        if !n.is_multiple_of(64) && words[words.len() - 1] >> (n % 64) != 0 {
             return Err(r.corrupt(format!("{p}: padding bits set")));
         }
         if rank9_dir(&words) != *dir {
@@ -233,6 +233,11 @@ impl RankBv for PlainBv {
 
 const B: usize = 127;
 const SB: usize = 32;
+/// Blocks encoded per parallel task (few in unit tests, so that small inputs use many tasks).
+#[cfg(not(test))]
+const RRR_TASK: usize = 1 << 13;
+#[cfg(test)]
+const RRR_TASK: usize = 4;
 
 struct Tables {
     binom: Vec<[u128; B + 1]>, // binom[n][k], n in 0..=B
@@ -252,7 +257,7 @@ fn tables() -> &'static Tables {
         for n in 0..=B {
             binom[n][0] = 1;
             for k in 1..=n {
-                binom[n][k] = binom[n - 1][k - 1] + if k <= n - 1 { binom[n - 1][k] } else { 0 };
+                binom[n][k] = binom[n - 1][k - 1] + if k < n { binom[n - 1][k] } else { 0 };
             }
         }
         let mut width = [0u8; B + 1];
@@ -492,38 +497,45 @@ impl RrrBv {
 
 impl RankBv for RrrBv {
     fn from_words(words: &[u64], n: usize) -> Self {
+        use rayon::prelude::*;
         let t = tables();
         let nblocks = n.div_ceil(B);
-        let mut cls: Vec<u8> = Vec::with_capacity(nblocks);
-        let mut offs: Vec<(u128, usize)> = Vec::with_capacity(nblocks);
-        let mut total_bits = 0usize;
-        for b in 0..nblocks {
-            let start = b * B;
-            let len = B.min(n - start);
-            let mut v = read_u128(words, start, len);
-            if len < 128 {
-                v &= (1u128 << len) - 1;
-            }
-            let k = v.count_ones() as usize;
-            cls.push(k as u8);
-            let w = t.width[k] as usize;
-            if w > 0 {
-                let mut off = 0u128;
-                let mut kr = k;
-                let mut bits = v;
-                while bits != 0 {
-                    let j = bits.trailing_zeros() as usize;
-                    off += t.binom[B - 1 - j][kr];
-                    kr -= 1;
-                    bits &= bits - 1;
+        // classes and enumerative offsets of the blocks in parallel (the offsets, a table sum
+        // per one bit, are the costly part), then the offsets' bit stream in one cheap pass
+        let mut cls = vec![0u8; nblocks];
+        let mut offs = vec![0u128; nblocks];
+        cls.par_chunks_mut(RRR_TASK).zip(offs.par_chunks_mut(RRR_TASK)).enumerate().for_each(|(ti, (cl, of))| {
+            for (j, (k_out, off_out)) in cl.iter_mut().zip(of.iter_mut()).enumerate() {
+                let start = (ti * RRR_TASK + j) * B;
+                let len = B.min(n - start);
+                let mut v = read_u128(words, start, len);
+                if len < 128 {
+                    v &= (1u128 << len) - 1;
                 }
-                offs.push((off, w));
+                let k = v.count_ones() as usize;
+                *k_out = k as u8;
+                if t.width[k] > 0 {
+                    let mut off = 0u128;
+                    let mut kr = k;
+                    let mut bits = v;
+                    while bits != 0 {
+                        let j = bits.trailing_zeros() as usize;
+                        off += t.binom[B - 1 - j][kr];
+                        kr -= 1;
+                        bits &= bits - 1;
+                    }
+                    *off_out = off;
+                }
             }
-            total_bits += w;
-        }
+        });
+        let total_bits: usize = cls.iter().map(|&k| t.width[k as usize] as usize).sum();
         let mut ow = vec![0u64; total_bits.div_ceil(64) + 2];
         let mut pos = 0;
-        for (off, w) in offs {
+        for (&k, &off) in cls.iter().zip(&offs) {
+            let w = t.width[k as usize] as usize;
+            if w == 0 {
+                continue;
+            }
             let lo = w.min(64);
             set_bits(&mut ow, pos, lo, off as u64);
             if w > 64 {
@@ -531,6 +543,7 @@ impl RankBv for RrrBv {
             }
             pos += w;
         }
+        drop(offs);
         let (sb, hi, _) = Self::records(&cls);
         RrrBv { n, sb: sb.into(), hi: hi.into(), offsets: ow.into() }
     }
@@ -645,10 +658,10 @@ mod tests {
         }
         let bv = Bv::from_words(&words, n);
         let mut r = 0;
-        for i in 0..n {
+        for (i, &bit) in bits.iter().enumerate() {
             assert_eq!(bv.rank1(i), r, "rank at {i}");
-            assert_eq!(bv.get_rank1(i), (bits[i], r), "get_rank at {i}");
-            r += bits[i] as usize;
+            assert_eq!(bv.get_rank1(i), (bit, r), "get_rank at {i}");
+            r += bit as usize;
         }
         assert_eq!(bv.rank1(n), r);
         // pairs: same block, neighbouring blocks, far apart, and the end

@@ -78,6 +78,104 @@ impl FastDiv {
     }
 }
 
+/// A raw pointer shared by the tasks of a parallel loop that write disjoint elements.
+#[derive(Clone, Copy)]
+pub(crate) struct SyncPtr<T>(pub(crate) *mut T);
+// SAFETY: only used where every task touches elements no other task touches (documented at
+// each use).
+unsafe impl<T> Send for SyncPtr<T> {}
+unsafe impl<T> Sync for SyncPtr<T> {}
+impl<T> SyncPtr<T> {
+    /// The pointer (a method, so that closures capture the whole `Sync` wrapper).
+    #[inline]
+    pub(crate) fn get(&self) -> *mut T {
+        self.0
+    }
+}
+
+/// Rows per round of the in-place BWT: the gather of a round runs in parallel into a buffer of
+/// this many symbols, which is then copied over suffix-array entries that are all read already.
+#[cfg(not(test))]
+const BWT_ROUND: usize = 1 << 22;
+/// Rows per parallel task inside a round.
+#[cfg(not(test))]
+const BWT_TASK: usize = 1 << 16;
+// small in unit tests, so that small inputs run many rounds and tasks
+#[cfg(test)]
+const BWT_ROUND: usize = 1 << 10;
+#[cfg(test)]
+const BWT_TASK: usize = 1 << 7;
+
+/// Overwrites the 32-bit suffix array `sa` of `r` with the BWT (element `i` as a `T` at byte
+/// `i * size_of::<T>()` of the buffer) and fills the inverse-SA samples (`isa_s[q]` = row of text
+/// position `q * isa_rate`). `sa_s` (row-order SA samples) must be taken before.
+fn bwt_in_place<T: Sym>(sa: &mut [i32], r: &[T], isa_s: &mut [u32], isa_rate: usize) {
+    use rayon::prelude::*;
+    let n = sa.len();
+    debug_assert_eq!(r.len(), n);
+    let base = SyncPtr(sa.as_mut_ptr());
+    let isa = SyncPtr(isa_s.as_mut_ptr());
+    let isa_len = isa_s.len();
+    let isa_div = FastDiv::new(isa_rate);
+    let mut tmp = vec![T::default(); BWT_ROUND.min(n)];
+    let mut a = 0;
+    while a < n {
+        let b = (a + BWT_ROUND).min(n);
+        tmp[..b - a].par_chunks_mut(BWT_TASK).enumerate().for_each(|(k, out)| {
+            let lo = a + k * BWT_TASK;
+            // SAFETY: rows [a, b) are only read during the gather; nothing writes the buffer
+            // until every task of the round is done.
+            let rows = unsafe { std::slice::from_raw_parts(base.get().add(lo) as *const i32, out.len()) };
+            // the gather reads the text at random positions: prefetched some rows ahead, as
+            // the loop is otherwise bound by memory latency
+            const AHEAD: usize = 48;
+            for (j, (&p, o)) in rows.iter().zip(out.iter_mut()).enumerate() {
+                if let Some(&q) = rows.get(j + AHEAD) {
+                    let q = q as usize;
+                    prefetch(r.as_ptr().wrapping_add(if q == 0 { n - 1 } else { q - 1 }));
+                }
+                let p = p as usize;
+                *o = r[if p == 0 { n - 1 } else { p - 1 }];
+                // no hardware division here: this runs once per symbol
+                let (q, rem) = isa_div.divmod(p as u32);
+                if rem == 0 && (q as usize) < isa_len {
+                    // SAFETY: in bounds (checked); the suffix array is a permutation, so each
+                    // sample slot is written by exactly one row, in one task.
+                    unsafe { *isa.get().add(q as usize) = (lo + j) as u32 };
+                }
+            }
+        });
+        // SAFETY: the round's BWT lands in bytes [a*s, b*s) of the buffer (s = size_of::<T>() <=
+        // 4), i.e. over suffix-array entries < b, all of which are read already.
+        unsafe { std::ptr::copy_nonoverlapping(tmp.as_ptr(), (base.get() as *mut T).add(a), b - a) };
+        a = b;
+    }
+}
+
+/// Symbol counts of `seq` (values `< sigma`), shifted by one: `counts[c + 1]` = occurrences of `c`.
+fn shifted_counts<T: Sym>(seq: &[T], sigma: usize) -> Vec<u64> {
+    use rayon::prelude::*;
+    seq.par_chunks(1 << 20)
+        .fold(
+            || vec![0u64; sigma + 1],
+            |mut acc, ch| {
+                for &c in ch {
+                    acc[c.into() as usize + 1] += 1;
+                }
+                acc
+            },
+        )
+        .reduce(
+            || vec![0u64; sigma + 1],
+            |mut x, y| {
+                for (a, b) in x.iter_mut().zip(&y) {
+                    *a += b;
+                }
+                x
+            },
+        )
+}
+
 fn sais_err(e: libsais::LibsaisError) -> FmError {
     FmError::Internal(format!("libsais failed: {e:?}"))
 }
@@ -177,74 +275,49 @@ impl<Bv: RankBv> FmCore<Bv> {
         let sa = T::suffix_array(&mut r, sigma)?;
         check("bwt", 0, 1)?;
         let mut counts = vec![0u64; sigma + 1];
-        let mut sa_s = Vec::with_capacity(n.div_ceil(sa_rate));
-        let mut isa_s = vec![0u64; n.div_ceil(isa_rate)];
-        let bwt: Vec<T> = match sa {
+        let width = crate::bits::bits_for(n as u64);
+        let (bwt, sa_iv, isa_iv): (Vec<T>, IntVec, IntVec) = match sa {
             Sa::I32(mut v) => {
-                // BWT over the suffix array, in place: element i of the BWT (<= 4 bytes) lands in
-                // bytes [i*s, i*s + s) of the buffer, which only overlap entries <= i (read already).
-                let ptr = v.as_mut_ptr();
-                // samples first (a sequential pass over the suffix array) ...
-                let isa_div = FastDiv::new(isa_rate);
-                for (i, &p) in v.iter().enumerate() {
-                    // no hardware division in this loop: it runs once per symbol
-                    let (q, rem) = isa_div.divmod(p as u32);
-                    if rem == 0 {
-                        isa_s[q as usize] = i as u64;
-                    }
-                }
-                sa_s.extend(v.iter().step_by(sa_rate).map(|&p| p as u64));
-                // ... then the BWT, a gather from the text at random positions: prefetched some
-                // iterations ahead, as the loop is otherwise bound by memory latency
-                const AHEAD: usize = 48;
-                let rp = r.as_ptr();
-                for i in 0..n {
-                    // SAFETY: i + AHEAD < n is checked; entries > i are not yet overwritten.
-                    if i + AHEAD < n {
-                        let q = unsafe { *ptr.add(i + AHEAD) } as usize;
-                        prefetch(unsafe { rp.add(if q == 0 { n - 1 } else { q - 1 }) });
-                    }
-                    // SAFETY: i < n = v.len(); the write covers bytes < 4(i+1), see above.
-                    let p = unsafe { *ptr.add(i) } as usize;
-                    let c = r[if p == 0 { n - 1 } else { p - 1 }];
-                    unsafe { (ptr as *mut T).add(i).write(c) };
-                }
-                // SAFETY: the first n elements of type T were all written above.
-                for &c in unsafe { std::slice::from_raw_parts(ptr as *const T, n) } {
-                    counts[c.into() as usize + 1] += 1;
-                }
+                // SA samples first (a strided sequential read), then the BWT over the suffix
+                // array in place, with the ISA samples, in parallel rounds
+                // (n < 2^31 here: the samples are kept in 32 bits until packed, so that they add
+                // little to the peak, which is the text plus the suffix array)
+                let sa_s: Vec<u32> = v.iter().step_by(sa_rate).map(|&p| p as u32).collect();
+                let mut isa_s = vec![0u32; n.div_ceil(isa_rate)];
+                bwt_in_place(&mut v, &r, &mut isa_s, isa_rate);
                 drop(r);
-                // SAFETY: the first n elements of type T were all written above.
-                let out = unsafe { std::slice::from_raw_parts(ptr as *const T, n) }.to_vec();
+                // SAFETY: the first n elements of type T were all written by `bwt_in_place`.
+                let bwt = unsafe { std::slice::from_raw_parts(v.as_ptr() as *const T, n) };
+                counts = shifted_counts(bwt, sigma);
+                // one spare slot for the wavelet tree's partition (no regrowth there)
+                let mut out = Vec::with_capacity(n + 1);
+                out.extend_from_slice(bwt);
                 drop(v);
-                out
+                (out, IntVec::with_width(&sa_s, width), IntVec::with_width(&isa_s, width))
             }
             Sa::I64(v) => {
+                let mut sa_s: Vec<u64> = Vec::with_capacity(n.div_ceil(sa_rate));
+                let mut isa_s = vec![0u64; n.div_ceil(isa_rate)];
                 let mut out = vec![T::default(); n];
                 for i in 0..n {
                     let p = v[i] as usize;
                     if i % sa_rate == 0 {
                         sa_s.push(p as u64);
                     }
-                    if p % isa_rate == 0 {
+                    if p.is_multiple_of(isa_rate) {
                         isa_s[p / isa_rate] = i as u64;
                     }
                     let c = r[if p == 0 { n - 1 } else { p - 1 }];
                     counts[c.into() as usize + 1] += 1;
                     out[i] = c;
                 }
-                out
+                (out, IntVec::with_width(&sa_s, width), IntVec::with_width(&isa_s, width))
             }
         };
         for c in 1..=sigma {
             counts[c] += counts[c - 1];
         }
         check("samples", 0, 1)?;
-        let width = crate::bits::bits_for(n as u64);
-        let sa_iv = IntVec::with_width(&sa_s, width);
-        drop(sa_s);
-        let isa_iv = IntVec::with_width(&isa_s, width);
-        drop(isa_s);
         let cnt: Vec<usize> = counts.windows(2).map(|w| (w[1] - w[0]) as usize).collect();
         let wm = WaveletTree::build(bwt, &cnt, |l, nl| check("wavelet matrix", l, nl))?;
         Ok(FmCore { n, sigma, c: counts.into(), wm, sa_rate, isa_rate, sa: sa_iv, isa: isa_iv })
@@ -296,7 +369,7 @@ impl<Bv: RankBv> FmCore<Bv> {
     pub(crate) fn sa_at(&self, mut i: usize) -> usize {
         let mut steps = 0;
         // `steps <= n` only guards against crafted files whose LF cycles miss every sample.
-        while i % self.sa_rate != 0 && steps <= self.n {
+        while !i.is_multiple_of(self.sa_rate) && steps <= self.n {
             i = self.lf(i).1;
             steps += 1;
         }
@@ -371,5 +444,70 @@ impl<Bv: RankBv> FmCore<Bv> {
             return Err(bad("sample out of range"));
         }
         Ok(FmCore { n, sigma, c, wm, sa_rate, isa_rate, sa, isa })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bits::{PlainBv, RrrBv};
+
+    /// Every row's SA value, every symbol's range and a few extractions against a naive suffix
+    /// sort, over inputs long enough for many parallel BWT rounds and wavelet-tree chunks.
+    fn check_core<T: Sym, Bv: RankBv>(codes: &[u32], sigma: usize) {
+        let n = codes.len();
+        let r: Vec<T> = codes.iter().map(|&c| T::from_u32(c)).collect();
+        let core = FmCore::<Bv>::build(r, sigma, 4, 8, &mut |_, _, _| Ok(())).unwrap();
+        let mut sa: Vec<usize> = (0..n).collect();
+        sa.sort_by(|&a, &b| codes[a..].cmp(&codes[b..]));
+        for (i, &p) in sa.iter().enumerate() {
+            assert_eq!(core.sa_at(i), p, "SA[{i}]");
+        }
+        for c in 0..sigma as u32 {
+            let rows = core.extend(core.full(), c);
+            let first = sa.partition_point(|&p| codes[p] < c);
+            let occ = codes.iter().filter(|&&x| x == c).count();
+            assert_eq!(rows, (first, first + occ), "rows of {c}");
+        }
+        for (x, y) in [(0, n), (0, 1), (n - 1, n), (n / 3, n / 3 + 777), (5, 5)] {
+            let mut want = codes[x..y].to_vec();
+            want.reverse();
+            assert_eq!(core.extract_rev(x, y), want, "extract {x}..{y}");
+        }
+    }
+
+    fn text(n: usize, sigma: u32, seed: u64) -> Vec<u32> {
+        let mut x = seed;
+        let mut v: Vec<u32> = (0..n - 1)
+            .map(|i| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                // repetitive stretches next to random ones; separators (1) now and then
+                if (i / 500) % 2 == 0 {
+                    (i % 7) as u32 + 2
+                } else if x.is_multiple_of(97) {
+                    1
+                } else {
+                    2 + (x % (sigma as u64 - 2)) as u32
+                }
+            })
+            .collect();
+        v.push(0);
+        v
+    }
+
+    #[test]
+    fn core_matches_naive_u8() {
+        let t = text(20_000, 200, 42);
+        check_core::<u8, RrrBv>(&t, 200);
+        check_core::<u8, PlainBv>(&t, 200);
+    }
+
+    #[test]
+    fn core_matches_naive_u16_u32() {
+        let t = text(12_000, 1000, 7);
+        check_core::<u16, RrrBv>(&t, 1000);
+        check_core::<u32, PlainBv>(&t, 1000);
     }
 }

@@ -13,6 +13,11 @@ use crate::error::{FmError, Result};
 use crate::input::Document;
 use crate::shard::Shard;
 
+/// One shard's answer to `next_tokens`: (symbol, count) pairs, end-of-document count, prefix count.
+type ShardNext = (Vec<(u32, u64)>, u64, u64);
+/// A CNF pattern's row range in a shard and the pattern length.
+type ClauseRange = ((usize, usize), usize);
+
 /// Which bitvector backs the wavelet matrix.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -337,10 +342,10 @@ impl Builder<'_> {
             let prog = opts.on_progress.clone();
             let docs = self.docs;
             let mut check = move |stage: &'static str, done: usize, total: usize| -> Result<()> {
-                if let Some(c) = &cancel {
-                    if c.load(Ordering::Relaxed) {
-                        return Err(FmError::Aborted);
-                    }
+                if let Some(c) = &cancel
+                    && c.load(Ordering::Relaxed)
+                {
+                    return Err(FmError::Aborted);
                 }
                 if let Some(p) = &prog {
                     p(&Progress { stage, shard: k, docs, done: done as u64, total: total as u64 });
@@ -428,13 +433,13 @@ impl NgramIndex {
         );
         let mut b = Builder { opts, dir: dir.to_path_buf(), tokenizer, shards: Vec::new(), docs: 0, generation };
         let res = Self::build_into(&mut b, docs, tok_json, vocab_size);
-        if res.is_err() {
+        if let Err(e) = res {
             // leave any previous index intact: drop only this build's files
             for s in &b.shards {
                 let _ = std::fs::remove_file(dir.join(&s.file));
             }
             let _ = std::fs::remove_file(dir.join(shard_file(&b.generation, b.shards.len())));
-            return Err(res.unwrap_err());
+            return Err(e);
         }
         // remove shard files of an older index in the same directory
         if let Ok(rd) = std::fs::read_dir(dir) {
@@ -467,7 +472,7 @@ impl NgramIndex {
             batch.text.extend_from_slice(&d.text);
             batch.lens.push(d.text.len());
             batch.metas.push(d.metadata);
-            if b.docs % 4096 == 0 {
+            if b.docs.is_multiple_of(4096) {
                 b.cancelled()?;
                 b.progress("read", 0, 0);
             }
@@ -616,10 +621,10 @@ impl NgramIndex {
         if pat.is_empty() {
             return Err(FmError::arg("empty pattern"));
         }
-        if self.mode() == Mode::Bytes {
-            if let Some(s) = pat.iter().find(|&&s| s > 255) {
-                return Err(FmError::arg(format!("symbol {s} is not a byte")));
-            }
+        if self.mode() == Mode::Bytes
+            && let Some(s) = pat.iter().find(|&&s| s > 255)
+        {
+            return Err(FmError::arg(format!("symbol {s} is not a byte")));
         }
         Ok(())
     }
@@ -723,7 +728,7 @@ impl NgramIndex {
         if !prefix.is_empty() {
             self.check_pattern(prefix)?;
         }
-        let parts: Vec<(Vec<(u32, u64)>, u64, u64)> = self
+        let parts: Vec<ShardNext> = self
             .shards
             .par_iter()
             .map(|s| {
@@ -818,7 +823,7 @@ impl NgramIndex {
             .map(|(k, s)| {
                 let mut approx = false;
                 // clause ranges, rarest clause first
-                let mut clauses: Vec<(usize, Vec<((usize, usize), usize)>)> = cnf
+                let mut clauses: Vec<(usize, Vec<ClauseRange>)> = cnf
                     .iter()
                     .map(|c| {
                         let rs: Vec<_> = c.iter().map(|p| (s.range(p), p.len())).collect();

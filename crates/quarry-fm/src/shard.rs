@@ -8,6 +8,8 @@
 
 use std::path::Path;
 
+use rayon::prelude::*;
+
 use crate::bits::{PlainBv, RrrBv};
 use crate::buf::Buf;
 use crate::error::{FmError, Result};
@@ -43,7 +45,7 @@ pub(crate) type Check<'a> = dyn FnMut(&'static str, usize, usize) -> Result<()> 
 
 impl Shard {
     /// Build over documents given back to back in `text` with lengths `lens` (symbols).
-    pub(crate) fn build<S: Copy + Into<u32>>(
+    pub(crate) fn build<S: Copy + Into<u32> + Send + Sync>(
         text: Vec<S>,
         lens: &[usize],
         metas: &[Option<String>],
@@ -52,11 +54,27 @@ impl Shard {
         isa_rate: usize,
         check: &mut Check<'_>,
     ) -> Result<Shard> {
-        let max = text.iter().map(|&s| s.into()).max().unwrap_or(0) as usize;
-        let mut present = vec![false; max + 1];
-        for &s in &text {
-            present[s.into() as usize] = true;
-        }
+        let max = text.par_iter().map(|&s| s.into()).max().unwrap_or(0) as usize;
+        let present = text
+            .par_chunks(1 << 20)
+            .fold(
+                || vec![false; max + 1],
+                |mut p, ch| {
+                    for &s in ch {
+                        p[s.into() as usize] = true;
+                    }
+                    p
+                },
+            )
+            .reduce(
+                || vec![false; max + 1],
+                |mut a, b| {
+                    for (x, y) in a.iter_mut().zip(b) {
+                        *x |= y;
+                    }
+                    a
+                },
+            );
         let alphabet: Vec<u32> = (0..=max as u32).filter(|&s| present[s as usize]).collect();
         drop(present);
         let sigma = alphabet.len() + 2;
@@ -93,7 +111,7 @@ impl Shard {
 
     /// The dense-coded reversed text `R` in the narrowest integer type, then the FM core.
     #[allow(clippy::too_many_arguments)]
-    fn build_core<S: Copy + Into<u32>, T: Sym>(
+    fn build_core<S: Copy + Into<u32> + Send + Sync, T: Sym>(
         text: Vec<S>,
         lens: &[usize],
         alphabet: &[u32],
@@ -111,21 +129,37 @@ impl Shard {
         let tlen = text.len() + lens.len();
         let n = tlen + 1;
         let mut r: Vec<T> = crate::fm::big_vec(n);
+        // document d occupies text[at_d .. at_d + len_d] and T[at_d + d .. at_d + d + len_d], then
+        // its separator
         let mut starts = Vec::with_capacity(lens.len() + 1);
-        let (mut p, mut at) = (0usize, 0usize);
+        let mut p = 0u64;
         for &len in lens {
-            starts.push(p as u64);
-            for (k, &s) in text[at..at + len].iter().enumerate() {
-                r[tlen - 1 - (p + k)] = T::from_u32(lut[s.into() as usize]);
-            }
-            at += len;
-            p += len;
-            r[tlen - 1 - p] = T::from_u32(1);
-            p += 1;
+            starts.push(p);
+            p += len as u64 + 1;
         }
         starts.push(tlen as u64);
+        let rp = crate::fm::SyncPtr(r.as_mut_ptr());
+        let (text_ref, lut_ref, starts_ref) = (&text[..], &lut[..], &starts[..]);
+        lens.par_iter().enumerate().with_min_len(64).for_each(|(d, &len)| {
+            let p = starts_ref[d] as usize;
+            let at = p - d;
+            // SAFETY: positions tlen-1-(p..=p+len) belong to document d alone (disjoint writes).
+            unsafe {
+                for (k, &s) in text_ref[at..at + len].iter().enumerate() {
+                    *rp.get().add(tlen - 1 - (p + k)) = T::from_u32(lut_ref[s.into() as usize]);
+                }
+                *rp.get().add(tlen - 1 - (p + len)) = T::from_u32(1);
+            }
+        });
         drop(text);
         drop(lut);
+        // the documents read so far were many small allocations, freed by now but kept by
+        // malloc in its heap; give them back before the peak (text + suffix array)
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        // SAFETY: malloc_trim only releases free memory of the allocator to the OS.
+        unsafe {
+            libc::malloc_trim(0);
+        }
         let core = match kind {
             BitvectorKind::Plain => Core::Plain(FmCore::build(r, sigma, sa_rate, isa_rate, check)?),
             BitvectorKind::Compressed => Core::Rrr(FmCore::build(r, sigma, sa_rate, isa_rate, check)?),

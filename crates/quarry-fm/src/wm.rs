@@ -352,7 +352,7 @@ impl<Bv: RankBv> WaveletTree<Bv> {
     /// 1-subtree has positions, so that every rank stays inside its node.
     pub(crate) fn read(p: &str, r: &SectionReader, n: usize, counts: &[usize]) -> Result<Self> {
         let bad = |m: String| r.corrupt(format!("{p}: {m}"));
-        if counts.len() < 2 || counts.len() >= LEAF as usize || counts.iter().any(|&c| c == 0) {
+        if counts.len() < 2 || counts.len() >= LEAF as usize || counts.contains(&0) {
             return Err(bad("bad symbol counts".into()));
         }
         let sh = shape(counts);
@@ -435,8 +435,8 @@ mod tests {
                 })
                 .collect();
             // every symbol at least once (as the FM core guarantees)
-            for c in 0..sigma.min(n) {
-                seq[c] = c as u32;
+            for (c, x) in seq.iter_mut().enumerate().take(sigma.min(n)) {
+                *x = c as u32;
             }
             let sigma = sigma.min(n);
             check::<PlainBv>(&seq, sigma);
