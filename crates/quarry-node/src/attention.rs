@@ -92,7 +92,7 @@ fn shape_and_opts(o: &NativeAttnOptions, q_elems: usize, kv_elems: usize) -> Res
     if heads % kv_heads != 0 {
         return Err(invalid_argument(format!("heads ({heads}) must be a multiple of kvHeads ({kv_heads})")));
     }
-    if q_elems % (heads * d) != 0 || kv_elems % (kv_heads * d) != 0 {
+    if !q_elems.is_multiple_of(heads * d) || !kv_elems.is_multiple_of(kv_heads * d) {
         return Err(node_error(
             "QUARRY_DIM_MISMATCH",
             format!(

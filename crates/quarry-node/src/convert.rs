@@ -25,7 +25,7 @@ pub enum Elements<'a> {
 
 fn cast<'a, T: bytemuck::Pod>(bytes: &'a [u8], dtype: &str) -> Result<Cow<'a, [T]>> {
     let size = std::mem::size_of::<T>();
-    if bytes.len() % size != 0 {
+    if !bytes.len().is_multiple_of(size) {
         return Err(invalid_argument(format!("{} bytes are not a whole number of {dtype} elements", bytes.len())));
     }
     Ok(match bytemuck::try_cast_slice(bytes) {

@@ -98,8 +98,7 @@ impl CancelToken {
 }
 
 fn build_options(o: &NativeBuildOptions) -> Result<(BuildOptions, TextSplit)> {
-    let mut opts = BuildOptions::default();
-    opts.tokenizer = o.tokenizer.as_ref().map(PathBuf::from);
+    let mut opts = BuildOptions { tokenizer: o.tokenizer.as_ref().map(PathBuf::from), ..BuildOptions::default() };
     if let Some(b) = o.shard_bytes {
         opts.shard_bytes = count_arg("shardBytes", b)?;
     }

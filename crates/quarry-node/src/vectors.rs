@@ -378,7 +378,7 @@ impl NativeMuvera {
 #[napi]
 pub fn chamfer_similarity(query: Float32Array, doc: Float32Array, dim: u32) -> Result<f64> {
     let dim = dim as usize;
-    if dim == 0 || query.len() % dim != 0 || doc.len() % dim != 0 || query.is_empty() || doc.is_empty() {
+    if dim == 0 || !query.len().is_multiple_of(dim) || !doc.len().is_multiple_of(dim) || query.is_empty() || doc.is_empty() {
         return Err(crate::errors::node_error(
             "QUARRY_DIM_MISMATCH",
             format!("chamfer needs non-empty sets of {dim}-dimensional vectors, got {} and {} values", query.len(), doc.len()),
