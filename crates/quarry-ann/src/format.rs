@@ -515,5 +515,6 @@ pub fn open(path: &Path, mmap: bool) -> Result<IndexData> {
         deleted: Bitset::default(),
         id_map,
         coarse: Default::default(),
+        pq_tables: Default::default(),
     })
 }

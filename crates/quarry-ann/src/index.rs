@@ -337,6 +337,8 @@ pub struct IndexData {
     pub id_map: HashMap<u64, u32>,
     /// The centroids packed for single-query probing (derived on first use).
     pub(crate) coarse: std::sync::OnceLock<crate::coarse::CoarsePanels>,
+    /// The PQ codebooks transposed for lookup tables (derived on first use).
+    pub(crate) pq_tables: std::sync::OnceLock<Vec<f32>>,
 }
 
 impl IndexData {
@@ -419,6 +421,7 @@ impl IndexData {
             deleted: Bitset::default(),
             id_map: HashMap::new(),
             coarse: Default::default(),
+            pq_tables: Default::default(),
         })
     }
 
@@ -798,7 +801,7 @@ impl IndexData {
         let shared_lut = match &self.encoder {
             Encoder::Pq(pq) | Encoder::FastScan(pq) if similarity || !self.config.by_residual() => {
                 lut.resize(pq.m * pq.ksub(), 0.0);
-                pq.lut(q, self.pq_lut_metric(), &mut lut)?;
+                pq.lut_from_tables(self.pq_tables(pq), q, self.pq_lut_metric(), &mut lut);
                 if similarity {
                     lut.iter_mut().for_each(|x| *x = -*x);
                 }
@@ -849,7 +852,7 @@ impl IndexData {
                         Some(t) => t,
                         None => {
                             lut.resize(pq.m * pq.ksub(), 0.0);
-                            pq.lut(&residual, Metric::L2, &mut lut)?;
+                            pq.lut_from_tables(self.pq_tables(pq), &residual, Metric::L2, &mut lut);
                             local = QuantizedLut::new(&lut, pq.m)?;
                             &local
                         }
@@ -889,7 +892,7 @@ impl IndexData {
                 Encoder::Pq(pq) => {
                     if !shared_lut {
                         lut.resize(pq.m * pq.ksub(), 0.0);
-                        pq.lut(&residual, Metric::L2, &mut lut)?;
+                        pq.lut_from_tables(self.pq_tables(pq), &residual, Metric::L2, &mut lut);
                     }
                     buf.resize(n, 0.0);
                     pq.adc_scan(&list.codes, &lut, &mut buf)?;
@@ -933,6 +936,12 @@ impl IndexData {
         }
         hits.truncate(params.k);
         Ok(hits)
+    }
+
+    /// `pq`'s codebooks transposed for lookup tables, computed once (the
+    /// quantizer was validated at build or open; queries at search entry).
+    fn pq_tables(&self, pq: &crate::pq::ProductQuantizer) -> &[f32] {
+        self.pq_tables.get_or_init(|| pq.transposed())
     }
 
     /// The metric PQ tables are computed in (residual L2 handled by the caller).

@@ -183,7 +183,14 @@ impl ProductQuantizer {
         if query.iter().any(|x| !x.is_finite()) {
             return Err(AnnError::InvalidInput("query has a NaN or infinite component".into()));
         }
-        let tables = self.transposed();
+        self.lut_from_tables(&self.transposed(), query, metric, out);
+        Ok(())
+    }
+
+    /// [`ProductQuantizer::lut`] for callers that validated the quantizer and
+    /// the query already and keep [`ProductQuantizer::transposed`] tables
+    /// (an index computes them once, not per query or per probed list).
+    pub(crate) fn lut_from_tables(&self, tables: &[f32], query: &[f32], metric: Metric, out: &mut [f32]) {
         let (dsub, ksub) = (self.dsub(), self.ksub());
         for s in 0..self.m {
             let t = &tables[s * dsub * ksub..(s + 1) * dsub * ksub];
@@ -194,7 +201,6 @@ impl ProductQuantizer {
                 Metric::InnerProduct | Metric::Cosine => sub_ip(t, q, row),
             }
         }
-        Ok(())
     }
 
     /// Asymmetric distances: `out[i] = Σ_s lut[s][code_i[s]]` for the `n` codes
@@ -252,7 +258,7 @@ impl ProductQuantizer {
 
     /// Centroids of each sub-space transposed to `dsub × ksub`, so distance
     /// loops run over centroids (contiguous, vectorisable).
-    fn transposed(&self) -> Vec<f32> {
+    pub(crate) fn transposed(&self) -> Vec<f32> {
         let (dsub, ksub) = (self.dsub(), self.ksub());
         let mut t = vec![0f32; self.centroids.len()];
         for s in 0..self.m {

@@ -218,6 +218,15 @@ pub fn decode_recall<'a>(q: &[f32], k: impl Into<KvSlice<'a>>, shape: &AttnShape
     Ok(recall_from_lse(&part, &full, shape.heads, 1))
 }
 
+/// Errors unless a selector index built over `(kv_heads, head_dim, kv_len)`
+/// keys matches `shape`.
+pub(crate) fn check_built_for(what: &str, built: (usize, usize, usize), shape: &AttnShape) -> Result<()> {
+    if built != (shape.kv_heads, shape.head_dim, shape.kv_len) {
+        return mismatch(format!("{what} index was built for another shape"));
+    }
+    Ok(())
+}
+
 /// Adds sinks `0..sink` and the last `recent` positions to `sel`.
 fn add_sink_recent(sel: &mut Vec<u32>, kv_len: usize, sink: usize, recent: usize) {
     sel.extend(0..sink.min(kv_len) as u32);
@@ -317,9 +326,7 @@ pub struct QuestSelector<'a> {
 impl KeySelector for QuestSelector<'_> {
     fn select(&self, q: &[f32], shape: &AttnShape) -> Result<Selection> {
         let ix = self.index;
-        if shape.kv_heads != ix.kv_heads || shape.head_dim != ix.head_dim || shape.kv_len != ix.kv_len {
-            return mismatch("quest index was built for another shape");
-        }
+        check_built_for("quest", (ix.kv_heads, ix.head_dim, ix.kv_len), shape)?;
         shape.check_q(q)?;
         let d = shape.head_dim;
         let pages = ix.pages();
@@ -448,9 +455,7 @@ pub struct SqueezedSelector<'a> {
 impl KeySelector for SqueezedSelector<'_> {
     fn select(&self, q: &[f32], shape: &AttnShape) -> Result<Selection> {
         let ix = self.index;
-        if shape.kv_heads != ix.kv_heads || shape.head_dim != ix.head_dim || shape.kv_len != ix.kv_len {
-            return mismatch("squeezed index was built for another shape");
-        }
+        check_built_for("squeezed", (ix.kv_heads, ix.head_dim, ix.kv_len), shape)?;
         shape.check_q(q)?;
         let d = shape.head_dim;
         let dot = quarry_simd::kernels().f32_dot;

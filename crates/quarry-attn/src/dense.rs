@@ -4,7 +4,6 @@
 use crate::error::Result;
 use crate::kernel::{Ctx, PreparedKv, dense_job};
 use crate::shape::{AttnOptions, AttnShape, KvSlice, check_all};
-use crate::simd::Level;
 
 /// Output of an attention call.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,16 +32,7 @@ pub fn dense_attention<'a>(
     let (k, v) = (k.into(), v.into());
     check_all(q, &k, Some(&v), shape, opts)?;
     let kv = PreparedKv::new(&k, Some(&v), shape);
-    let ctx = Ctx {
-        level: Level::resolve(opts.kernel),
-        shape: *shape,
-        causal: opts.causal,
-        scale: opts.scale_for(shape.head_dim),
-        block: opts.block,
-        q,
-        kv: &kv,
-        with_output: true,
-    };
+    let ctx = Ctx::new(opts, shape, q, &kv, true);
     let (output, lse) = ctx.run(|_, t, job| dense_job(shape, opts.causal, opts.block, t, job));
     Ok(AttnOutput { output, lse, density: 1.0 })
 }
@@ -53,16 +43,7 @@ pub fn dense_lse<'a>(q: &[f32], k: impl Into<KvSlice<'a>>, shape: &AttnShape, op
     let k = k.into();
     check_all(q, &k, None, shape, opts)?;
     let kv = PreparedKv::new(&k, None, shape);
-    let ctx = Ctx {
-        level: Level::resolve(opts.kernel),
-        shape: *shape,
-        causal: opts.causal,
-        scale: opts.scale_for(shape.head_dim),
-        block: opts.block,
-        q,
-        kv: &kv,
-        with_output: false,
-    };
+    let ctx = Ctx::new(opts, shape, q, &kv, false);
     Ok(ctx.run(|_, t, job| dense_job(shape, opts.causal, opts.block, t, job)).1)
 }
 

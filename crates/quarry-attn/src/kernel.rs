@@ -9,7 +9,7 @@
 //! at most `block` keys and then go through exactly the same steps. Dense
 //! attention is the job "all aligned blocks up to the diagonal".
 
-use crate::shape::{AttnShape, KvSlice};
+use crate::shape::{AttnOptions, AttnShape, KvSlice};
 use crate::simd::{self, Level};
 use rayon::prelude::*;
 use std::borrow::Cow;
@@ -93,7 +93,22 @@ struct Scratch {
     vbuf: Vec<f32>,
 }
 
-impl Ctx<'_> {
+impl<'a> Ctx<'a> {
+    /// The run every prefill-style entry point makes: kernels, causality,
+    /// scale and block from `opts`.
+    pub fn new(opts: &AttnOptions, shape: &AttnShape, q: &'a [f32], kv: &'a PreparedKv<'a>, with_output: bool) -> Self {
+        Ctx {
+            level: Level::resolve(opts.kernel),
+            shape: *shape,
+            causal: opts.causal,
+            scale: opts.scale_for(shape.head_dim),
+            block: opts.block,
+            q,
+            kv,
+            with_output,
+        }
+    }
+
     pub fn q_tiles(&self) -> usize {
         self.shape.q_len.div_ceil(self.block)
     }

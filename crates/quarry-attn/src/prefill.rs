@@ -599,16 +599,7 @@ fn check_index(index: &SparseIndex, shape: &AttnShape, opts: &AttnOptions) -> Re
 }
 
 fn run_index(q: &[f32], kv: &PreparedKv, shape: &AttnShape, opts: &AttnOptions, index: &SparseIndex, with_output: bool) -> (Vec<f32>, Vec<f32>) {
-    let ctx = Ctx {
-        level: Level::resolve(opts.kernel),
-        shape: *shape,
-        causal: opts.causal,
-        scale: opts.scale_for(shape.head_dim),
-        block: opts.block,
-        q,
-        kv,
-        with_output,
-    };
+    let ctx = Ctx::new(opts, shape, q, kv, with_output);
     ctx.run(|h, t, job| {
         job.ranges.extend_from_slice(index.ranges(h, t));
         job.cols.extend_from_slice(index.columns(h, t));

@@ -24,7 +24,7 @@
 //! union (the keys are loaded once per KV head anyway).
 
 use crate::decode::{KeySelector, Selection};
-use crate::error::{AttnError, Result, invalid, mismatch};
+use crate::error::{AttnError, Result, invalid};
 use crate::shape::{AttnShape, KvSlice};
 use quarry_ann::index::{Encoder, IndexData};
 use quarry_ann::{Control, IndexConfig, Kind, Metric, SearchParams};
@@ -221,9 +221,7 @@ impl RetrievalSelector<'_> {
     /// The selection and its search cost.
     pub fn select_with_stats(&self, q: &[f32], shape: &AttnShape) -> Result<(Selection, RetrievalStats)> {
         let ix = self.index;
-        if shape.kv_heads != ix.kv_heads || shape.head_dim != ix.head_dim || shape.kv_len != ix.kv_len {
-            return mismatch("retrieval index was built for another shape");
-        }
+        crate::decode::check_built_for("retrieval", (ix.kv_heads, ix.head_dim, ix.kv_len), shape)?;
         shape.validate(false)?;
         if shape.q_len != 1 {
             return invalid(format!("decode takes one query per head (q_len = {})", shape.q_len));
