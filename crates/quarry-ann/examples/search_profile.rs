@@ -34,7 +34,17 @@ fn main() {
         cfg.pq_bits = 4;
         cfg.opq = opq;
         let t = Instant::now();
-        let ix = VectorIndex::build(cfg, &base, None, None, Control::none()).expect("build");
+        // Stage timings (QUARRY_PROFILE_STAGES=1): where the build spends its time.
+        let last = std::sync::Mutex::new(String::new());
+        let show = std::env::var_os("QUARRY_PROFILE_STAGES").is_some();
+        let progress = |stage: &str, _f: f64| {
+            let mut l = last.lock().unwrap();
+            if show && *l != stage {
+                eprintln!("{:7.2} s  {stage}", t.elapsed().as_secs_f64());
+                *l = stage.to_string();
+            }
+        };
+        let ix = VectorIndex::build(cfg, &base, None, None, Control::new(Some(&progress), None)).expect("build");
         eprintln!("built in {:.1} s", t.elapsed().as_secs_f64());
         ix.save(&cache).expect("save");
         ix

@@ -66,9 +66,12 @@
 //! that probe the same list in one pass over its codes.
 
 use crate::error::{AnnError, Result, invalid};
+use quarry_simd::SimdLevel;
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 mod scalar;
 
 /// The intrinsics `neon.rs` uses (swapped for scalar models in its test).
@@ -509,8 +512,10 @@ impl Collector for TopKCollector<'_> {
 pub enum ScanLevel {
     /// Portable scalar reference.
     Scalar,
-    /// x86-64 AVX2 (`vpshufb`).
+    /// x86-64 AVX2 (`vpshufb` on 256 bits).
     Avx2,
+    /// x86-64 AVX-512BW (`vpshufb` on 512 bits: four sub-quantizers per lookup).
+    Avx512,
     /// AArch64 Neon (`tbl`).
     Neon,
 }
@@ -524,6 +529,10 @@ impl ScanLevel {
             ScanLevel::Avx2 => std::arch::is_x86_feature_detected!("avx2"),
             #[cfg(not(target_arch = "x86_64"))]
             ScanLevel::Avx2 => false,
+            #[cfg(target_arch = "x86_64")]
+            ScanLevel::Avx512 => std::arch::is_x86_feature_detected!("avx512bw"),
+            #[cfg(not(target_arch = "x86_64"))]
+            ScanLevel::Avx512 => false,
             #[cfg(target_arch = "aarch64")]
             ScanLevel::Neon => std::arch::is_aarch64_feature_detected!("neon"),
             #[cfg(not(target_arch = "aarch64"))]
@@ -531,14 +540,22 @@ impl ScanLevel {
         }
     }
 
-    /// The fastest level this CPU runs.
+    /// The fastest level this CPU runs, capped by the level `quarry-simd`
+    /// dispatches to (so `QUARRY_SIMD=avx2` also lowers the scans).
     pub fn best() -> Self {
-        [ScanLevel::Avx2, ScanLevel::Neon].into_iter().find(|l| l.available()).unwrap_or(ScanLevel::Scalar)
+        static BEST: std::sync::OnceLock<ScanLevel> = std::sync::OnceLock::new();
+        *BEST.get_or_init(|| {
+            let cap = quarry_simd::simd_level();
+            [(ScanLevel::Avx512, SimdLevel::Avx512), (ScanLevel::Avx2, SimdLevel::Avx2), (ScanLevel::Neon, SimdLevel::Neon)]
+                .into_iter()
+                .find(|&(l, needs)| needs <= cap && l.available())
+                .map_or(ScanLevel::Scalar, |(l, _)| l)
+        })
     }
 
     /// Every level this CPU runs (for tests and benches).
     pub fn all_available() -> Vec<Self> {
-        [ScanLevel::Scalar, ScanLevel::Avx2, ScanLevel::Neon].into_iter().filter(|l| l.available()).collect()
+        [ScanLevel::Scalar, ScanLevel::Avx2, ScanLevel::Avx512, ScanLevel::Neon].into_iter().filter(|l| l.available()).collect()
     }
 }
 
@@ -568,8 +585,11 @@ pub fn scan_with_level(level: ScanLevel, packed: &[u8], n: usize, lut: &Quantize
         // SAFETY: check_scan confirmed AVX2 at runtime; lengths checked above.
         #[cfg(target_arch = "x86_64")]
         ScanLevel::Avx2 => unsafe { avx2::scan(packed, n, lut, out) },
+        // SAFETY: check_scan confirmed AVX-512BW at runtime; lengths checked above.
+        #[cfg(target_arch = "x86_64")]
+        ScanLevel::Avx512 => unsafe { avx512::scan(packed, n, lut, out) },
         #[cfg(not(target_arch = "x86_64"))]
-        ScanLevel::Avx2 => unreachable!("Avx2 is never available off x86-64"),
+        ScanLevel::Avx2 | ScanLevel::Avx512 => unreachable!("x86 levels are never available off x86-64"),
         // SAFETY: check_scan confirmed Neon at runtime; blocks and tables hold pairs × 32 bytes.
         #[cfg(target_arch = "aarch64")]
         ScanLevel::Neon => scan_by_blocks(packed, n, lut, out, |b| unsafe {
@@ -602,8 +622,11 @@ pub fn scan_collect_with_level(
         // SAFETY: check_scan confirmed AVX2 at runtime and the buffer length.
         #[cfg(target_arch = "x86_64")]
         ScanLevel::Avx2 => unsafe { avx2::collect(packed, n, lut, c) },
+        // SAFETY: check_scan confirmed AVX-512BW at runtime and the buffer length.
+        #[cfg(target_arch = "x86_64")]
+        ScanLevel::Avx512 => unsafe { avx512::collect(packed, n, lut, c) },
         #[cfg(not(target_arch = "x86_64"))]
-        ScanLevel::Avx2 => unreachable!("Avx2 is never available off x86-64"),
+        ScanLevel::Avx2 | ScanLevel::Avx512 => unreachable!("x86 levels are never available off x86-64"),
         // SAFETY: check_scan confirmed Neon at runtime; blocks and tables hold pairs × 32 bytes.
         #[cfg(target_arch = "aarch64")]
         ScanLevel::Neon => collect_by_blocks(packed, n, lut, c, |b| unsafe {
@@ -656,8 +679,11 @@ pub fn scan_collect_batch_with_level<C: Collector>(
         // all tables share m.
         #[cfg(target_arch = "x86_64")]
         ScanLevel::Avx2 => unsafe { avx2::collect_batch(packed, n, luts, collectors) },
+        // SAFETY: as for AVX2, with AVX-512BW confirmed.
+        #[cfg(target_arch = "x86_64")]
+        ScanLevel::Avx512 => unsafe { avx512::collect_batch(packed, n, luts, collectors) },
         #[cfg(not(target_arch = "x86_64"))]
-        ScanLevel::Avx2 => unreachable!("Avx2 is never available off x86-64"),
+        ScanLevel::Avx2 | ScanLevel::Avx512 => unreachable!("x86 levels are never available off x86-64"),
     }
     Ok(())
 }

@@ -159,7 +159,7 @@ impl IndexConfig {
             opq_iterations: 10,
             binary_levels: 1,
             store_vectors: true,
-            kmeans_iterations: 20,
+            kmeans_iterations: 10,
             max_points_per_centroid: 256,
             balance: None,
             closure: None,

@@ -120,7 +120,7 @@ fn bad_input_is_an_error() {
     let p3 = packed(&[0; 15], 3);
     assert_eq!(fastscan::scan(&p3, 5, &lut, &mut sums).unwrap_err().code(), "QUARRY_DIM_MISMATCH");
     // A level this CPU lacks is refused, not run.
-    for level in [ScanLevel::Avx2, ScanLevel::Neon] {
+    for level in [ScanLevel::Avx2, ScanLevel::Avx512, ScanLevel::Neon] {
         if !level.available() {
             let mut sums = [0u16; 5];
             assert_eq!(scan_with_level(level, &p3, 5, &lut, &mut sums).unwrap_err().code(), "QUARRY_UNSUPPORTED");

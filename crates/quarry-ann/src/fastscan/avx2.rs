@@ -88,7 +88,7 @@ pub(crate) unsafe fn scan(packed: &[u8], n: usize, lut: &QuantizedLut, out: &mut
 
 #[inline]
 #[target_feature(enable = "avx2")]
-fn to_array(s0: __m256i, s1: __m256i) -> [u16; BLOCK] {
+pub(super) fn to_array(s0: __m256i, s1: __m256i) -> [u16; BLOCK] {
     let mut sums = [0u16; BLOCK];
     // SAFETY: `sums` holds 64 bytes.
     unsafe {
@@ -101,7 +101,7 @@ fn to_array(s0: __m256i, s1: __m256i) -> [u16; BLOCK] {
 /// Bit j set when sum j ≤ bound (unsigned).
 #[inline]
 #[target_feature(enable = "avx2")]
-fn le_mask(s0: __m256i, s1: __m256i, bound: u16) -> u32 {
+pub(super) fn le_mask(s0: __m256i, s1: __m256i, bound: u16) -> u32 {
     let b = _mm256_set1_epi16(bound as i16);
     let ok0 = _mm256_cmpeq_epi16(_mm256_min_epu16(s0, b), s0);
     let ok1 = _mm256_cmpeq_epi16(_mm256_min_epu16(s1, b), s1);
