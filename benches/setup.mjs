@@ -268,7 +268,7 @@ export function setupAll({ glove = true, faiss = true } = {}) {
   return res;
 }
 
-if (import.meta.url === pathToFileURL(process.argv[1]).href) {
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
   const r = setupAll();
   for (const [k, v] of Object.entries(r)) log(`${k}: ${v.ok ? 'ok' : `NOT OK (${v.reason})`}`);
 }

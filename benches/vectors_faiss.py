@@ -149,9 +149,9 @@ def time_search(fn, nq, min_s, max_reps):
 
 
 # Configurations: name -> (index_factory string or special, search-parameter grid kind)
-NPROBE = [4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256]
+NPROBE = [4, 8, 12, 16, 20, 24, 28, 32, 40, 48, 64, 96, 128, 192, 256]
 NPROBE_QUICK = [2, 4, 8, 16, 32, 64]
-KFACTOR = [2, 4, 8, 16]  # re-rank k x factor candidates exactly = 20, 40, 80, 160 for k = 10
+KFACTOR = [2, 4, 8, 12, 16]  # re-rank k x factor candidates exactly = 20, 40, 80, 120, 160 for k = 10
 HNSW_EF = [16, 24, 32, 48, 64, 96, 128, 192, 256, 384]
 HNSW_EF_QUICK = [16, 32, 64, 128]
 BINARY_R = [20, 40, 80, 160, 320, 640, 1280, 2560, 5120]

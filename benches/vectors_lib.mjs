@@ -11,9 +11,9 @@ export const GT_K = 100;
 export const SELECTIVITIES = [1, 10]; // percent; 100% is the unfiltered ground truth
 
 // Sweep grids, mirrored from vectors_faiss.py so every system sees the same points.
-export const NPROBE = [4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256];
+export const NPROBE = [4, 8, 12, 16, 20, 24, 28, 32, 40, 48, 64, 96, 128, 192, 256];
 export const NPROBE_QUICK = [2, 4, 8, 16, 32, 64];
-export const RERANK = [20, 40, 80, 160]; // = FAISS k_factor 2, 4, 8, 16 at k = 10
+export const RERANK = [20, 40, 80, 120, 160]; // = FAISS k_factor 2, 4, 8, 12, 16 at k = 10
 export const RERANK_QUICK = [40, 160];
 export const HNSW_EF = [16, 24, 32, 48, 64, 96, 128, 192, 256, 384];
 export const HNSW_EF_QUICK = [16, 32, 64, 128];

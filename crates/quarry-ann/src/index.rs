@@ -681,15 +681,139 @@ impl IndexData {
         let probes = self.probe(&data, params)?;
         let mut ids = vec![NO_ID; nq * k];
         let mut distances = vec![f32::NAN; nq * k];
-        ids.par_chunks_mut(k).zip(distances.par_chunks_mut(k)).enumerate().try_for_each(|(q, (ids, dist))| {
-            let hits = self.search_one(&data[q * dim..(q + 1) * dim], &probes[q], params, &allow)?;
+        let write = |hits: Vec<(f32, u32)>, ids: &mut [u64], dist: &mut [f32]| {
             for (j, (key, pos)) in hits.into_iter().enumerate() {
                 ids[j] = self.ids[pos as usize];
                 dist[j] = if self.config.metric.is_similarity() { -key } else { key };
             }
+        };
+        if self.list_major_applies(nq) {
+            // One chunk of queries per thread, each scanned list by list (the
+            // more queries a chunk holds, the more share each list).
+            let per_task = nq.div_ceil(rayon::current_num_threads().max(1)).max(LIST_MAJOR_MIN_QUERIES);
+            ids.par_chunks_mut(k * per_task).zip(distances.par_chunks_mut(k * per_task)).enumerate().try_for_each(
+                |(c, (ids, dist))| {
+                    let (first, count) = (c * per_task, ids.len() / k);
+                    let hits = self.search_list_major(
+                        &data[first * dim..(first + count) * dim],
+                        &probes[first..first + count],
+                        params,
+                        &allow,
+                    )?;
+                    for (i, h) in hits.into_iter().enumerate() {
+                        write(h, &mut ids[i * k..(i + 1) * k], &mut dist[i * k..(i + 1) * k]);
+                    }
+                    Ok::<(), AnnError>(())
+                },
+            )?;
+            return Ok(SearchResult { k, ids, distances });
+        }
+        ids.par_chunks_mut(k).zip(distances.par_chunks_mut(k)).enumerate().try_for_each(|(q, (ids, dist))| {
+            let hits = self.search_one(&data[q * dim..(q + 1) * dim], &probes[q], params, &allow)?;
+            write(hits, ids, dist);
             Ok::<(), AnnError>(())
         })?;
         Ok(SearchResult { k, ids, distances })
+    }
+
+    /// Whether a batch of `nq` queries takes [`IndexData::search_list_major`]:
+    /// IVF fast-scan whose lookup table is the same for every list.
+    fn list_major_applies(&self, nq: usize) -> bool {
+        nq >= LIST_MAJOR_MIN_QUERIES
+            && self.config.kind.is_ivf()
+            && matches!(self.encoder, Encoder::FastScan(_))
+            && (self.config.metric.is_similarity() || !self.config.by_residual())
+    }
+
+    /// The results of [`IndexData::search_one`] for each query of a batch,
+    /// computed list by list on the calling thread: the queries probing a
+    /// list are scanned together (`fastscan::scan_collect_batch` shares each
+    /// block's code loads among up to four of them, and the list stays in
+    /// cache for the rest). Every query sees the same candidates with the
+    /// same keys as in `search_one`; only the order of its lists differs,
+    /// which the final candidates do not depend on.
+    fn search_list_major(
+        &self,
+        queries: &[f32],
+        probes: &[Vec<(f32, u32)>],
+        params: &SearchParams,
+        allow: &Allow,
+    ) -> Result<Vec<Vec<(f32, u32)>>> {
+        let Encoder::FastScan(pq) = &self.encoder else { unreachable!("list-major search is for fast-scan") };
+        let dim = self.config.dim;
+        let similarity = self.config.metric.is_similarity();
+        let mut lut = vec![0.0f32; pq.m * pq.ksub()];
+        let mut luts = Vec::with_capacity(probes.len());
+        for q in queries.chunks_exact(dim) {
+            pq.lut_from_tables(self.pq_tables(pq), q, self.pq_lut_metric(), &mut lut);
+            if similarity {
+                lut.iter_mut().for_each(|x| *x = -*x);
+            }
+            luts.push(QuantizedLut::new(&lut, pq.m)?);
+        }
+        let bias = |coarse_key: f32| if self.config.by_residual() && similarity { coarse_key } else { 0.0 };
+        // Each query first scans its nearest list alone: its candidates set
+        // a tight threshold early, so the shared scans below offer fewer
+        // vectors (lists are visited in index order, not nearest first).
+        let depth = self.candidate_depth(params);
+        let mut tops = Vec::with_capacity(probes.len());
+        for (probed, lut) in probes.iter().zip(&luts) {
+            let mut top = Reservoir::new(depth);
+            if let Some(&(coarse_key, l)) = probed.first() {
+                let list = &self.lists[l as usize];
+                let mut c = ListCollector { index: self, top, positions: &list.positions, bias: bias(coarse_key), allow };
+                fastscan::scan_collect(&list.codes, list.len(), lut, &mut c)?;
+                top = c.top;
+            }
+            tops.push(top);
+        }
+        // (query, key offset) of the other probes, grouped by list (a counting sort).
+        let nlist = self.lists.len();
+        let mut starts = vec![0usize; nlist + 1];
+        for &(_, l) in probes.iter().flat_map(|p| p.iter().skip(1)) {
+            starts[l as usize + 1] += 1;
+        }
+        for l in 0..nlist {
+            starts[l + 1] += starts[l];
+        }
+        let mut fill = starts.clone();
+        let mut by_list = vec![(0u32, 0f32); starts[nlist]];
+        for (qi, probed) in probes.iter().enumerate() {
+            for &(coarse_key, l) in probed.iter().skip(1) {
+                by_list[fill[l as usize]] = (qi as u32, bias(coarse_key));
+                fill[l as usize] += 1;
+            }
+        }
+        for (l, list) in self.lists.iter().enumerate() {
+            let n = list.len();
+            if n == 0 {
+                continue;
+            }
+            for group in by_list[starts[l]..starts[l + 1]].chunks(4) {
+                let tables: Vec<&QuantizedLut> = group.iter().map(|&(qi, _)| &luts[qi as usize]).collect();
+                let mut collectors: Vec<ListCollector> = group
+                    .iter()
+                    .map(|&(qi, bias)| ListCollector {
+                        index: self,
+                        top: std::mem::replace(&mut tops[qi as usize], Reservoir::new(0)),
+                        positions: &list.positions,
+                        bias,
+                        allow,
+                    })
+                    .collect();
+                fastscan::scan_collect_batch(&list.codes, n, &tables, &mut collectors)?;
+                for (c, &(qi, _)) in collectors.into_iter().zip(group) {
+                    tops[qi as usize] = c.top;
+                }
+            }
+        }
+        Ok(tops.into_iter().zip(queries.chunks_exact(dim)).map(|(top, q)| self.finish_hits(q, top, params)).collect())
+    }
+
+    /// Candidates a query keeps from the scan: `k`, or the re-ranking depth,
+    /// times the copies closure may have stored of a vector.
+    fn candidate_depth(&self, params: &SearchParams) -> usize {
+        params.k.max(params.rerank) * self.config.closure.map_or(1, |c| c.max_copies.max(1))
     }
 
     /// Which positions a filter admits (tombstones are checked separately).
@@ -790,9 +914,7 @@ impl IndexData {
 
     /// The best `params.k` (key, position) of one preprocessed query.
     fn search_one(&self, q: &[f32], probed: &[(f32, u32)], params: &SearchParams, allow: &Allow) -> Result<Vec<(f32, u32)>> {
-        let copies = self.config.closure.map_or(1, |c| c.max_copies.max(1));
-        let depth = params.k.max(params.rerank) * copies;
-        let mut top = Reservoir::new(depth);
+        let mut top = Reservoir::new(self.candidate_depth(params));
         let dim = self.config.dim;
         let similarity = self.config.metric.is_similarity();
         let mut buf: Vec<f32> = Vec::new();
@@ -857,8 +979,9 @@ impl IndexData {
                             &local
                         }
                     };
-                    let mut collector = ListCollector { index: self, top: &mut top, positions, bias, allow };
+                    let mut collector = ListCollector { index: self, top, positions, bias, allow };
                     fastscan::scan_collect(&list.codes, n, qlut, &mut collector)?;
+                    top = collector.top;
                     continue;
                 }
                 Encoder::Flat => {
@@ -913,29 +1036,43 @@ impl IndexData {
             }
         }
 
-        let mut hits = top.into_sorted();
-        if params.rerank > 0 || copies > 1 {
-            if params.rerank > 0 && self.config.store_vectors {
-                let k = quarry_simd::kernels();
-                // The candidates' rows are scattered over the stored vectors:
-                // request them all before reading any, so the misses overlap.
-                for h in hits.iter() {
-                    prefetch(&self.vectors[h.1 as usize * dim..(h.1 as usize + 1) * dim]);
-                }
-                for h in hits.iter_mut() {
-                    let v = &self.vectors[h.1 as usize * dim..(h.1 as usize + 1) * dim];
-                    h.0 = if similarity { -(k.f32_dot)(q, v) } else { (k.f32_l2sq)(q, v) };
-                }
-                hits.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        Ok(self.finish_hits(q, top, params))
+    }
+
+    /// A query's final `k`: its candidates re-ranked by exact distance
+    /// (when asked), closure duplicates dropped, best first.
+    fn finish_hits(&self, q: &[f32], top: Reservoir, params: &SearchParams) -> Vec<(f32, u32)> {
+        let dim = self.config.dim;
+        let similarity = self.config.metric.is_similarity();
+        let copies = self.config.closure.map_or(1, |c| c.max_copies.max(1));
+        let exact = params.rerank > 0 && self.config.store_vectors;
+        let mut hits = if exact { top.into_unordered() } else { top.into_sorted() };
+        if exact {
+            let kernels = quarry_simd::kernels();
+            // The candidates' rows are scattered over the stored vectors:
+            // request them all before reading any, so the misses overlap.
+            for h in hits.iter() {
+                prefetch(&self.vectors[h.1 as usize * dim..(h.1 as usize + 1) * dim]);
             }
-            if copies > 1 {
-                // Closure stores a vector in several lists: keep its best entry.
-                let mut seen = std::collections::HashSet::with_capacity(hits.len());
-                hits.retain(|h| seen.insert(h.1));
+            for h in hits.iter_mut() {
+                let v = &self.vectors[h.1 as usize * dim..(h.1 as usize + 1) * dim];
+                h.0 = if similarity { -(kernels.f32_dot)(q, v) } else { (kernels.f32_l2sq)(q, v) };
             }
+            let by_key = |a: &(f32, u32), b: &(f32, u32)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
+            if copies == 1 && hits.len() > params.k {
+                // Only the best k need ordering.
+                hits.select_nth_unstable_by(params.k - 1, by_key);
+                hits.truncate(params.k);
+            }
+            hits.sort_unstable_by(by_key);
+        }
+        if copies > 1 {
+            // Closure stores a vector in several lists: keep its best entry.
+            let mut seen = std::collections::HashSet::with_capacity(hits.len());
+            hits.retain(|h| seen.insert(h.1));
         }
         hits.truncate(params.k);
-        Ok(hits)
+        hits
     }
 
     /// `pq`'s codebooks transposed for lookup tables, computed once (the
@@ -950,6 +1087,10 @@ impl IndexData {
     }
 }
 
+/// Batches of at least this many queries (per thread) are scanned list by
+/// list ([`IndexData::search_list_major`]).
+const LIST_MAJOR_MIN_QUERIES: usize = 64;
+
 /// Positions a search may return.
 enum Allow {
     All,
@@ -961,7 +1102,7 @@ enum Allow {
 /// positions, the list's key offset is added, filters and tombstones applied.
 struct ListCollector<'a> {
     index: &'a IndexData,
-    top: &'a mut Reservoir,
+    top: Reservoir,
     positions: &'a [u32],
     bias: f32,
     allow: &'a Allow,

@@ -55,6 +55,16 @@ impl Reservoir {
         self.threshold = if worst.is_nan() { f32::INFINITY } else { worst };
     }
 
+    /// The kept candidates in no particular order (the same set as
+    /// [`Reservoir::into_sorted`], without paying for the sort).
+    pub fn into_unordered(mut self) -> Vec<(f32, u32)> {
+        if self.buf.len() > self.k {
+            self.buf.select_nth_unstable_by(self.k - 1, order);
+            self.buf.truncate(self.k);
+        }
+        self.buf
+    }
+
     /// The kept candidates, best first.
     pub fn into_sorted(mut self) -> Vec<(f32, u32)> {
         self.buf.sort_unstable_by(order);
