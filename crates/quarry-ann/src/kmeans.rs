@@ -14,6 +14,7 @@ use rayon::prelude::*;
 use crate::control::Control;
 use crate::error::{AnnError, Result, invalid};
 use crate::check_finite;
+use crate::coarse::CoarsePanels;
 
 /// Options of [`train`].
 #[derive(Debug, Clone, PartialEq)]
@@ -355,11 +356,28 @@ fn seed_plus_plus(data: &[f32], dim: usize, k: usize, rng: &mut Rng, ctl: Contro
     let mut centroids = Vec::with_capacity(k * dim);
     let first = rng.below(np as u64) as usize;
     centroids.extend_from_slice(&pool[first * dim..(first + 1) * dim]);
-    let mut d2: Vec<f32> = pool.par_chunks_exact(dim).map(|x| l2sq(x, &centroids[..dim])).collect();
+    // Squared distances from every pool point to a candidate as
+    // |x|² + |c|² − 2·x·c, with the pool packed once into panels: one
+    // matrix-vector product per candidate instead of a call of the l2
+    // kernel per point (which spent most of the seeding in call overhead
+    // and horizontal sums).
+    let panels: Vec<CoarsePanels> = pool.par_chunks(SEED_CHUNK * dim).map(|c| CoarsePanels::new(c, dim)).collect();
+    let distances = |c: &[f32], out: &mut [f32]| {
+        let cn: f32 = c.iter().map(|x| x * x).sum();
+        out.par_chunks_mut(SEED_CHUNK).zip(&panels).for_each(|(o, p)| {
+            p.dots(c, o);
+            for (i, v) in o.iter_mut().enumerate() {
+                *v = (p.norm(i) + cn - 2.0 * *v).max(0.0);
+            }
+        });
+    };
+    let mut d2 = vec![0f32; np];
+    distances(&centroids[..dim], &mut d2);
     // Greedy k-means++ (as scikit-learn does): several D² draws per step,
     // keeping the one that lowers the potential most, while that stays cheap.
     let greedy = 2 + (k as f64).ln() as usize;
     let trials = if (k as f64) * (np as f64) * (dim as f64) * (greedy as f64) <= GREEDY_SEEDING_MAX_FLOPS { greedy } else { 1 };
+    let mut dist = vec![0f32; np * trials];
     for c in 1..k {
         if c % 64 == 0 {
             ctl.check()?;
@@ -367,20 +385,12 @@ fn seed_plus_plus(data: &[f32], dim: usize, k: usize, rng: &mut Rng, ctl: Contro
         }
         let total: f64 = d2.iter().map(|&d| d as f64).sum();
         let picks: Vec<usize> = (0..trials).map(|_| draw_d2(&d2, total, np, rng)).collect();
-        // Distances of every pool point to every candidate, in one parallel pass.
-        let cands: Vec<&[f32]> = picks.iter().map(|&p| &pool[p * dim..(p + 1) * dim]).collect();
-        let mut dist = vec![0f32; np * trials];
-        dist.par_chunks_mut(SEED_CHUNK * trials).zip(pool.par_chunks(SEED_CHUNK * dim)).for_each(|(dd, xx)| {
-            for (row, x) in dd.chunks_exact_mut(trials).zip(xx.chunks_exact(dim)) {
-                for (o, c) in row.iter_mut().zip(&cands) {
-                    *o = l2sq(x, c);
-                }
-            }
-        });
+        for (t, &p) in picks.iter().enumerate() {
+            distances(&pool[p * dim..(p + 1) * dim], &mut dist[t * np..(t + 1) * np]);
+        }
         let mut best = 0;
         if trials > 1 {
-            let potential =
-                |t: usize| -> f64 { d2.iter().zip(dist.chunks_exact(trials)).map(|(&d, r)| d.min(r[t]) as f64).sum() };
+            let potential = |t: usize| -> f64 { d2.iter().zip(&dist[t * np..(t + 1) * np]).map(|(&d, &e)| d.min(e) as f64).sum() };
             let mut best_pot = potential(0);
             for t in 1..trials {
                 let p = potential(t);
@@ -389,9 +399,8 @@ fn seed_plus_plus(data: &[f32], dim: usize, k: usize, rng: &mut Rng, ctl: Contro
                 }
             }
         }
-        d2.iter_mut().zip(dist.chunks_exact(trials)).for_each(|(d, r)| *d = d.min(r[best]));
-        let new = cands[best].to_vec();
-        centroids.extend_from_slice(&new);
+        d2.iter_mut().zip(&dist[best * np..(best + 1) * np]).for_each(|(d, &e)| *d = d.min(e));
+        centroids.extend_from_slice(&pool[picks[best] * dim..(picks[best] + 1) * dim]);
     }
     Ok(centroids)
 }
