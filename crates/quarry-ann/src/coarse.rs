@@ -11,6 +11,8 @@
 
 use quarry_simd::SimdLevel;
 
+use crate::reservoir::{decode, encode};
+
 /// Centroids packed for [`CoarsePanels::dots`]: panel `p` holds centroids
 /// `lanes·p..lanes·(p+1)` as `dim` rows of `lanes` values (zero-padded past
 /// the last centroid).
@@ -209,17 +211,18 @@ unsafe fn dots_avx2(panels: &[f32], dim: usize, n: usize, q: &[f32], out: &mut [
     }
 }
 
-/// The `k` smallest `(key, id)` pairs, ascending (ties by id; NaN keys last).
+/// The `k` smallest `(key, id)` pairs, ascending (ties by id; NaN keys last,
+/// reported as +inf).
 pub fn smallest(keys: &[f32], k: usize) -> Vec<(f32, u32)> {
-    let mut all: Vec<(f32, u32)> = keys.iter().enumerate().map(|(i, &x)| (if x.is_nan() { f32::INFINITY } else { x }, i as u32)).collect();
+    // Encoded (key, id) words select and sort as plain integers.
+    let mut all: Vec<u64> = keys.iter().enumerate().map(|(i, &x)| encode(if x.is_nan() { f32::INFINITY } else { x }, i as u32)).collect();
     let k = k.min(all.len());
-    let cmp = |a: &(f32, u32), b: &(f32, u32)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
     if k < all.len() {
-        all.select_nth_unstable_by(k, cmp);
+        all.select_nth_unstable(k);
         all.truncate(k);
     }
-    all.sort_unstable_by(cmp);
-    all
+    all.sort_unstable();
+    all.into_iter().map(decode).collect()
 }
 
 #[cfg(test)]

@@ -9,20 +9,43 @@
 //! only at compactions. The result equals a heap's: the `k` smallest by key,
 //! ties by the smaller position.
 
-use std::cmp::Ordering;
-
 /// The `k` smallest `(key, position)` pairs seen (NaN keys rank last).
 #[derive(Debug, Clone)]
 pub struct Reservoir {
     k: usize,
-    buf: Vec<(f32, u32)>,
+    /// Candidates as [`encode`]d words: selection compares plain integers.
+    buf: Vec<u64>,
     threshold: f32,
 }
 
+/// `(key, pos)` as one integer whose order is the candidates' order: the
+/// key's IEEE total order in the high half (NaN mapped above +inf), the
+/// position in the low half for ties.
 #[inline]
-fn order(a: &(f32, u32), b: &(f32, u32)) -> Ordering {
-    let key = |x: f32| if x.is_nan() { f32::INFINITY } else { x };
-    key(a.0).total_cmp(&key(b.0)).then_with(|| a.0.is_nan().cmp(&b.0.is_nan())).then(a.1.cmp(&b.1))
+pub(crate) fn encode(key: f32, pos: u32) -> u64 {
+    let b = key.to_bits();
+    let ord = if key.is_nan() {
+        u32::MAX
+    } else if b >> 31 == 1 {
+        !b
+    } else {
+        b | 0x8000_0000
+    };
+    (ord as u64) << 32 | pos as u64
+}
+
+/// Inverse of [`encode`] (a NaN key comes back as `f32::NAN`).
+#[inline]
+pub(crate) fn decode(e: u64) -> (f32, u32) {
+    let ord = (e >> 32) as u32;
+    let key = if ord == u32::MAX {
+        f32::NAN
+    } else if ord >> 31 == 1 {
+        f32::from_bits(ord & 0x7fff_ffff)
+    } else {
+        f32::from_bits(!ord)
+    };
+    (key, e as u32)
 }
 
 impl Reservoir {
@@ -41,7 +64,7 @@ impl Reservoir {
         if self.k == 0 {
             return;
         }
-        self.buf.push((key, pos));
+        self.buf.push(encode(key, pos));
         if self.buf.len() >= 2 * self.k {
             self.compact();
         }
@@ -49,9 +72,9 @@ impl Reservoir {
 
     fn compact(&mut self) {
         let k = self.k;
-        self.buf.select_nth_unstable_by(k - 1, order);
+        self.buf.select_nth_unstable(k - 1);
         self.buf.truncate(k);
-        let worst = self.buf[k - 1].0;
+        let worst = decode(self.buf[k - 1]).0;
         self.threshold = if worst.is_nan() { f32::INFINITY } else { worst };
     }
 
@@ -59,17 +82,17 @@ impl Reservoir {
     /// [`Reservoir::into_sorted`], without paying for the sort).
     pub fn into_unordered(mut self) -> Vec<(f32, u32)> {
         if self.buf.len() > self.k {
-            self.buf.select_nth_unstable_by(self.k - 1, order);
+            self.buf.select_nth_unstable(self.k - 1);
             self.buf.truncate(self.k);
         }
-        self.buf
+        self.buf.into_iter().map(decode).collect()
     }
 
     /// The kept candidates, best first.
     pub fn into_sorted(mut self) -> Vec<(f32, u32)> {
-        self.buf.sort_unstable_by(order);
+        self.buf.sort_unstable();
         self.buf.truncate(self.k);
-        self.buf
+        self.buf.into_iter().map(decode).collect()
     }
 }
 
@@ -100,6 +123,20 @@ mod tests {
                 assert!(res.threshold() >= heap.threshold(), "the reservoir never prunes what the heap keeps");
             }
             assert_eq!(res.into_sorted(), heap.into_sorted(), "k {k} n {n}");
+        }
+    }
+
+    #[test]
+    fn encoding_orders_like_total_cmp_with_nan_last() {
+        let keys = [f32::NEG_INFINITY, -3.5, -1e-30, -0.0, 0.0, 1e-30, 2.0, f32::MAX, f32::INFINITY, f32::NAN, -f32::NAN];
+        for (i, &a) in keys.iter().enumerate() {
+            for (j, &b) in keys.iter().enumerate() {
+                let want = if a.is_nan() || b.is_nan() { a.is_nan().cmp(&b.is_nan()) } else { a.total_cmp(&b) };
+                assert_eq!(encode(a, 7).cmp(&encode(b, 7)), want, "{a} vs {b}");
+                assert_eq!(encode(a, i as u32).cmp(&encode(a, j as u32)), i.cmp(&j), "ties by position");
+            }
+            let (k, p) = decode(encode(a, 9));
+            assert!(p == 9 && (k.to_bits() == a.to_bits() || (a.is_nan() && k.is_nan())));
         }
     }
 

@@ -43,12 +43,18 @@ impl Acc {
     #[inline]
     #[target_feature(enable = "avx512bw")]
     fn finish(self) -> (__m256i, __m256i) {
-        let fold = |z: __m512i| _mm256_add_epi16(_mm512_castsi512_si256(z), _mm512_extracti64x4_epi64::<1>(z));
         (
             finish256(fold(self.0[0]), fold(self.0[1])),
             finish256(fold(self.0[2]), fold(self.0[3])),
         )
     }
+}
+
+/// Sum of the two 256-bit halves (partial sums of the same vectors).
+#[inline]
+#[target_feature(enable = "avx512bw")]
+fn fold(z: __m512i) -> __m256i {
+    _mm256_add_epi16(_mm512_castsi512_si256(z), _mm512_extracti64x4_epi64::<1>(z))
 }
 
 /// As `avx2::finish`: (Σ (even + 256·odd), Σ odd) per 16-bit lane, lane 0
