@@ -60,7 +60,7 @@ export interface VectorBuildOptions {
   ids?: VectorIds;
   /** A label (tenant, category) per vector, for filtered search. */
   labels?: Uint32Array;
-  /** k-means: iterations (default 20), training points per centroid (default 256), balanced list sizes (factor ≥ 1). */
+  /** k-means: iterations (default 10, as FAISS trains its IVF quantizer), training points per centroid (default 256), balanced list sizes (factor ≥ 1). */
   kmeans?: { iterations?: number; maxPointsPerCentroid?: number; balance?: number };
   /** SPANN-style posting-list closure: also store a vector in up to `maxCopies` lists whose centroid is within `(1 + ratio)×` the nearest one's squared distance. */
   closure?: { maxCopies: number; ratio?: number };
