@@ -3,6 +3,10 @@
 
 use crate::error::Result;
 use crate::kernel::{Ctx, PreparedKv, dense_job};
+
+/// Keys per range of a dense job, in blocks: wider ranges than the sparse
+/// methods' blocks halve the online-softmax rescales and lengthen the GEMMs.
+const DENSE_KEY_SPAN: usize = 2;
 use crate::shape::{AttnOptions, AttnShape, KvSlice, check_all};
 
 /// Output of an attention call.
@@ -32,8 +36,8 @@ pub fn dense_attention<'a>(
     let (k, v) = (k.into(), v.into());
     check_all(q, &k, Some(&v), shape, opts)?;
     let kv = PreparedKv::new(&k, Some(&v), shape);
-    let ctx = Ctx::new(opts, shape, q, &kv, true);
-    let (output, lse) = ctx.run(|_, t, job| dense_job(shape, opts.causal, opts.block, t, job));
+    let ctx = Ctx::new(opts, shape, q, &kv, true).with_key_span(DENSE_KEY_SPAN * opts.block);
+    let (output, lse) = ctx.run(|_, t, job| dense_job(shape, opts.causal, opts.block, ctx.key_span, t, job));
     Ok(AttnOutput { output, lse, density: 1.0 })
 }
 
@@ -43,8 +47,8 @@ pub fn dense_lse<'a>(q: &[f32], k: impl Into<KvSlice<'a>>, shape: &AttnShape, op
     let k = k.into();
     check_all(q, &k, None, shape, opts)?;
     let kv = PreparedKv::new(&k, None, shape);
-    let ctx = Ctx::new(opts, shape, q, &kv, false);
-    Ok(ctx.run(|_, t, job| dense_job(shape, opts.causal, opts.block, t, job)).1)
+    let ctx = Ctx::new(opts, shape, q, &kv, false).with_key_span(DENSE_KEY_SPAN * opts.block);
+    Ok(ctx.run(|_, t, job| dense_job(shape, opts.causal, opts.block, ctx.key_span, t, job)).1)
 }
 
 /// Reference attention: the full score matrix of each row materialised in

@@ -65,7 +65,12 @@ pub(crate) struct Ctx<'a> {
     pub shape: AttnShape,
     pub causal: bool,
     pub scale: f32,
+    /// Query rows per tile, and the longest key run of a sparse job.
     pub block: usize,
+    /// Longest key range of a job (the row stride of the score tile): the
+    /// block for sparse jobs; dense runs use wider ranges (fewer online
+    /// softmax rescales, longer GEMMs).
+    pub key_span: usize,
     pub q: &'a [f32],
     pub kv: &'a PreparedKv<'a>,
     /// When false only the log-sum-exp is computed (recall metrics).
@@ -73,7 +78,7 @@ pub(crate) struct Ctx<'a> {
 }
 
 /// Key sets of one (head, query tile): disjoint ranges `[start, end)` of at
-/// most `block` keys, and single columns outside them.
+/// most `key_span` keys, and single columns outside them.
 #[derive(Default, Clone, Debug)]
 pub(crate) struct Job {
     pub ranges: Vec<[u32; 2]>,
@@ -103,10 +108,17 @@ impl<'a> Ctx<'a> {
             causal: opts.causal,
             scale: opts.scale_for(shape.head_dim),
             block: opts.block,
+            key_span: opts.block,
             q,
             kv,
             with_output,
         }
+    }
+
+    /// Allows key ranges of up to `span` keys (at least the block).
+    pub fn with_key_span(mut self, span: usize) -> Self {
+        self.key_span = span.max(self.block);
+        self
     }
 
     pub fn q_tiles(&self) -> usize {
@@ -170,7 +182,7 @@ impl<'a> Ctx<'a> {
         let b = self.block;
         Scratch {
             qbuf: vec![0.0; b * d],
-            s: vec![0.0; b * b],
+            s: vec![0.0; b * self.key_span],
             o: vec![0.0; b * d],
             m: vec![0.0; b],
             l: vec![0.0; b],
@@ -183,6 +195,7 @@ impl<'a> Ctx<'a> {
         let sh = &self.shape;
         let d = sh.head_dim;
         let b = self.block;
+        let ks = self.key_span;
         let r0 = t * b;
         let rows = lse.len();
         let g = h / sh.group();
@@ -204,12 +217,12 @@ impl<'a> Ctx<'a> {
         for &[s, e] in &job.ranges {
             let (s, e) = (s as usize, e as usize);
             let w = e - s;
-            simd::gemm(level, rows, w, d, &sc.qbuf, d, &kt[s..], ld, &mut sc.s, b, false);
+            simd::gemm(level, rows, w, d, &sc.qbuf, d, &kt[s..], ld, &mut sc.s, ks, false);
             // Only tiles crossing the diagonal need the mask.
             if self.causal && e - 1 > first_pos {
                 for i in 0..rows {
                     let pos = sh.q_pos(r0 + i);
-                    let srow = &mut sc.s[i * b..i * b + w];
+                    let srow = &mut sc.s[i * ks..i * ks + w];
                     for (c, x) in srow.iter_mut().enumerate() {
                         if s + c > pos {
                             *x = f32::NEG_INFINITY;
@@ -219,7 +232,7 @@ impl<'a> Ctx<'a> {
             }
             self.update(rows, w, sc);
             if self.with_output {
-                simd::gemm(level, rows, d, w, &sc.s, b, &vh[s * d..], d, &mut sc.o, d, true);
+                simd::gemm(level, rows, d, w, &sc.s, ks, &vh[s * d..], d, &mut sc.o, d, true);
             }
         }
 
@@ -238,11 +251,11 @@ impl<'a> Ctx<'a> {
                     sc.vbuf[jj * d..(jj + 1) * d].copy_from_slice(&vh[j * d..(j + 1) * d]);
                 }
             }
-            simd::gemm(level, rows, w, d, &sc.qbuf, d, &sc.panel, b, &mut sc.s, b, false);
+            simd::gemm(level, rows, w, d, &sc.qbuf, d, &sc.panel, b, &mut sc.s, ks, false);
             if self.causal && chunk.iter().any(|&j| j as usize > first_pos) {
                 for i in 0..rows {
                     let pos = sh.q_pos(r0 + i);
-                    for (x, &j) in sc.s[i * b..i * b + w].iter_mut().zip(chunk) {
+                    for (x, &j) in sc.s[i * ks..i * ks + w].iter_mut().zip(chunk) {
                         if j as usize > pos {
                             *x = f32::NEG_INFINITY;
                         }
@@ -251,7 +264,7 @@ impl<'a> Ctx<'a> {
             }
             self.update(rows, w, sc);
             if self.with_output {
-                simd::gemm(level, rows, d, w, &sc.s, b, &sc.vbuf, d, &mut sc.o, d, true);
+                simd::gemm(level, rows, d, w, &sc.s, ks, &sc.vbuf, d, &mut sc.o, d, true);
             }
         }
 
@@ -274,10 +287,10 @@ impl<'a> Ctx<'a> {
     /// running sum and output.
     #[inline]
     fn update(&self, rows: usize, w: usize, sc: &mut Scratch) {
-        let b = self.block;
+        let ks = self.key_span;
         let d = self.shape.head_dim;
         for i in 0..rows {
-            let srow = &mut sc.s[i * b..i * b + w];
+            let srow = &mut sc.s[i * ks..i * ks + w];
             let mx = simd::row_max(self.level, srow);
             let m_old = sc.m[i];
             let m_new = m_old.max(mx);
@@ -300,13 +313,13 @@ impl<'a> Ctx<'a> {
     }
 }
 
-/// The dense job of tile `t`: aligned blocks up to the last key the tile
-/// sees.
-pub(crate) fn dense_job(shape: &AttnShape, causal: bool, block: usize, t: usize, job: &mut Job) {
+/// The dense job of query tile `t` (of `block` rows): ranges of `span` keys
+/// up to the last key the tile sees.
+pub(crate) fn dense_job(shape: &AttnShape, causal: bool, block: usize, span: usize, t: usize, job: &mut Job) {
     let end = visible_end(shape, causal, block, t);
     let mut s = 0;
     while s < end {
-        let e = (s + block).min(end);
+        let e = (s + span).min(end);
         job.ranges.push([s as u32, e as u32]);
         s = e;
     }

@@ -326,7 +326,7 @@ fn head_jobs(
     match *pattern {
         PrefillPattern::Dense => {
             for (t, job) in jobs.iter_mut().enumerate() {
-                dense_job(shape, opts.causal, b, t, job);
+                dense_job(shape, opts.causal, b, b, t, job);
             }
         }
         PrefillPattern::AShape { sink, window } => {

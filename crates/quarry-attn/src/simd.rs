@@ -2,7 +2,8 @@
 //! (`C = A·B` or `C += A·B`, A and B row-major), the softmax row step
 //! (`p = exp(s - m)`, returning `Σp`), row max, scale and axpy. Each has an
 //! AVX2+FMA version (chosen at run time) and a scalar version the tests
-//! compare it with.
+//! compare it with; the GEMM and the exponential also have AVX-512 versions
+//! (row max, scale and axpy are a small share of the time and stay AVX2).
 
 use crate::shape::KernelChoice;
 
@@ -12,6 +13,9 @@ pub enum Level {
     Scalar,
     #[cfg(target_arch = "x86_64")]
     Avx2,
+    /// AVX-512F GEMM and exponential, AVX2 for the rest.
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
 }
 
 impl Level {
@@ -28,25 +32,33 @@ impl Level {
             Level::Scalar => "scalar",
             #[cfg(target_arch = "x86_64")]
             Level::Avx2 => "avx2",
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx512 => "avx512",
         }
     }
 }
 
-/// The best level this CPU runs (probed once).
+/// The best level this CPU runs (probed once; `QUARRY_SIMD=scalar|avx2`
+/// lowers it).
 pub fn best() -> Level {
     #[cfg(target_arch = "x86_64")]
     {
         use std::sync::OnceLock;
-        static BEST: OnceLock<bool> = OnceLock::new();
-        let avx2 = *BEST.get_or_init(|| {
-            std::env::var("QUARRY_SIMD").map(|v| !v.eq_ignore_ascii_case("scalar")).unwrap_or(true)
-                && std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
+        static BEST: OnceLock<Level> = OnceLock::new();
+        return *BEST.get_or_init(|| {
+            let cap = std::env::var("QUARRY_SIMD").unwrap_or_default().to_ascii_lowercase();
+            let avx2 = cap != "scalar" && std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma");
+            let avx512 = avx2 && cap != "avx2" && std::arch::is_x86_feature_detected!("avx512f");
+            if avx512 {
+                Level::Avx512
+            } else if avx2 {
+                Level::Avx2
+            } else {
+                Level::Scalar
+            }
         });
-        if avx2 {
-            return Level::Avx2;
-        }
     }
+    #[allow(unreachable_code)]
     Level::Scalar
 }
 
@@ -80,6 +92,10 @@ pub fn gemm(
         // the bounds were asserted above.
         #[cfg(target_arch = "x86_64")]
         Level::Avx2 => unsafe { avx2::gemm(m, n, k, a.as_ptr(), lda, b.as_ptr(), ldb, c.as_mut_ptr(), ldc, accumulate) },
+        // SAFETY: `Avx512` is only produced when the CPU has AVX-512F (and
+        // AVX2/FMA); bounds asserted above.
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx512 => unsafe { avx512::gemm(m, n, k, a.as_ptr(), lda, b.as_ptr(), ldb, c.as_mut_ptr(), ldc, accumulate) },
     }
 }
 
@@ -117,7 +133,7 @@ pub fn row_max(level: Level, x: &[f32]) -> f32 {
         Level::Scalar => x.iter().copied().fold(f32::NEG_INFINITY, f32::max),
         // SAFETY: AVX2 present (see `Level`).
         #[cfg(target_arch = "x86_64")]
-        Level::Avx2 => unsafe { avx2::row_max(x) },
+        Level::Avx2 | Level::Avx512 => unsafe { avx2::row_max(x) },
     }
 }
 
@@ -136,6 +152,9 @@ pub fn exp_sub_sum(level: Level, x: &mut [f32], m: f32) -> f32 {
         // SAFETY: AVX2 present.
         #[cfg(target_arch = "x86_64")]
         Level::Avx2 => unsafe { avx2::exp_sub_sum(x, m) },
+        // SAFETY: AVX-512F present.
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx512 => unsafe { avx512::exp_sub_sum(x, m) },
     }
 }
 
@@ -145,7 +164,7 @@ pub fn scale(level: Level, y: &mut [f32], a: f32) {
         Level::Scalar => y.iter_mut().for_each(|v| *v *= a),
         // SAFETY: AVX2 present.
         #[cfg(target_arch = "x86_64")]
-        Level::Avx2 => unsafe { avx2::scale(y, a) },
+        Level::Avx2 | Level::Avx512 => unsafe { avx2::scale(y, a) },
     }
 }
 
@@ -156,7 +175,7 @@ pub fn axpy(level: Level, y: &mut [f32], a: f32, x: &[f32]) {
         Level::Scalar => y.iter_mut().zip(x).for_each(|(yv, &xv)| *yv = a.mul_add(xv, *yv)),
         // SAFETY: AVX2 present, equal lengths asserted.
         #[cfg(target_arch = "x86_64")]
-        Level::Avx2 => unsafe { avx2::axpy(y, a, x) },
+        Level::Avx2 | Level::Avx512 => unsafe { avx2::axpy(y, a, x) },
     }
 }
 
@@ -164,13 +183,164 @@ pub fn axpy(level: Level, y: &mut [f32], a: f32, x: &[f32]) {
 /// approximation).
 #[cfg(target_arch = "x86_64")]
 pub fn exp_avx2_lanes(x: &[f32]) -> Option<Vec<f32>> {
-    if best() != Level::Avx2 {
+    if best() == Level::Scalar {
         return None;
     }
     let mut out = x.to_vec();
     // SAFETY: AVX2 checked above.
     unsafe { avx2::exp_sub_sum(&mut out, 0.0) };
     Some(out)
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    /// Rows per micro-tile; with two 16-lane column vectors this is 24
+    /// accumulators plus 2 B registers and a broadcast (of 32 zmm).
+    const MR: usize = 8;
+
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn gemm(
+        m: usize,
+        n: usize,
+        k: usize,
+        a: *const f32,
+        lda: usize,
+        b: *const f32,
+        ldb: usize,
+        c: *mut f32,
+        ldc: usize,
+        acc: bool,
+    ) {
+        let mut i0 = 0;
+        while i0 < m {
+            let rows = (m - i0).min(MR);
+            // SAFETY (all pointer offsets below): rows < m and columns < n
+            // stay inside the caller's asserted bounds.
+            let ai = unsafe { a.add(i0 * lda) };
+            let ci = unsafe { c.add(i0 * ldc) };
+            let mut j0 = 0;
+            while j0 < n {
+                let cols = (n - j0).min(32);
+                let bj = unsafe { b.add(j0) };
+                let cj = unsafe { ci.add(j0) };
+                unsafe {
+                    match rows {
+                        12 => tile::<12>(k, ai, lda, bj, ldb, cj, ldc, cols, acc),
+                        11 => tile::<11>(k, ai, lda, bj, ldb, cj, ldc, cols, acc),
+                        10 => tile::<10>(k, ai, lda, bj, ldb, cj, ldc, cols, acc),
+                        9 => tile::<9>(k, ai, lda, bj, ldb, cj, ldc, cols, acc),
+                        8 => tile::<8>(k, ai, lda, bj, ldb, cj, ldc, cols, acc),
+                        7 => tile::<7>(k, ai, lda, bj, ldb, cj, ldc, cols, acc),
+                        6 => tile::<6>(k, ai, lda, bj, ldb, cj, ldc, cols, acc),
+                        5 => tile::<5>(k, ai, lda, bj, ldb, cj, ldc, cols, acc),
+                        4 => tile::<4>(k, ai, lda, bj, ldb, cj, ldc, cols, acc),
+                        3 => tile::<3>(k, ai, lda, bj, ldb, cj, ldc, cols, acc),
+                        2 => tile::<2>(k, ai, lda, bj, ldb, cj, ldc, cols, acc),
+                        _ => tile::<1>(k, ai, lda, bj, ldb, cj, ldc, cols, acc),
+                    }
+                }
+                j0 += 32;
+            }
+            i0 += MR;
+        }
+    }
+
+    /// `exp(x)` per lane: the AVX2 kernel's range reduction and polynomial,
+    /// with `vscalefps` applying the power of two. It underflows to exactly
+    /// 0 on its own (inputs are clamped to -110, where 2^n is below the
+    /// smallest denormal), so `-inf` scores need no separate mask.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    fn exp_ps(x: __m512) -> __m512 {
+        let x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-110.0)), _mm512_set1_ps(88.3));
+        let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm512_mul_ps(x, _mm512_set1_ps(std::f32::consts::LOG2_E)));
+        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693_359_4), x);
+        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.121_944_4e-4), r);
+        let mut y = _mm512_set1_ps(1.987_569_1e-4);
+        y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.398_2e-3));
+        y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(8.333_452e-3));
+        y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(4.166_579_6e-2));
+        y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.666_666_5e-1));
+        y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(0.5));
+        let r2 = _mm512_mul_ps(r, r);
+        y = _mm512_fmadd_ps(y, r2, _mm512_add_ps(r, _mm512_set1_ps(1.0)));
+        _mm512_scalef_ps(y, n)
+    }
+
+    /// `x[i] = exp(x[i] - m)`, returning the sum (see `super::exp_sub_sum`).
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn exp_sub_sum(x: &mut [f32], m: f32) -> f32 {
+        let n = x.len();
+        let p = x.as_mut_ptr();
+        let mv = _mm512_set1_ps(m);
+        let mut sv = _mm512_setzero_ps();
+        let mut i = 0;
+        while i < n {
+            let mask = lane_mask(n - i);
+            // SAFETY: lanes past n are masked off in the load and the store.
+            unsafe {
+                let e = _mm512_maskz_mov_ps(mask, exp_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(mask, p.add(i)), mv)));
+                _mm512_mask_storeu_ps(p.add(i), mask, e);
+                sv = _mm512_add_ps(sv, e);
+            }
+            i += 16;
+        }
+        _mm512_reduce_add_ps(sv)
+    }
+
+    /// Lanes `0..valid` of a 16-lane vector (valid may exceed 16).
+    #[inline]
+    fn lane_mask(valid: usize) -> __mmask16 {
+        if valid >= 16 { 0xffff } else { ((1u32 << valid) - 1) as __mmask16 }
+    }
+
+    /// One `R × 32` tile (fewer columns, `cols`, through masked loads and
+    /// stores; a fully masked-off half reads and writes nothing).
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn tile<const R: usize>(
+        k: usize,
+        a: *const f32,
+        lda: usize,
+        b: *const f32,
+        ldb: usize,
+        c: *mut f32,
+        ldc: usize,
+        cols: usize,
+        acc: bool,
+    ) {
+        let (m0, m1) = (lane_mask(cols), lane_mask(cols.saturating_sub(16)));
+        let mut c0 = [_mm512_setzero_ps(); R];
+        let mut c1 = [_mm512_setzero_ps(); R];
+        for p in 0..k {
+            // SAFETY: row p < k of B, masked to the valid columns.
+            let (b0, b1) = unsafe {
+                let bp = b.add(p * ldb);
+                (_mm512_maskz_loadu_ps(m0, bp), _mm512_maskz_loadu_ps(m1, bp.add(16)))
+            };
+            for r in 0..R {
+                // SAFETY: row r < R of the tile, column p < k of A.
+                let av = _mm512_set1_ps(unsafe { *a.add(r * lda + p) });
+                c0[r] = _mm512_fmadd_ps(av, b0, c0[r]);
+                c1[r] = _mm512_fmadd_ps(av, b1, c1[r]);
+            }
+        }
+        for r in 0..R {
+            // SAFETY: row r of C, masked to the valid columns.
+            unsafe {
+                let cp = c.add(r * ldc);
+                if acc {
+                    c0[r] = _mm512_add_ps(c0[r], _mm512_maskz_loadu_ps(m0, cp));
+                    c1[r] = _mm512_add_ps(c1[r], _mm512_maskz_loadu_ps(m1, cp.add(16)));
+                }
+                _mm512_mask_storeu_ps(cp, m0, c0[r]);
+                _mm512_mask_storeu_ps(cp.add(16), m1, c1[r]);
+            }
+        }
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -426,6 +596,21 @@ mod avx2 {
 mod tests {
     use super::*;
 
+    /// Every level this CPU runs.
+    fn available_levels() -> Vec<Level> {
+        let mut v = vec![Level::Scalar];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+                v.push(Level::Avx2);
+            }
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                v.push(Level::Avx512);
+            }
+        }
+        v
+    }
+
     fn lcg(seed: &mut u64) -> f32 {
         *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         ((*seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
@@ -434,7 +619,7 @@ mod tests {
     #[test]
     fn gemm_levels_agree_on_all_tail_shapes() {
         let mut s = 7u64;
-        for &(m, n, k) in &[(1, 1, 1), (6, 16, 8), (7, 17, 5), (13, 33, 64), (5, 3, 0), (64, 64, 64), (2, 9, 3)] {
+        for &(m, n, k) in &[(1, 1, 1), (6, 16, 8), (7, 17, 5), (13, 33, 64), (5, 3, 0), (64, 64, 64), (2, 9, 3), (12, 32, 7), (25, 47, 64), (11, 15, 3)] {
             let lda = k + 3;
             let ldb = n + 5;
             let ldc = n + 2;
@@ -458,10 +643,12 @@ mod tests {
                         assert_eq!(c_ref[i * ldc + j], init[i * ldc + j]);
                     }
                 }
-                let mut c = init.clone();
-                gemm(best(), m, n, k, &a, lda, &b, ldb, &mut c, ldc, acc);
-                for (x, y) in c.iter().zip(&c_ref) {
-                    assert!((x - y).abs() < 1e-4, "{m}x{n}x{k}: {x} vs {y}");
+                for level in available_levels() {
+                    let mut c = init.clone();
+                    gemm(level, m, n, k, &a, lda, &b, ldb, &mut c, ldc, acc);
+                    for (x, y) in c.iter().zip(&c_ref) {
+                        assert!((x - y).abs() < 1e-4, "{} {m}x{n}x{k}: {x} vs {y}", level.name());
+                    }
                 }
             }
         }
@@ -502,6 +689,32 @@ mod tests {
             scale(Level::Scalar, &mut y1, -1.5);
             scale(best(), &mut y2, -1.5);
             assert_eq!(y1, y2);
+        }
+    }
+
+    #[test]
+    fn exp_sub_sum_agrees_across_levels() {
+        let mut s = 5u64;
+        for n in [0usize, 1, 7, 8, 15, 16, 17, 33, 100] {
+            let mut x: Vec<f32> = (0..n).map(|_| lcg(&mut s) * 30.0).collect();
+            if n > 3 {
+                x[2] = f32::NEG_INFINITY;
+                x[n - 1] = -200.0;
+            }
+            let m = x.iter().copied().fold(f32::NEG_INFINITY, f32::max).max(0.0);
+            let mut want = x.clone();
+            let want_sum = exp_sub_sum(Level::Scalar, &mut want, m);
+            for level in available_levels() {
+                let mut got = x.clone();
+                let sum = exp_sub_sum(level, &mut got, m);
+                assert!((sum - want_sum).abs() <= 1e-5 * want_sum.max(1.0), "{} n {n}: {sum} vs {want_sum}", level.name());
+                for (g, w) in got.iter().zip(&want) {
+                    assert!((g - w).abs() <= 2e-6 * w.max(1e-30) + 1e-37, "{} n {n}: {g} vs {w}", level.name());
+                }
+                if n > 3 {
+                    assert_eq!(got[2], 0.0, "-inf becomes exactly 0");
+                }
+            }
         }
     }
 }
