@@ -266,7 +266,10 @@ def main() -> None:
     meta["rope_check_max_rel_err_f64_angles"] = worst["f64"]
     log(f"rope self-check: max |rope(pre) - post| / max|post| = {worst['f32']:.2e} with f32 angles "
         f"(as the model), {worst['f64']:.2e} with exact angles")
-    if worst["f32"] > 1e-5:
+    # A wrong formula (rotation pairing, angle base) gives errors of order 1;
+    # torch's own f32 sin/cos differ across CPUs (vectorised math): 8.5e-5
+    # was seen on an AVX-512 Xeon, 1e-6 on an AVX2 EPYC.
+    if worst["f32"] > 1e-3:
         raise SystemExit("dumped post-RoPE tensors do not match RoPE(pre-RoPE): the documented formula is wrong")
 
     with open(os.path.join(tmp, "meta.json"), "w", encoding="utf-8") as f:
