@@ -4,9 +4,15 @@
 use crate::error::Result;
 use crate::kernel::{Ctx, PreparedKv, dense_job};
 
-/// Keys per range of a dense job, in blocks: wider ranges than the sparse
-/// methods' blocks halve the online-softmax rescales and lengthen the GEMMs.
-const DENSE_KEY_SPAN: usize = 2;
+/// Dense runs use query tiles of twice the options' block (at most 256) and
+/// key ranges of twice the tile: the block sizes the sparse methods'
+/// selection units, while for dense attention larger tiles mean fewer
+/// online-softmax rescales and longer GEMMs (measured ~10% faster at 8k-64k).
+fn dense_tiles(opts: &AttnOptions) -> (AttnOptions, usize) {
+    let tiled = opts.with_block((2 * opts.block).min(256));
+    let span = 2 * tiled.block;
+    (tiled, span)
+}
 use crate::shape::{AttnOptions, AttnShape, KvSlice, check_all};
 
 /// Output of an attention call.
@@ -36,8 +42,9 @@ pub fn dense_attention<'a>(
     let (k, v) = (k.into(), v.into());
     check_all(q, &k, Some(&v), shape, opts)?;
     let kv = PreparedKv::new(&k, Some(&v), shape);
-    let ctx = Ctx::new(opts, shape, q, &kv, true).with_key_span(DENSE_KEY_SPAN * opts.block);
-    let (output, lse) = ctx.run(|_, t, job| dense_job(shape, opts.causal, opts.block, ctx.key_span, t, job));
+    let (tiled, span) = dense_tiles(opts);
+    let ctx = Ctx::new(&tiled, shape, q, &kv, true).with_key_span(span);
+    let (output, lse) = ctx.run(|_, t, job| dense_job(shape, opts.causal, tiled.block, span, t, job));
     Ok(AttnOutput { output, lse, density: 1.0 })
 }
 
@@ -47,8 +54,9 @@ pub fn dense_lse<'a>(q: &[f32], k: impl Into<KvSlice<'a>>, shape: &AttnShape, op
     let k = k.into();
     check_all(q, &k, None, shape, opts)?;
     let kv = PreparedKv::new(&k, None, shape);
-    let ctx = Ctx::new(opts, shape, q, &kv, false).with_key_span(DENSE_KEY_SPAN * opts.block);
-    Ok(ctx.run(|_, t, job| dense_job(shape, opts.causal, opts.block, ctx.key_span, t, job)).1)
+    let (tiled, span) = dense_tiles(opts);
+    let ctx = Ctx::new(&tiled, shape, q, &kv, false).with_key_span(span);
+    Ok(ctx.run(|_, t, job| dense_job(shape, opts.causal, tiled.block, span, t, job)).1)
 }
 
 /// Reference attention: the full score matrix of each row materialised in
