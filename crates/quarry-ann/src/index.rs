@@ -784,25 +784,26 @@ impl IndexData {
                 fill[l as usize] += 1;
             }
         }
+        // One pair of buffers for every group (a group is up to four queries).
+        let mut tables: Vec<&QuantizedLut> = Vec::with_capacity(4);
+        let mut collectors: Vec<ListCollector> = Vec::with_capacity(4);
         for (l, list) in self.lists.iter().enumerate() {
             let n = list.len();
             if n == 0 {
                 continue;
             }
             for group in by_list[starts[l]..starts[l + 1]].chunks(4) {
-                let tables: Vec<&QuantizedLut> = group.iter().map(|&(qi, _)| &luts[qi as usize]).collect();
-                let mut collectors: Vec<ListCollector> = group
-                    .iter()
-                    .map(|&(qi, bias)| ListCollector {
-                        index: self,
-                        top: std::mem::replace(&mut tops[qi as usize], Reservoir::new(0)),
-                        positions: &list.positions,
-                        bias,
-                        allow,
-                    })
-                    .collect();
+                tables.clear();
+                tables.extend(group.iter().map(|&(qi, _)| &luts[qi as usize]));
+                collectors.extend(group.iter().map(|&(qi, bias)| ListCollector {
+                    index: self,
+                    top: std::mem::replace(&mut tops[qi as usize], Reservoir::new(0)),
+                    positions: &list.positions,
+                    bias,
+                    allow,
+                }));
                 fastscan::scan_collect_batch(&list.codes, n, &tables, &mut collectors)?;
-                for (c, &(qi, _)) in collectors.into_iter().zip(group) {
+                for (c, &(qi, _)) in collectors.drain(..).zip(group) {
                     tops[qi as usize] = c.top;
                 }
             }

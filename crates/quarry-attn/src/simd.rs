@@ -38,28 +38,17 @@ impl Level {
     }
 }
 
-/// The best level this CPU runs (probed once; `QUARRY_SIMD=scalar|avx2`
-/// lowers it).
+/// The best level this CPU runs: the level `quarry-simd` dispatches to
+/// (probed once; `QUARRY_SIMD=scalar|avx2` lowers it), whose feature sets
+/// include what these kernels need.
 pub fn best() -> Level {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::sync::OnceLock;
-        static BEST: OnceLock<Level> = OnceLock::new();
-        return *BEST.get_or_init(|| {
-            let cap = std::env::var("QUARRY_SIMD").unwrap_or_default().to_ascii_lowercase();
-            let avx2 = cap != "scalar" && std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma");
-            let avx512 = avx2 && cap != "avx2" && std::arch::is_x86_feature_detected!("avx512f");
-            if avx512 {
-                Level::Avx512
-            } else if avx2 {
-                Level::Avx2
-            } else {
-                Level::Scalar
-            }
-        });
+    match quarry_simd::simd_level() {
+        #[cfg(target_arch = "x86_64")]
+        quarry_simd::SimdLevel::Avx512 => Level::Avx512,
+        #[cfg(target_arch = "x86_64")]
+        quarry_simd::SimdLevel::Avx2 => Level::Avx2,
+        _ => Level::Scalar,
     }
-    #[allow(unreachable_code)]
-    Level::Scalar
 }
 
 /// Row-major matrix product over raw strides: `C[m×n] (=|+=) A[m×k] · B[k×n]`.
