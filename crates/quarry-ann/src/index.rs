@@ -346,6 +346,13 @@ impl IndexData {
     /// from; a sub-sample is used where the algorithm allows). The index is
     /// empty afterwards; [`IndexData::add`] fills it.
     pub fn train(config: IndexConfig, train: &[f32], ctl: Control) -> Result<IndexData> {
+        Self::train_prepared(config, train, ctl).map(|(index, _)| index)
+    }
+
+    /// [`IndexData::train`], also returning `train` as the index stores it
+    /// (normalised, rotated), so that a build adds it without preparing it
+    /// a second time ([`IndexData::add_prepared`]).
+    pub(crate) fn train_prepared(config: IndexConfig, train: &[f32], ctl: Control) -> Result<(IndexData, Vec<f32>)> {
         config.validate()?;
         let dim = config.dim;
         if !train.len().is_multiple_of(dim) {
@@ -409,7 +416,7 @@ impl IndexData {
         let keep_vectors = config.store_vectors && !matches!(encoder, Encoder::Flat);
         let mut config = config;
         config.store_vectors = keep_vectors;
-        Ok(IndexData {
+        let index = IndexData {
             config,
             centroids,
             opq,
@@ -422,7 +429,8 @@ impl IndexData {
             id_map: HashMap::new(),
             coarse: Default::default(),
             pq_tables: Default::default(),
-        })
+        };
+        Ok((index, data))
     }
 
     /// Live vectors (added and not removed).
@@ -466,7 +474,15 @@ impl IndexData {
             )));
         }
         check_finite(vectors, dim)?;
-        let n = vectors.len() / dim;
+        let data = self.preprocess(vectors)?;
+        self.add_prepared(data, ids, labels, ctl)
+    }
+
+    /// [`IndexData::add`] of finite vectors already normalised and rotated
+    /// as the index stores them.
+    pub(crate) fn add_prepared(&mut self, data: Vec<f32>, ids: Option<&[u64]>, labels: Option<&[u32]>, ctl: Control) -> Result<()> {
+        let dim = self.config.dim;
+        let n = data.len() / dim;
         let first = self.ids.len();
         if first + n > u32::MAX as usize {
             return Err(invalid("an index holds at most 2^32 - 1 vectors (positions are 32-bit)"));
@@ -489,7 +505,6 @@ impl IndexData {
         if n == 0 {
             return Ok(());
         }
-        let data = self.preprocess(vectors)?;
         ctl.check()?;
 
         // List assignment (nearest centroid, plus closure copies).
@@ -530,7 +545,11 @@ impl IndexData {
             }
         }
         if self.config.store_vectors {
-            self.vectors.to_mut().extend_from_slice(&data);
+            if self.vectors.is_empty() && !self.vectors.is_mapped() {
+                self.vectors = Slab::from(data);
+            } else {
+                self.vectors.to_mut().extend_from_slice(&data);
+            }
         }
         match labels {
             Some(l) => {
@@ -1140,10 +1159,9 @@ pub(crate) fn normalized(vectors: &[f32], dim: usize, metric: Metric) -> Vec<f32
     out
 }
 
-/// Residuals of `data` to their nearest centroid (the coarse assignment).
 /// Hints the CPU to bring the cache lines of `data` in (a no-op off x86-64).
 #[inline]
-fn prefetch<T>(data: &[T]) {
+pub(crate) fn prefetch<T>(data: &[T]) {
     #[cfg(target_arch = "x86_64")]
     {
         let start = data.as_ptr().cast::<u8>();
@@ -1156,6 +1174,7 @@ fn prefetch<T>(data: &[T]) {
     let _ = data;
 }
 
+/// Residuals of `data` to their nearest centroid (the coarse assignment).
 fn residuals(data: &[f32], dim: usize, centroids: &[f32]) -> Vec<f32> {
     let knn = quarry_simd::knn(quarry_simd::Metric::L2sq, VectorsRef::F32(data), VectorsRef::F32(centroids), dim, 1)
         .expect("shapes checked by the caller");

@@ -437,10 +437,61 @@ fn draw_d2(d2: &[f32], total: f64, np: usize, rng: &mut Rng) -> usize {
     d2.iter().rposition(|&d| d > 0.0).unwrap_or(0)
 }
 
-/// Centroids become the means of their members (f64 sums, cluster by
-/// cluster, so the result does not depend on the thread count). Empty
-/// clusters keep their previous centroid until [`repair_empty`].
+/// Centroids become the means of their members. Empty clusters keep their
+/// previous centroid until [`repair_empty`].
+///
+/// Sums are f64, over fixed blocks of rows (read in order; members of one
+/// cluster lie scattered over the data, and gathering them cluster by
+/// cluster spent most of the update waiting on memory), then added block by
+/// block in order: the result does not depend on the thread count. When one
+/// block's sums would be large (many centroids × dimensions), the rows are
+/// grouped by cluster instead.
 fn update_centroids(data: &[f32], dim: usize, k: usize, assignment: &[u32], centroids: &mut [f32]) {
+    if k * dim > UPDATE_BLOCK_SUMS_MAX {
+        return update_centroids_by_members(data, dim, k, assignment, centroids);
+    }
+    let blocks: Vec<(Vec<f64>, Vec<u32>)> = data
+        .par_chunks(UPDATE_BLOCK_ROWS * dim)
+        .zip(assignment.par_chunks(UPDATE_BLOCK_ROWS))
+        .map(|(rows, owners)| {
+            let mut sum = vec![0f64; k * dim];
+            let mut count = vec![0u32; k];
+            for (x, &c) in rows.chunks_exact(dim).zip(owners) {
+                let c = c as usize;
+                count[c] += 1;
+                for (s, &v) in sum[c * dim..(c + 1) * dim].iter_mut().zip(x) {
+                    *s += v as f64;
+                }
+            }
+            (sum, count)
+        })
+        .collect();
+    centroids.par_chunks_exact_mut(dim).enumerate().for_each(|(c, row)| {
+        let count: u64 = blocks.iter().map(|(_, n)| n[c] as u64).sum();
+        if count == 0 {
+            return;
+        }
+        let mut sum = vec![0f64; dim];
+        for (block, _) in &blocks {
+            for (s, &b) in sum.iter_mut().zip(&block[c * dim..(c + 1) * dim]) {
+                *s += b;
+            }
+        }
+        let inv = 1.0 / count as f64;
+        for (r, s) in row.iter_mut().zip(sum) {
+            *r = (s * inv) as f32;
+        }
+    });
+}
+
+/// Rows per block of [`update_centroids`] (fixed: see there).
+const UPDATE_BLOCK_ROWS: usize = 16_384;
+/// Largest `k × dim` summed by blocks (one block's sums: 2 MiB of f64).
+const UPDATE_BLOCK_SUMS_MAX: usize = 1 << 18;
+
+/// [`update_centroids`] cluster by cluster (f64 sums over each cluster's
+/// members in row order), for many centroids × dimensions.
+fn update_centroids_by_members(data: &[f32], dim: usize, k: usize, assignment: &[u32], centroids: &mut [f32]) {
     let members = members_by_cluster(assignment, k);
     centroids.par_chunks_exact_mut(dim).enumerate().for_each(|(c, row)| {
         let m = &members.ids[members.start[c]..members.start[c + 1]];
@@ -520,6 +571,29 @@ fn repair_empty(data: &[f32], dim: usize, k: usize, assignment: &mut [u32], cent
                 sizes[e] = 1;
                 tiebreak[e] = u64::MAX;
                 break;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn block_sums_equal_member_sums() {
+        let mut rng = Rng::new(3);
+        for (n, dim, k) in [(40_000, 7, 13), (5, 3, 4), (UPDATE_BLOCK_ROWS + 1, 16, 64)] {
+            let data: Vec<f32> = (0..n * dim).map(|_| rng.gaussian() as f32).collect();
+            // Cluster 0 stays empty: it must keep its previous centroid.
+            let assignment: Vec<u32> = (0..n).map(|_| 1 + rng.below(k as u64 - 1) as u32).collect();
+            let before: Vec<f32> = (0..k * dim).map(|i| i as f32).collect();
+            let (mut blocks, mut members) = (before.clone(), before.clone());
+            update_centroids(&data, dim, k, &assignment, &mut blocks);
+            update_centroids_by_members(&data, dim, k, &assignment, &mut members);
+            assert_eq!(blocks[..dim], before[..dim]);
+            for (a, b) in blocks.iter().zip(&members) {
+                assert!((a - b).abs() <= 1e-6 * b.abs().max(1.0), "{a} vs {b}");
             }
         }
     }

@@ -19,8 +19,9 @@ impl VectorIndex {
     /// Trains the quantizers on `vectors` and adds them (with optional user
     /// ids and labels). Progress stages: the training steps, then `add`.
     pub fn build(config: IndexConfig, vectors: &[f32], ids: Option<&[u64]>, labels: Option<&[u32]>, ctl: Control) -> Result<Self> {
-        let mut data = IndexData::train(config, vectors, ctl)?;
-        data.add(vectors, ids, labels, ctl)?;
+        // Normalised (and rotated) once, for training and adding both.
+        let (mut data, prepared) = IndexData::train_prepared(config, vectors, ctl)?;
+        data.add_prepared(prepared, ids, labels, ctl)?;
         Ok(VectorIndex::from_data(data))
     }
 

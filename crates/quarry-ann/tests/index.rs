@@ -431,3 +431,27 @@ fn list_major_batches_match_one_query_at_a_time() {
         }
     }
 }
+
+/// `build` prepares (normalises, rotates) the vectors once for training and
+/// adding; the result must equal training and then adding them.
+#[test]
+fn build_equals_train_then_add() {
+    let dim = 16;
+    let base = clustered(3000, dim, 20, 41);
+    let queries = clustered(40, dim, 20, 42);
+    for opq in [false, true] {
+        let mut cfg = config(dim, Metric::Cosine, Kind::IvfPq, 16);
+        cfg.pq_m = 8;
+        cfg.pq_bits = 4;
+        cfg.opq = opq;
+        let built = VectorIndex::build(cfg.clone(), &base, None, None, Control::none()).unwrap();
+        let mut data = quarry_ann::index::IndexData::train(cfg, &base, Control::none()).unwrap();
+        data.add(&base, None, None, Control::none()).unwrap();
+        let added = VectorIndex::from_data(data);
+        let params = SearchParams { k: 10, nprobe: 4, rerank: 30, ..SearchParams::default() };
+        let (a, b) = (built.search(&queries, &params).unwrap(), added.search(&queries, &params).unwrap());
+        assert_eq!(a.ids, b.ids, "opq {opq}");
+        assert_eq!(a.distances, b.distances, "opq {opq}");
+        built.with_data(|x| added.with_data(|y| assert_eq!(x.vectors[..], y.vectors[..])));
+    }
+}
