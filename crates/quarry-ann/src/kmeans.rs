@@ -456,13 +456,7 @@ fn update_centroids(data: &[f32], dim: usize, k: usize, assignment: &[u32], cent
         .map(|(rows, owners)| {
             let mut sum = vec![0f64; k * dim];
             let mut count = vec![0u32; k];
-            for (x, &c) in rows.chunks_exact(dim).zip(owners) {
-                let c = c as usize;
-                count[c] += 1;
-                for (s, &v) in sum[c * dim..(c + 1) * dim].iter_mut().zip(x) {
-                    *s += v as f64;
-                }
-            }
+            sum_block(rows, owners, dim, &mut sum, &mut count);
             (sum, count)
         })
         .collect();
@@ -484,8 +478,35 @@ fn update_centroids(data: &[f32], dim: usize, k: usize, assignment: &[u32], cent
     });
 }
 
+/// Adds each row of a block to its cluster's f64 sum (AVX where present:
+/// the same additions, four lanes at a time).
+fn sum_block(rows: &[f32], owners: &[u32], dim: usize, sum: &mut [f64], count: &mut [u32]) {
+    #[inline(always)]
+    fn portable(rows: &[f32], owners: &[u32], dim: usize, sum: &mut [f64], count: &mut [u32]) {
+        for (x, &c) in rows.chunks_exact(dim).zip(owners) {
+            let c = c as usize;
+            count[c] += 1;
+            for (s, &v) in sum[c * dim..(c + 1) * dim].iter_mut().zip(x) {
+                *s += v as f64;
+            }
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx")]
+        fn avx(rows: &[f32], owners: &[u32], dim: usize, sum: &mut [f64], count: &mut [u32]) {
+            portable(rows, owners, dim, sum, count)
+        }
+        if std::arch::is_x86_feature_detected!("avx") {
+            // SAFETY: AVX is present on this CPU.
+            return unsafe { avx(rows, owners, dim, sum, count) };
+        }
+    }
+    portable(rows, owners, dim, sum, count)
+}
+
 /// Rows per block of [`update_centroids`] (fixed: see there).
-const UPDATE_BLOCK_ROWS: usize = 16_384;
+const UPDATE_BLOCK_ROWS: usize = 32_768;
 /// Largest `k × dim` summed by blocks (one block's sums: 2 MiB of f64).
 const UPDATE_BLOCK_SUMS_MAX: usize = 1 << 18;
 
