@@ -481,10 +481,21 @@ fn gemm_task<const MR: usize, const NR: usize, const CLAMP: bool>(ctx: &GemmCtx,
                     m &= m - 1;
                     let top = &mut tops[i];
                     let row = &tile.0[i * NR..i * NR + nreal];
-                    for (j, &dot) in row.iter().enumerate() {
-                        let x = key_from_dot::<CLAMP>(qadd[i], badd[j], ctx.alpha, dot);
-                        if may_enter(x, top.threshold()) {
-                            top.push(x, (id0 + j) as u32);
+                    // Keys and a bit per candidate that passes the current
+                    // threshold first (branch-free), then only those are
+                    // offered, each re-checked as the threshold tightens.
+                    let mut keys = [0f32; NR];
+                    let mut pass = 0u64;
+                    let t0 = top.threshold();
+                    for (j, (&dot, key)) in row.iter().zip(keys.iter_mut()).enumerate() {
+                        *key = key_from_dot::<CLAMP>(qadd[i], badd[j], ctx.alpha, dot);
+                        pass |= (may_enter(*key, t0) as u64) << j;
+                    }
+                    while pass != 0 {
+                        let j = pass.trailing_zeros() as usize;
+                        pass &= pass - 1;
+                        if may_enter(keys[j], top.threshold()) {
+                            top.push(keys[j], (id0 + j) as u32);
                         }
                     }
                     thr[i] = top.threshold();
