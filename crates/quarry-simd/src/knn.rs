@@ -28,7 +28,7 @@
 
 use crate::gemm::{self, AlignedBuf, Epilogue, FloatRows, MAX_TILE, MicroKernel, key_from_dot};
 use crate::reference::cosine_from_parts;
-use crate::topk::{TopK, may_enter};
+use crate::topk::TopK;
 use crate::{DType, Metric, Result, SimdError, SimdLevel, VectorsRef, check_metric, kernels, matrix_shape, with_kernel};
 use rayon::prelude::*;
 use std::ops::Range;
@@ -481,23 +481,11 @@ fn gemm_task<const MR: usize, const NR: usize, const CLAMP: bool>(ctx: &GemmCtx,
                     m &= m - 1;
                     let top = &mut tops[i];
                     let row = &tile.0[i * NR..i * NR + nreal];
-                    // Keys and a bit per candidate that passes the current
-                    // threshold first (branch-free), then only those are
-                    // offered, each re-checked as the threshold tightens.
                     let mut keys = [0f32; NR];
-                    let mut pass = 0u64;
-                    let t0 = top.threshold();
-                    for (j, (&dot, key)) in row.iter().zip(keys.iter_mut()).enumerate() {
-                        *key = key_from_dot::<CLAMP>(qadd[i], badd[j], ctx.alpha, dot);
-                        pass |= (may_enter(*key, t0) as u64) << j;
+                    for ((key, &dot), &ba) in keys.iter_mut().zip(row).zip(badd) {
+                        *key = key_from_dot::<CLAMP>(qadd[i], ba, ctx.alpha, dot);
                     }
-                    while pass != 0 {
-                        let j = pass.trailing_zeros() as usize;
-                        pass &= pass - 1;
-                        if may_enter(keys[j], top.threshold()) {
-                            top.push(keys[j], (id0 + j) as u32);
-                        }
-                    }
+                    top.push_row(&keys[..nreal], id0 as u32);
                     thr[i] = top.threshold();
                 }
             } else {

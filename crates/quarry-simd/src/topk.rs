@@ -88,6 +88,38 @@ impl TopK {
         self.push_encoded(encode(key, id));
     }
 
+    /// Offers `keys[j]` with id `id0 + j` for every `j` (the same selection
+    /// as pushing each): with `k = 1` only the row's best can stay, so it is
+    /// found branch-free and offered alone; otherwise the candidates passing
+    /// the current threshold are marked first (branch-free) and only those
+    /// offered, each re-checked as the threshold tightens. At most 64 keys.
+    #[inline]
+    pub fn push_row(&mut self, keys: &[f32], id0: u32) {
+        debug_assert!(keys.len() <= 64);
+        if self.k == 1 {
+            // The smallest number (zeros of both signs tie), first on ties;
+            // NaN only when every key is NaN (NaN ranks last).
+            let min = keys.iter().fold(f32::INFINITY, |m, &x| m.min(x));
+            let best = keys.iter().position(|&x| x == min).or_else(|| keys.iter().position(|x| x.is_nan()));
+            if let Some(j) = best {
+                self.push(keys[j], id0 + j as u32);
+            }
+            return;
+        }
+        let t0 = self.thr;
+        let mut pass = 0u64;
+        for (j, &x) in keys.iter().enumerate() {
+            pass |= (may_enter(x, t0) as u64) << j;
+        }
+        while pass != 0 {
+            let j = pass.trailing_zeros() as usize;
+            pass &= pass - 1;
+            if may_enter(keys[j], self.thr) {
+                self.push(keys[j], id0 + j as u32);
+            }
+        }
+    }
+
     #[inline]
     fn push_encoded(&mut self, e: u64) {
         let n = self.heap.len();
@@ -192,6 +224,49 @@ mod tests {
         for &k in &keys {
             let back = order_key(key_order(k));
             assert!(back == k || (back.is_nan() && k.is_nan()), "{k} -> {back}");
+        }
+    }
+
+    #[test]
+    fn push_row_selects_as_pushing_each() {
+        let rows: [&[f32]; 7] = [
+            &[3.0, 1.0, 2.0, 1.0],
+            &[f32::NAN, f32::NAN],
+            &[f32::NAN, f32::INFINITY, 5.0, f32::NAN],
+            &[0.0, -0.0, -0.0, 0.0],
+            &[-1.0, f32::NEG_INFINITY, f32::NAN, 7.0, f32::NEG_INFINITY],
+            &[],
+            &[9.0; 64],
+        ];
+        // Random rows too (small integers: many ties).
+        let mut state = 7u64;
+        let random: Vec<Vec<f32>> = (0..200)
+            .map(|_| {
+                (0..16)
+                    .map(|_| {
+                        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                        let v = (state >> 59) as f32 - 8.0;
+                        if v == 7.0 { f32::NAN } else { v }
+                    })
+                    .collect()
+            })
+            .collect();
+        for k in [1, 2, 3, 10] {
+            let (mut by_row, mut each) = (TopK::new(k), TopK::new(k));
+            let mut id0 = 0u32;
+            for row in rows.iter().copied().chain(random.iter().map(Vec::as_slice)) {
+                by_row.push_row(row, id0);
+                for (j, &x) in row.iter().enumerate() {
+                    each.push(x, id0 + j as u32);
+                }
+                assert_eq!(by_row.threshold().to_bits(), each.threshold().to_bits(), "k {k}");
+                id0 += 64;
+            }
+            let (a, b) = (by_row.into_sorted(), each.into_sorted());
+            assert_eq!(a.len(), b.len());
+            for (x, y) in a.iter().zip(&b) {
+                assert_eq!((x.0.to_bits(), x.1), (y.0.to_bits(), y.1), "k {k}");
+            }
         }
     }
 
