@@ -399,14 +399,16 @@ impl IndexData {
         };
         ctl.check()?;
 
-        // Codecs learn from a bounded sample (PQ's k-means needs ~256 points
-        // per centroid; more buys little and costs time).
-        let sample = sample_rows(&data, dim, 65_536, config.seed ^ 0x9e37_79b9);
+        // Codecs learn from a bounded sample: PQ's k-means takes at most 256
+        // points per centroid (so 2^bits × 256 rows; residuals of more would
+        // be computed for nothing), the scalar codecs 65,536 rows.
+        let sample = |max: usize| sample_rows(&data, dim, max, config.seed ^ 0x9e37_79b9);
         let encoder = match config.kind {
             Kind::Flat | Kind::IvfFlat => Encoder::Flat,
-            Kind::Sq8 | Kind::IvfSq8 => Encoder::Sq8(Sq8::train(&sample, dim)?),
-            Kind::Binary | Kind::IvfBinary => Encoder::Binary(BinaryCodec::train(&sample, dim, config.binary_levels)?),
+            Kind::Sq8 | Kind::IvfSq8 => Encoder::Sq8(Sq8::train(&sample(65_536), dim)?),
+            Kind::Binary | Kind::IvfBinary => Encoder::Binary(BinaryCodec::train(&sample(65_536), dim, config.binary_levels)?),
             Kind::Pq | Kind::IvfPq => {
+                let sample = sample((256usize << config.pq_bits.min(8)).min(65_536));
                 let target = if config.by_residual() { residuals(&sample, dim, &centroids) } else { sample };
                 let pq = ProductQuantizer::train(&target, dim, config.pq_m, config.pq_bits, config.seed, ctl)?;
                 if config.pq_bits == 4 { Encoder::FastScan(pq) } else { Encoder::Pq(pq) }
@@ -1147,15 +1149,17 @@ impl Collector for ListCollector<'_> {
 /// A copy of `vectors` with each row scaled to unit length (cosine); zero
 /// rows stay zero. Other metrics: an unchanged copy.
 pub(crate) fn normalized(vectors: &[f32], dim: usize, metric: Metric) -> Vec<f32> {
-    let mut out = vectors.to_vec();
-    if metric == Metric::Cosine {
-        out.par_chunks_mut(dim).for_each(|v| {
+    // Copied and normalised in one parallel pass.
+    let mut out = vec![0f32; vectors.len()];
+    out.par_chunks_mut(dim).zip(vectors.par_chunks(dim)).for_each(|(v, src)| {
+        v.copy_from_slice(src);
+        if metric == Metric::Cosine {
             let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
             if norm > 0.0 {
                 v.iter_mut().for_each(|x| *x /= norm);
             }
-        });
-    }
+        }
+    });
     out
 }
 
@@ -1206,5 +1210,5 @@ fn sample_rows(data: &[f32], dim: usize, max: usize, seed: u64) -> Vec<f32> {
     }
     let mut chosen = idx[..max].to_vec();
     chosen.sort_unstable();
-    chosen.iter().flat_map(|&i| data[i * dim..(i + 1) * dim].iter().copied()).collect()
+    crate::kmeans::gather_rows(data, dim, &chosen)
 }

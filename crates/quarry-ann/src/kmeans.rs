@@ -319,11 +319,10 @@ fn knn1(data: &[f32], centroids: &[f32], dim: usize, metric: SimdMetric) -> Resu
     Ok(r.ids.into_iter().zip(r.distances).collect())
 }
 
+/// Rows `idx` of `data`, copied in parallel.
 pub(crate) fn gather_rows(data: &[f32], dim: usize, idx: &[usize]) -> Vec<f32> {
-    let mut out = Vec::with_capacity(idx.len() * dim);
-    for &i in idx {
-        out.extend_from_slice(&data[i * dim..(i + 1) * dim]);
-    }
+    let mut out = vec![0f32; idx.len() * dim];
+    out.par_chunks_mut(dim).zip(idx.par_iter()).for_each(|(row, &i)| row.copy_from_slice(&data[i * dim..(i + 1) * dim]));
     out
 }
 
