@@ -113,6 +113,7 @@ pub fn train(data: &[f32], dim: usize, cfg: &KMeansConfig, ctl: Control) -> Resu
         let km = KMeans { dim, centroids };
         let nearest = match cfg.balance {
             Some(f) => km.balanced_assignment(train, f, cfg.spherical)?,
+            None if it > 0 => knn1_near(train, &km.centroids, dim, model_metric, &assignment)?,
             None => knn1(train, &km.centroids, dim, model_metric)?,
         };
         centroids = km.centroids;
@@ -317,6 +318,42 @@ fn knn1(data: &[f32], centroids: &[f32], dim: usize, metric: SimdMetric) -> Resu
     }
     let r = quarry_simd::knn(metric, VectorsRef::F32(data), VectorsRef::F32(centroids), dim, 1).map_err(simd_err)?;
     Ok(r.ids.into_iter().zip(r.distances).collect())
+}
+
+/// Margin per dimension, relative to `‖x‖² + ‖c‖²`, by which [`knn1_near`]
+/// widens its bounds: several times the rounding error of an f32 dot
+/// product (about `dim · 2⁻²⁴ · ‖x‖‖c‖`), so a bound always holds.
+const BOUND_MARGIN: f32 = 1.0 / (1 << 20) as f32;
+
+/// [`knn1`] for rows that were assigned before (`previous`, any centroid
+/// ids): the distance to the previous centroid bounds the nearest one, so
+/// the GEMM's selection drops nearly every candidate early
+/// ([`quarry_simd::knn_bounded`]); the result is the same. A row whose bound
+/// failed (none, with the margin above) is assigned again in full.
+fn knn1_near(data: &[f32], centroids: &[f32], dim: usize, metric: SimdMetric, previous: &[u32]) -> Result<Vec<(u32, f32)>> {
+    if dim <= SMALL_DIM || !matches!(metric, SimdMetric::L2sq | SimdMetric::InnerProduct) {
+        return knn1(data, centroids, dim, metric);
+    }
+    let kern = quarry_simd::kernels();
+    let bounds: Vec<f32> = data
+        .par_chunks_exact(dim)
+        .zip(previous.par_iter())
+        .map(|(x, &c)| {
+            let c = &centroids[c as usize * dim..(c as usize + 1) * dim];
+            let margin = BOUND_MARGIN * dim as f32 * ((kern.f32_dot)(x, x) + (kern.f32_dot)(c, c));
+            if metric == SimdMetric::L2sq { (kern.f32_l2sq)(x, c) + margin } else { (kern.f32_dot)(x, c) - margin }
+        })
+        .collect();
+    let r = quarry_simd::knn_bounded(metric, VectorsRef::F32(data), VectorsRef::F32(centroids), dim, 1, &bounds).map_err(simd_err)?;
+    let mut out: Vec<(u32, f32)> = r.ids.into_iter().zip(r.distances).collect();
+    let missed: Vec<usize> = (0..out.len()).filter(|&i| out[i].0 == u32::MAX).collect();
+    if !missed.is_empty() {
+        let again = knn1(&gather_rows(data, dim, &missed), centroids, dim, metric)?;
+        for (&i, a) in missed.iter().zip(again) {
+            out[i] = a;
+        }
+    }
+    Ok(out)
 }
 
 /// Rows `idx` of `data`, copied in parallel.
@@ -599,6 +636,24 @@ fn repair_empty(data: &[f32], dim: usize, k: usize, assignment: &mut [u32], cent
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bounded_assignment_equals_full_assignment() {
+        let mut rng = Rng::new(5);
+        for (n, dim, k) in [(3000, 24, 50), (500, 100, 200), (64, 12, 3)] {
+            let data: Vec<f32> = (0..n * dim).map(|_| rng.gaussian() as f32).collect();
+            let centroids: Vec<f32> = (0..k * dim).map(|_| rng.gaussian() as f32).collect();
+            for metric in [SimdMetric::L2sq, SimdMetric::InnerProduct] {
+                let full = knn1(&data, &centroids, dim, metric).unwrap();
+                // Previous centroids: the right one, an arbitrary one, the worst.
+                let right: Vec<u32> = full.iter().map(|a| a.0).collect();
+                let arbitrary: Vec<u32> = (0..n).map(|i| (i % k) as u32).collect();
+                for previous in [right, arbitrary] {
+                    assert_eq!(knn1_near(&data, &centroids, dim, metric, &previous).unwrap(), full, "{metric:?} {n}x{k}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn block_sums_equal_member_sums() {

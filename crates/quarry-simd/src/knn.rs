@@ -28,7 +28,7 @@
 
 use crate::gemm::{self, AlignedBuf, Epilogue, FloatRows, MAX_TILE, MicroKernel, key_from_dot};
 use crate::reference::cosine_from_parts;
-use crate::topk::TopK;
+use crate::topk::{TopK, within};
 use crate::{DType, Metric, Result, SimdError, SimdLevel, VectorsRef, check_metric, kernels, matrix_shape, with_kernel};
 use rayon::prelude::*;
 use std::ops::Range;
@@ -101,6 +101,31 @@ pub fn knn_with(
     k: usize,
     opts: KnnOptions,
 ) -> Result<Knn> {
+    knn_core(metric, queries, base, dim, k, opts, None)
+}
+
+/// [`knn`] for callers that know, per query, a value its k-th result
+/// reaches (`bounds[q]`: a distance at least the k-th nearest one's; for the
+/// inner product a similarity at most the k-th best one's), such as the
+/// distance to a centroid a k-means point was assigned to last time.
+/// Candidates worse than the bound are dropped before the top-k selection
+/// sees them, which saves most of that work when the bound is tight. The
+/// results equal [`knn`]'s for every query whose bound holds; a query whose
+/// bound does not hold may get fewer than `k` results, padded with id
+/// `u32::MAX` and distance NaN.
+pub fn knn_bounded(metric: Metric, queries: VectorsRef, base: VectorsRef, dim: usize, k: usize, bounds: &[f32]) -> Result<Knn> {
+    knn_core(metric, queries, base, dim, k, KnnOptions::default(), Some(bounds))
+}
+
+fn knn_core(
+    metric: Metric,
+    queries: VectorsRef,
+    base: VectorsRef,
+    dim: usize,
+    k: usize,
+    opts: KnnOptions,
+    bounds: Option<&[f32]>,
+) -> Result<Knn> {
     if queries.dtype() != base.dtype() {
         return Err(SimdError::DtypeMismatch(format!(
             "queries are {} and base is {}",
@@ -124,6 +149,11 @@ pub fn knn_with(
         (_, VectorsRef::BF16(q), VectorsRef::BF16(b)) => Some((FloatRows::BF16(q), FloatRows::BF16(b))),
         _ => None,
     };
+    if let Some(b) = bounds
+        && b.len() != nq
+    {
+        return Err(SimdError::InvalidArgument(format!("{} bounds for {nq} queries", b.len())));
+    }
     if nq == 0 {
         return Ok(Knn { k, ids: Vec::new(), distances: Vec::new() });
     }
@@ -141,7 +171,12 @@ pub fn knn_with(
         KnnPath::Auto => None,
     };
     Ok(match (gemm_kernel, gemm_rows) {
-        (Some(mk), Some((qs, bs))) => knn_gemm(&shape, mk, qs, bs, opts.chunk_rows),
+        (Some(mk), Some((qs, bs))) => {
+            // As "smaller is nearer" keys; only the GEMM path uses them (the
+            // others return complete results, which the contract allows).
+            let keys: Option<Vec<f32>> = bounds.map(|b| b.iter().map(|&v| shape.sign() * v).collect());
+            knn_gemm(&shape, mk, qs, bs, opts.chunk_rows, keys.as_deref())
+        }
         _ => knn_blocked(&shape, queries, base),
     })
 }
@@ -239,7 +274,9 @@ fn finish(tasks: Vec<Task>, lanes: usize, s: &Shape) -> Knn {
                 top.absorb(&lane[q]);
             }
             let sorted = top.into_sorted();
-            debug_assert_eq!(sorted.len(), k);
+            // Fewer than k only where a caller's bound did not hold.
+            ids_q.fill(u32::MAX);
+            d_q.fill(f32::NAN);
             for (j, (key, id)) in sorted.into_iter().enumerate() {
                 ids_q[j] = id;
                 // `+ 0.0` turns a negated +0 similarity back into +0.
@@ -411,6 +448,16 @@ struct GemmCtx<'a> {
     chunk: Range<usize>,
     qsrc: FloatRows<'a>,
     bsrc: FloatRows<'a>,
+    /// Per query, the caller's bound as a key ([`knn_bounded`]).
+    bounds: Option<&'a [f32]>,
+}
+
+impl GemmCtx<'_> {
+    /// The key query `q`'s k-th result is known to reach (+inf: unknown).
+    #[inline]
+    fn bound(&self, q: usize) -> f32 {
+        self.bounds.map_or(f32::INFINITY, |b| b[q])
+    }
 }
 
 #[repr(C, align(64))]
@@ -449,8 +496,8 @@ fn gemm_task<const MR: usize, const NR: usize, const CLAMP: bool>(ctx: &GemmCtx,
     // passes), kept up to date after every push.
     let (qp0, qp1) = (task.q0 / MR, task.q1.div_ceil(MR));
     let mut thr = vec![f32::NEG_INFINITY; (qp1 - qp0) * MR];
-    for (t, top) in thr.iter_mut().zip(&task.tops) {
-        *t = top.threshold();
+    for (q, (t, top)) in thr.iter_mut().zip(&task.tops).enumerate() {
+        *t = top.threshold().min(ctx.bound(task.q0 + q));
     }
     for p in panels {
         let bpanel = &bdata[p * NR * dim..(p + 1) * NR * dim];
@@ -485,8 +532,8 @@ fn gemm_task<const MR: usize, const NR: usize, const CLAMP: bool>(ctx: &GemmCtx,
                     for ((key, &dot), &ba) in keys.iter_mut().zip(row).zip(badd) {
                         *key = key_from_dot::<CLAMP>(qadd[i], ba, ctx.alpha, dot);
                     }
-                    top.push_row(&keys[..nreal], id0 as u32);
-                    thr[i] = top.threshold();
+                    top.push_row(&keys[..nreal], id0 as u32, ctx.bound(qbase + i));
+                    thr[i] = top.threshold().min(ctx.bound(qbase + i));
                 }
             } else {
                 for (i, top) in tops.iter_mut().enumerate() {
@@ -498,26 +545,28 @@ fn gemm_task<const MR: usize, const NR: usize, const CLAMP: bool>(ctx: &GemmCtx,
                         } else {
                             key_from_dot::<CLAMP>(qadd[i], ba, ctx.alpha, dot)
                         };
-                        top.push(key, (id0 + j) as u32);
+                        if within(key, ctx.bound(qbase + i)) {
+                            top.push(key, (id0 + j) as u32);
+                        }
                     }
-                    thr[i] = top.threshold();
+                    thr[i] = top.threshold().min(ctx.bound(qbase + i));
                 }
             }
         }
     }
 }
 
-fn knn_gemm(s: &Shape, mk: MicroKernel, qs: FloatRows, bs: FloatRows, chunk_rows: usize) -> Knn {
+fn knn_gemm(s: &Shape, mk: MicroKernel, qs: FloatRows, bs: FloatRows, chunk_rows: usize, bounds: Option<&[f32]>) -> Knn {
     let clamp = s.metric != Metric::InnerProduct;
     match (mk.mr, mk.nr, clamp) {
-        (4, 8, false) => knn_gemm_impl::<4, 8, false>(s, mk, qs, bs, chunk_rows),
-        (4, 8, true) => knn_gemm_impl::<4, 8, true>(s, mk, qs, bs, chunk_rows),
-        (6, 16, false) => knn_gemm_impl::<6, 16, false>(s, mk, qs, bs, chunk_rows),
-        (6, 16, true) => knn_gemm_impl::<6, 16, true>(s, mk, qs, bs, chunk_rows),
-        (8, 32, false) => knn_gemm_impl::<8, 32, false>(s, mk, qs, bs, chunk_rows),
-        (8, 32, true) => knn_gemm_impl::<8, 32, true>(s, mk, qs, bs, chunk_rows),
-        (4, 16, false) => knn_gemm_impl::<4, 16, false>(s, mk, qs, bs, chunk_rows),
-        (4, 16, true) => knn_gemm_impl::<4, 16, true>(s, mk, qs, bs, chunk_rows),
+        (4, 8, false) => knn_gemm_impl::<4, 8, false>(s, mk, qs, bs, chunk_rows, bounds),
+        (4, 8, true) => knn_gemm_impl::<4, 8, true>(s, mk, qs, bs, chunk_rows, bounds),
+        (6, 16, false) => knn_gemm_impl::<6, 16, false>(s, mk, qs, bs, chunk_rows, bounds),
+        (6, 16, true) => knn_gemm_impl::<6, 16, true>(s, mk, qs, bs, chunk_rows, bounds),
+        (8, 32, false) => knn_gemm_impl::<8, 32, false>(s, mk, qs, bs, chunk_rows, bounds),
+        (8, 32, true) => knn_gemm_impl::<8, 32, true>(s, mk, qs, bs, chunk_rows, bounds),
+        (4, 16, false) => knn_gemm_impl::<4, 16, false>(s, mk, qs, bs, chunk_rows, bounds),
+        (4, 16, true) => knn_gemm_impl::<4, 16, true>(s, mk, qs, bs, chunk_rows, bounds),
         (mr, nr, _) => unreachable!("no driver instance for a {mr}x{nr} micro-kernel"),
     }
 }
@@ -528,6 +577,7 @@ fn knn_gemm_impl<const MR: usize, const NR: usize, const CLAMP: bool>(
     qs: FloatRows,
     bs: FloatRows,
     chunk_rows: usize,
+    bounds: Option<&[f32]>,
 ) -> Knn {
     debug_assert!(MR * NR <= MAX_TILE && NR <= 64 && MR <= 64);
     let (dim, nq, nb) = (s.dim, s.nq, s.nb);
@@ -547,7 +597,7 @@ fn knn_gemm_impl<const MR: usize, const NR: usize, const CLAMP: bool>(
         b.pack(bs, c0..c1, dim, NR, s.metric, Side::Base);
         let cpanels = (c1 - c0).div_ceil(NR);
         let per_lane = cpanels.div_ceil(plan.lanes);
-        let ctx = GemmCtx { mk, metric: s.metric, dim, alpha, q: &q, b: &b, chunk: c0..c1, qsrc: qs, bsrc: bs };
+        let ctx = GemmCtx { mk, metric: s.metric, dim, alpha, q: &q, b: &b, chunk: c0..c1, qsrc: qs, bsrc: bs, bounds };
         tasks.par_iter_mut().for_each(|t| {
             let p0 = (t.lane * per_lane).min(cpanels);
             let p1 = (p0 + per_lane).min(cpanels);

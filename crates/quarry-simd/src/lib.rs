@@ -33,7 +33,7 @@ mod arm;
 pub use dispatch::{Kernels, SimdLevel, kernels, kernels_for, simd_level, supported_levels};
 pub use error::{Result, SimdError};
 pub use half::{bf16, f16};
-pub use knn::{Knn, knn};
+pub use knn::{Knn, knn, knn_bounded};
 
 /// Longest i8/u8 vector the integer kernels accept: their i32/u32
 /// accumulators cannot overflow below it.

@@ -54,6 +54,14 @@ pub fn may_enter(key: f32, threshold: f32) -> bool {
     !(key > threshold)
 }
 
+/// Whether `key` is no worse than a caller's `limit` (a key the k-th result
+/// is known to reach): `+inf` admits everything, NaN keys included; a finite
+/// limit admits numbers up to it (NaN ranks after every number).
+#[inline(always)]
+pub fn within(key: f32, limit: f32) -> bool {
+    key <= limit || limit == f32::INFINITY
+}
+
 /// A max-heap of the `k` smallest keys seen so far.
 #[derive(Debug, Clone)]
 pub struct TopK {
@@ -88,20 +96,23 @@ impl TopK {
         self.push_encoded(encode(key, id));
     }
 
-    /// Offers `keys[j]` with id `id0 + j` for every `j` (the same selection
-    /// as pushing each): with `k = 1` only the row's best can stay, so it is
-    /// found branch-free and offered alone; otherwise the candidates passing
-    /// the current threshold are marked first (branch-free) and only those
+    /// Offers `keys[j]` with id `id0 + j` for every `j` that is
+    /// [`within`] `limit` (`+inf`: every one; the same selection as pushing
+    /// each): with `k = 1` only the row's best can stay, so it is found
+    /// branch-free and offered alone; otherwise the candidates passing the
+    /// current threshold are marked first (branch-free) and only those
     /// offered, each re-checked as the threshold tightens. At most 64 keys.
     #[inline]
-    pub fn push_row(&mut self, keys: &[f32], id0: u32) {
+    pub fn push_row(&mut self, keys: &[f32], id0: u32, limit: f32) {
         debug_assert!(keys.len() <= 64);
         if self.k == 1 {
             // The smallest number (zeros of both signs tie), first on ties;
             // NaN only when every key is NaN (NaN ranks last).
             let min = keys.iter().fold(f32::INFINITY, |m, &x| m.min(x));
             let best = keys.iter().position(|&x| x == min).or_else(|| keys.iter().position(|x| x.is_nan()));
-            if let Some(j) = best {
+            if let Some(j) = best
+                && within(keys[j], limit)
+            {
                 self.push(keys[j], id0 + j as u32);
             }
             return;
@@ -109,7 +120,7 @@ impl TopK {
         let t0 = self.thr;
         let mut pass = 0u64;
         for (j, &x) in keys.iter().enumerate() {
-            pass |= (may_enter(x, t0) as u64) << j;
+            pass |= ((may_enter(x, t0) & within(x, limit)) as u64) << j;
         }
         while pass != 0 {
             let j = pass.trailing_zeros() as usize;
@@ -255,7 +266,7 @@ mod tests {
             let (mut by_row, mut each) = (TopK::new(k), TopK::new(k));
             let mut id0 = 0u32;
             for row in rows.iter().copied().chain(random.iter().map(Vec::as_slice)) {
-                by_row.push_row(row, id0);
+                by_row.push_row(row, id0, f32::INFINITY);
                 for (j, &x) in row.iter().enumerate() {
                     each.push(x, id0 + j as u32);
                 }

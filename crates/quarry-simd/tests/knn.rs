@@ -19,7 +19,7 @@
 use proptest::prelude::*;
 use quarry_simd::gemm::gemm_levels;
 use quarry_simd::knn::{KnnOptions, KnnPath, knn_with};
-use quarry_simd::{DType, Knn, Metric, SimdError, VectorsRef, bf16, f16, knn, reference as r};
+use quarry_simd::{DType, Knn, Metric, SimdError, VectorsRef, bf16, f16, knn, knn_bounded, reference as r};
 
 const TOL: f64 = 1e-5;
 
@@ -528,4 +528,48 @@ proptest! {
         let got = knn_with(metric, q.as_ref(), b.as_ref(), dim, k, opts).unwrap();
         reference.check(&got, k, &format!("{nq}x{nb}x{dim} {metric:?} k={k} {opts:?}"));
     }
+}
+
+/// Bounds that hold (the exact k-th value, widened a little, or no bound at
+/// all) change nothing; a bound tighter than the k-th value may only drop
+/// results (padded with `u32::MAX` / NaN), never return wrong ones.
+#[test]
+fn bounded_knn_equals_knn_when_bounds_hold() {
+    let mut rng = Rng(17);
+    let bits = |r: &Knn| (r.ids.clone(), r.distances.iter().map(|d| d.to_bits()).collect::<Vec<_>>());
+    for &(nq, nb, dim) in &[(40, 300, 24), (200, 1000, 37), (9, 70, 8)] {
+        let q = Data::random(DType::F32, nq, dim, false, &mut rng);
+        let b = Data::random(DType::F32, nb, dim, false, &mut rng);
+        for metric in [Metric::L2sq, Metric::InnerProduct, Metric::Cosine] {
+            // Larger values are worse except for the inner product.
+            let worse = if metric == Metric::InnerProduct { -1.0f32 } else { 1.0 };
+            for k in [1, 5] {
+                let full = knn(metric, q.as_ref(), b.as_ref(), dim, k).unwrap();
+                let kth: Vec<f32> = full.distances.chunks(k).map(|d| d[k - 1]).collect();
+                let widened: Vec<f32> = kth.iter().map(|&v| v + worse * (1e-3 + 1e-3 * v.abs())).collect();
+                let none = vec![worse * f32::INFINITY; nq];
+                for bounds in [&widened, &none] {
+                    let got = knn_bounded(metric, q.as_ref(), b.as_ref(), dim, k, bounds).unwrap();
+                    assert_eq!(bits(&got), bits(&full), "{metric:?} k {k} {nq}x{nb}");
+                }
+                // Too tight: halfway to the best one, so some results go.
+                let tight: Vec<f32> = full.distances.chunks(k).map(|d| 0.5 * (d[0] + d[k - 1]) - worse * 1e-3).collect();
+                let got = knn_bounded(metric, q.as_ref(), b.as_ref(), dim, k, &tight).unwrap();
+                for qi in 0..nq {
+                    for j in 0..k {
+                        let id = got.ids[qi * k + j];
+                        if id == u32::MAX {
+                            assert!(got.distances[qi * k + j].is_nan());
+                        } else {
+                            // Every kept result is one of the true top-k, in order.
+                            assert!(full.ids[qi * k..(qi + 1) * k].contains(&id), "{metric:?} k {k}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let q = Data::random(DType::F32, 10, 8, false, &mut rng);
+    let err = knn_bounded(Metric::L2sq, q.as_ref(), q.as_ref(), 8, 1, &[0.0; 3]).unwrap_err();
+    assert!(matches!(err, SimdError::InvalidArgument(_)));
 }
