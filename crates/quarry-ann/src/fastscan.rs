@@ -408,6 +408,14 @@ pub trait Collector {
     /// A vector at list position `pos` with approximate distance `dist`
     /// (≤ the threshold at the time, positions in increasing order).
     fn offer(&mut self, pos: usize, dist: f32);
+    /// Which vectors of block `block` (positions `32·block + j`, bit `j`)
+    /// may be offered at all: a filter known before the scan. Blocks with
+    /// none are skipped without computing their sums, and only the others'
+    /// vectors are offered. Default: every vector.
+    #[inline]
+    fn block_allowed(&self, _block: usize) -> u32 {
+        u32::MAX
+    }
 }
 
 /// Keeps the `k` best `(dist, pos)` pairs, ordered by distance then
@@ -714,6 +722,10 @@ fn collect_by_blocks(
 ) {
     let mut pruner = Pruner::new(lut, c);
     for (b, block) in packed.chunks_exact(block_bytes(lut.m)).enumerate() {
+        let allowed = c.block_allowed(b);
+        if allowed == 0 {
+            continue;
+        }
         let sums = block_sums(block);
         let start = b * BLOCK;
         let len = (n - start).min(BLOCK);
@@ -721,7 +733,7 @@ fn collect_by_blocks(
         for (j, &s) in sums[..len].iter().enumerate() {
             mask |= ((s <= pruner.bound) as u32) << j;
         }
-        pruner.offer_mask(mask, &sums, start, lut, c);
+        pruner.offer_mask(mask & allowed, &sums, start, lut, c);
     }
 }
 

@@ -782,7 +782,8 @@ impl IndexData {
             let mut top = Reservoir::new(depth);
             if let Some(&(coarse_key, l)) = probed.first() {
                 let list = &self.lists[l as usize];
-                let mut c = ListCollector { index: self, top, positions: &list.positions, bias: bias(coarse_key), allow };
+                let blocks = self.block_masks(allow, l as usize);
+                let mut c = ListCollector { index: self, top, positions: &list.positions, bias: bias(coarse_key), allow, blocks };
                 fastscan::scan_collect(&list.codes, list.len(), lut, &mut c)?;
                 top = c.top;
             }
@@ -810,9 +811,10 @@ impl IndexData {
         let mut collectors: Vec<ListCollector> = Vec::with_capacity(4);
         for (l, list) in self.lists.iter().enumerate() {
             let n = list.len();
-            if n == 0 {
+            if n == 0 || starts[l] == starts[l + 1] {
                 continue;
             }
+            let blocks = self.block_masks(allow, l);
             for group in by_list[starts[l]..starts[l + 1]].chunks(4) {
                 tables.clear();
                 tables.extend(group.iter().map(|&(qi, _)| &luts[qi as usize]));
@@ -822,6 +824,7 @@ impl IndexData {
                     positions: &list.positions,
                     bias,
                     allow,
+                    blocks,
                 }));
                 fastscan::scan_collect_batch(&list.codes, n, &tables, &mut collectors)?;
                 for (c, &(qi, _)) in collectors.drain(..).zip(group) {
@@ -849,7 +852,12 @@ impl IndexData {
                         set.insert(p as usize);
                     }
                 }
-                Allow::Positions(set)
+                // Selective enough that most fast-scan blocks hold no allowed
+                // vector: scans skip those blocks (see `block_allowed`).
+                let selective = matches!(self.encoder, Encoder::FastScan(_))
+                    && set.count().saturating_mul(SELECTIVE_FILTER) < self.ids.len();
+                let blocks = selective.then(|| BlockMasks((0..self.lists.len()).map(|_| std::sync::OnceLock::new()).collect()));
+                Allow::Positions(set, blocks)
             }
             Filter::Label(l) => Allow::Labels(vec![l]),
             Filter::Labels(ls) => Allow::Labels(ls.to_vec()),
@@ -864,7 +872,7 @@ impl IndexData {
         }
         match allow {
             Allow::All => true,
-            Allow::Positions(set) => set.contains(p),
+            Allow::Positions(set, _) => set.contains(p),
             Allow::Labels(ls) => {
                 let label = self.labels.get(p).copied().unwrap_or(0);
                 ls.contains(&label)
@@ -1001,7 +1009,8 @@ impl IndexData {
                             &local
                         }
                     };
-                    let mut collector = ListCollector { index: self, top, positions, bias, allow };
+                    let blocks = self.block_masks(allow, l);
+                    let mut collector = ListCollector { index: self, top, positions, bias, allow, blocks };
                     fastscan::scan_collect(&list.codes, n, qlut, &mut collector)?;
                     top = collector.top;
                     continue;
@@ -1116,8 +1125,31 @@ const LIST_MAJOR_MIN_QUERIES: usize = 64;
 /// Positions a search may return.
 enum Allow {
     All,
-    Positions(Bitset),
+    /// Allowed positions, and for a selective set the block masks of the lists.
+    Positions(Bitset, Option<BlockMasks>),
     Labels(Vec<u32>),
+}
+
+/// An allow-set is "selective" when it admits fewer than one vector in this
+/// many: then most 32-vector fast-scan blocks hold none, and scans skip them.
+const SELECTIVE_FILTER: usize = 32;
+
+/// Per list, which vectors of each fast-scan block a filter (and the
+/// tombstones) admit, built the first time a query of the call scans the list.
+struct BlockMasks(Vec<std::sync::OnceLock<Vec<u32>>>);
+
+impl IndexData {
+    /// Block masks of list `l` under `allow` (`None`: the filter keeps none).
+    fn block_masks<'a>(&self, allow: &'a Allow, l: usize) -> Option<&'a [u32]> {
+        let Allow::Positions(_, Some(BlockMasks(lists))) = allow else { return None };
+        Some(lists[l].get_or_init(|| {
+            let positions = &self.lists[l].positions;
+            positions
+                .chunks(fastscan::BLOCK)
+                .map(|block| block.iter().enumerate().fold(0u32, |m, (j, &p)| m | (u32::from(self.admits(allow, p)) << j)))
+                .collect()
+        }))
+    }
 }
 
 /// Feeds a fast-scan list scan into a query's top-k: list offsets become
@@ -1128,6 +1160,8 @@ struct ListCollector<'a> {
     positions: &'a [u32],
     bias: f32,
     allow: &'a Allow,
+    /// The list's block masks under a selective filter.
+    blocks: Option<&'a [u32]>,
 }
 
 impl Collector for ListCollector<'_> {
@@ -1140,9 +1174,15 @@ impl Collector for ListCollector<'_> {
     fn offer(&mut self, offset: usize, dist: f32) {
         let key = dist + self.bias;
         let pos = self.positions[offset];
-        if may_enter(key, self.top.threshold()) && self.index.admits(self.allow, pos) {
+        // Vectors outside the block masks are never offered.
+        if may_enter(key, self.top.threshold()) && (self.blocks.is_some() || self.index.admits(self.allow, pos)) {
             self.top.push(key, pos);
         }
+    }
+
+    #[inline]
+    fn block_allowed(&self, block: usize) -> u32 {
+        self.blocks.map_or(u32::MAX, |b| b[block])
     }
 }
 

@@ -176,12 +176,16 @@ unsafe fn collect_group<const Q: usize, C: Collector>(packed: &[u8], n: usize, l
     let tables: [*const u8; Q] = std::array::from_fn(|i| luts[i].tables.as_ptr());
     let mut pruners: [Pruner; Q] = std::array::from_fn(|i| Pruner::new(luts[i], &collectors[i]));
     for b in 0..n.div_ceil(BLOCK) {
+        let allowed: [u32; Q] = std::array::from_fn(|i| collectors[i].block_allowed(b));
+        if allowed.iter().all(|&a| a == 0) {
+            continue;
+        }
         let start = b * BLOCK;
         // SAFETY: block b lies inside `packed`; tables hold pairs × 32 bytes.
         let sums = unsafe { block_sums::<Q>(packed.as_ptr().add(b * bb), tables, p) };
         let valid = if n - start >= BLOCK { u32::MAX } else { (1u32 << (n - start)) - 1 };
         for (i, (s0, s1)) in sums.into_iter().enumerate() {
-            let mask = le_mask(s0, s1, pruners[i].bound) & valid;
+            let mask = le_mask(s0, s1, pruners[i].bound) & valid & allowed[i];
             if mask != 0 {
                 pruners[i].offer_mask(mask, &to_array(s0, s1), start, luts[i], &mut collectors[i]);
             }
