@@ -1139,7 +1139,7 @@ const SELECTIVE_FILTER: usize = 32;
 struct BlockMasks(Vec<std::sync::OnceLock<Vec<u32>>>);
 
 impl IndexData {
-    /// Block masks of list `l` under `allow` (`None`: the filter keeps none).
+    /// Block masks of list `l` under `allow` (`None`: no masks for this filter).
     fn block_masks<'a>(&self, allow: &'a Allow, l: usize) -> Option<&'a [u32]> {
         let Allow::Positions(_, Some(BlockMasks(lists))) = allow else { return None };
         Some(lists[l].get_or_init(|| {
