@@ -335,12 +335,14 @@ fn knn1_near(data: &[f32], centroids: &[f32], dim: usize, metric: SimdMetric, pr
         return knn1(data, centroids, dim, metric);
     }
     let kern = quarry_simd::kernels();
+    // Squared centroid norms once, not once per row.
+    let cnorm: Vec<f32> = centroids.chunks_exact(dim).map(|c| (kern.f32_dot)(c, c)).collect();
     let bounds: Vec<f32> = data
         .par_chunks_exact(dim)
         .zip(previous.par_iter())
         .map(|(x, &c)| {
+            let margin = BOUND_MARGIN * dim as f32 * ((kern.f32_dot)(x, x) + cnorm[c as usize]);
             let c = &centroids[c as usize * dim..(c as usize + 1) * dim];
-            let margin = BOUND_MARGIN * dim as f32 * ((kern.f32_dot)(x, x) + (kern.f32_dot)(c, c));
             if metric == SimdMetric::L2sq { (kern.f32_l2sq)(x, c) + margin } else { (kern.f32_dot)(x, c) - margin }
         })
         .collect();
