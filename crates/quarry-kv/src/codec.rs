@@ -403,13 +403,8 @@ impl<'a> Codec<'a> {
     /// KIVI-style uniform part of a chunk (keys per channel, values per token).
     fn decode_uniform(&self, rec: &[u8], is_key: bool, out: &mut [f32]) {
         let (d, dp, t, b) = (self.d, self.dp, self.t, self.bits());
-        let rb = pack::row_bytes(b, d);
         if is_key {
-            let mut z = vec![0f32; dp];
-            let mut s = vec![0f32; dp];
-            quant::channel_asym_params(rec, d, &mut z, &mut s);
-            pack::unpack_tile(b, false, rec, t, rb, 4 * d, dp / 32, 4 * b as usize, out);
-            crate::kernels::affine_rows(out, t, dp, &s, &z);
+            quant::channel_asym_decode(rec, t, d, dp, b, out);
         } else {
             self.token_asym_tile(rec, t, out);
         }

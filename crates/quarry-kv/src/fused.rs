@@ -141,10 +141,12 @@ pub(crate) fn job(codec: &Codec, head: &Head, c0: usize, c1: usize, q: &[f32], g
         ),
         Method::Kivi => {
             let enc = code_enc(cfg.bits)?;
+            if !t.is_multiple_of(32) {
+                return None;
+            }
             kivi_keys = Some(enc);
-            let rb = crate::pack::row_bytes(cfg.bits, d);
-            // Placeholder key side: rows are addressed per chunk below.
-            (plain_side(kr, enc, rb), token_asym_side(vr, d, cfg.group_size, cfg.bits)?)
+            // Placeholder key side: chunks are read by `kivi_scores`.
+            (plain_side(kr, enc, 0), token_asym_side(vr, d, cfg.group_size, cfg.bits)?)
         }
         _ => return None,
     };
@@ -163,26 +165,12 @@ pub(crate) fn job(codec: &Codec, head: &Head, c0: usize, c1: usize, q: &[f32], g
                 unsafe { scores_dispatch(kside.enc, kside.affine, jn, &raw, n, qb.as_ptr(), dp, &[0.0; 3], scale, out.as_mut_ptr(), n) };
             }
             Some(enc) => {
-                let rb = crate::pack::row_bytes(cfg.bits, d);
-                let mut zs = vec![0f32; d];
-                let mut ss = vec![0f32; d];
-                let mut qf = vec![0f32; jn * dp];
-                for c in 0..c1 - c0 {
-                    let rec = &kr[c * kb..(c + 1) * kb];
-                    channel_params(rec, d, &mut zs, &mut ss);
-                    let mut bias = [0f32; 3];
-                    for j in 0..jn {
-                        let qj = &qb[j * dp..(j + 1) * dp];
-                        for ch in 0..d {
-                            qf[j * dp + ch] = qj[ch] * ss[ch];
-                        }
-                        bias[j] = kernels::dot(qj, &zs);
-                    }
-                    let raw = Raw { ptr: rec[4 * d..].as_ptr(), stride: rb, off: 0, bstride: 4 * cfg.bits as usize, pkind: P_PAIR, poff: std::ptr::null() };
-                    // SAFETY: AVX2+FMA+F16C present; the chunk record holds
-                    // `t` rows of `rb` code bytes after its `4·d` parameter bytes.
-                    unsafe { scores_dispatch(enc, false, jn, &raw, t, qf.as_ptr(), dp, &bias, scale, out[c * t..].as_mut_ptr(), n) };
-                }
+                let mut qs = vec![0f32; jn * dp];
+                // SAFETY: AVX2+FMA+F16C present; `kr` holds `c1 - c0` chunk
+                // records of `kb` bytes, each `4·d` parameter bytes then
+                // `d` channels × `t/32` code blocks; `out` has `jn` rows of
+                // stride `n = (c1 - c0)·t`.
+                unsafe { kivi_scores_dispatch(enc, jn, kr.as_ptr(), kb, c1 - c0, t, d, qb.as_ptr(), scale, qs.as_mut_ptr(), out.as_mut_ptr(), n) };
             }
         }
         jb += jn;
@@ -197,26 +185,24 @@ pub(crate) fn job(codec: &Codec, head: &Head, c0: usize, c1: usize, q: &[f32], g
     }
     let mut acc = vec![0f32; g * dp];
     let raw = vside.raw();
+    let mut wbuf = if vside.affine { vec![0f32; g.min(3) * n] } else { Vec::new() };
     let mut jb = 0;
     while jb < g {
         let jn = (g - jb).min(3);
         // SAFETY: AVX2+FMA+F16C present; `raw` addresses `n` rows of
-        // `vside.rec`; `sc` holds `g × n` weights and `acc` `g × dp` sums.
-        unsafe { accum_dispatch(vside.enc, vside.affine, jn, &raw, n, sc[jb * n..].as_ptr(), n, dp, acc[jb * dp..].as_mut_ptr()) };
+        // `vside.rec`; `sc` holds `g × n` weights, `acc` `g × dp` sums and
+        // `wbuf` (affine encodings) `jn × n` floats.
+        unsafe {
+            let (p, a) = (sc[jb * n..].as_ptr(), acc[jb * dp..].as_mut_ptr());
+            if vside.affine {
+                affine_accum_dispatch(vside.enc, jn, &raw, n, p, n, dp, a, wbuf.as_mut_ptr())
+            } else {
+                accum_dispatch(vside.enc, jn, &raw, n, p, n, dp, a)
+            }
+        }
         jb += jn;
     }
     Some(JobState { m, l, acc })
-}
-
-/// KIVI key chunk parameters: `d` f16 zeros then `d` f16 scales, widened in bulk.
-fn channel_params(rec: &[u8], d: usize, zero: &mut [f32], scale: &mut [f32]) {
-    match bytemuck::try_cast_slice::<u8, half::f16>(&rec[..4 * d]) {
-        Ok(h) => {
-            kernels::f16_to_f32(&h[..d], &mut zero[..d]);
-            kernels::f16_to_f32(&h[d..], &mut scale[..d]);
-        }
-        Err(_) => quant::channel_asym_params(rec, d, zero, scale),
-    }
 }
 
 macro_rules! dispatch {
@@ -266,14 +252,73 @@ unsafe fn scores_dispatch(enc: u8, aff: bool, j: usize, raw: &Raw, n: usize, q: 
     unreachable!("fused kernels are only selected on x86_64 with AVX2")
 }
 
+/// Weighted sum of plain (f32/f16) rows.
+///
 /// # Safety
 /// AVX2+FMA+F16C present; `raw` addresses `n` readable rows; `p` holds `j`
 /// rows of stride `pstride ≥ n`; `acc` holds `j × dp` floats.
 #[allow(clippy::too_many_arguments)]
-unsafe fn accum_dispatch(enc: u8, aff: bool, j: usize, raw: &Raw, n: usize, p: *const f32, pstride: usize, dp: usize, acc: *mut f32) {
+unsafe fn accum_dispatch(enc: u8, j: usize, raw: &Raw, n: usize, p: *const f32, pstride: usize, dp: usize, acc: *mut f32) {
     #[cfg(target_arch = "x86_64")]
     unsafe {
-        dispatch!(accum, enc, aff, j, raw, n, p, pstride, dp, acc)
+        match (enc, j) {
+            (E_F32, 1) => x86::accum::<E_F32, 1>(raw, n, p, pstride, dp, acc),
+            (E_F32, 2) => x86::accum::<E_F32, 2>(raw, n, p, pstride, dp, acc),
+            (E_F32, _) => x86::accum::<E_F32, 3>(raw, n, p, pstride, dp, acc),
+            (_, 1) => x86::accum::<E_F16, 1>(raw, n, p, pstride, dp, acc),
+            (_, 2) => x86::accum::<E_F16, 2>(raw, n, p, pstride, dp, acc),
+            (_, _) => x86::accum::<E_F16, 3>(raw, n, p, pstride, dp, acc),
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    unreachable!("fused kernels are only selected on x86_64 with AVX2")
+}
+
+macro_rules! code_dispatch {
+    ($f:ident, $enc:expr, $j:expr, $($arg:expr),*) => {
+        match ($enc, $j) {
+            (E_U2, 1) => x86::$f::<E_U2, 1>($($arg),*),
+            (E_U2, 2) => x86::$f::<E_U2, 2>($($arg),*),
+            (E_U2, _) => x86::$f::<E_U2, 3>($($arg),*),
+            (E_U4, 1) => x86::$f::<E_U4, 1>($($arg),*),
+            (E_U4, 2) => x86::$f::<E_U4, 2>($($arg),*),
+            (E_U4, _) => x86::$f::<E_U4, 3>($($arg),*),
+            (E_U8, 1) => x86::$f::<E_U8, 1>($($arg),*),
+            (E_U8, 2) => x86::$f::<E_U8, 2>($($arg),*),
+            (E_U8, _) => x86::$f::<E_U8, 3>($($arg),*),
+            (_, 1) => x86::$f::<E_I8, 1>($($arg),*),
+            (_, 2) => x86::$f::<E_I8, 2>($($arg),*),
+            (_, _) => x86::$f::<E_I8, 3>($($arg),*),
+        }
+    };
+}
+
+/// Weighted sum of affine-coded rows (per 32-channel block `x = s·q + z`).
+///
+/// # Safety
+/// As [`accum_dispatch`]; `w` holds `j × n` floats of scratch.
+#[allow(clippy::too_many_arguments)]
+unsafe fn affine_accum_dispatch(enc: u8, j: usize, raw: &Raw, n: usize, p: *const f32, pstride: usize, dp: usize, acc: *mut f32, w: *mut f32) {
+    #[cfg(target_arch = "x86_64")]
+    unsafe {
+        code_dispatch!(affine_accum, enc, j, raw, n, p, pstride, dp, acc, w)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    unreachable!("fused kernels are only selected on x86_64 with AVX2")
+}
+
+/// Scores of channel-major KIVI key chunks.
+///
+/// # Safety
+/// AVX2+FMA+F16C present; `rec` holds `nch` chunk records of `kb` bytes
+/// (layout of [`quant::channel_asym_bytes`] with `t` a multiple of 32 and
+/// `d` of 8); `q` and `qs` hold `j × d` floats; `out` has `j` rows of
+/// stride `ostride ≥ nch·t`.
+#[allow(clippy::too_many_arguments)]
+unsafe fn kivi_scores_dispatch(enc: u8, j: usize, rec: *const u8, kb: usize, nch: usize, t: usize, d: usize, q: *const f32, scale: f32, qs: *mut f32, out: *mut f32, ostride: usize) {
+    #[cfg(target_arch = "x86_64")]
+    unsafe {
+        code_dispatch!(kivi_scores, enc, j, rec, kb, nch, t, d, q, scale, qs, out, ostride)
     }
     #[cfg(not(target_arch = "x86_64"))]
     unreachable!("fused kernels are only selected on x86_64 with AVX2")
@@ -413,24 +458,16 @@ mod x86 {
         }
     }
 
-    /// `acc_j += Σ_r p[j·pstride + r] · row_r` for `J` query rows.
+    /// `acc_j += Σ_r p[j·pstride + r] · row_r` for `J` query rows (f32/f16 rows).
     #[target_feature(enable = "avx2,fma,f16c")]
     #[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
-    pub unsafe fn accum<const E: u8, const AFF: bool, const J: usize>(
-        raw: &Raw,
-        n: usize,
-        p: *const f32,
-        pstride: usize,
-        dp: usize,
-        acc: *mut f32,
-    ) {
+    pub unsafe fn accum<const E: u8, const J: usize>(raw: &Raw, n: usize, p: *const f32, pstride: usize, dp: usize, acc: *mut f32) {
         unsafe {
             for b in 0..dp / 32 {
                 let mut a = [[_mm256_setzero_ps(); 4]; J];
                 for r in 0..n {
-                    let sz = params::<AFF>(raw, r, b);
                     for i in 0..4 {
-                        let v = piece::<E, AFF>(raw, r, b, i, sz);
+                        let v = piece::<E, false>(raw, r, b, i, (_mm256_setzero_ps(), _mm256_setzero_ps()));
                         for j in 0..J {
                             a[j][i] = _mm256_fmadd_ps(_mm256_broadcast_ss(&*p.add(j * pstride + r)), v, a[j][i]);
                         }
@@ -440,6 +477,226 @@ mod x86 {
                     for i in 0..4 {
                         let o = acc.add(j * dp + 32 * b + 8 * i);
                         _mm256_storeu_ps(o, _mm256_add_ps(_mm256_loadu_ps(o), a[j][i]));
+                    }
+                }
+            }
+        }
+    }
+
+    /// What piece `i` (codes `8i .. 8i+8`) of [`codes16`] is multiplied by: codes are
+    /// masked in place rather than shifted down, so a piece holds
+    /// `code·2^k`; the power of two is divided out once per result (exact).
+    const fn piece_gain(e: u8, i: usize) -> f32 {
+        match e {
+            E_U2 => (1 << (2 * i)) as f32,
+            E_U4 => (1 << (4 * (i >> 1))) as f32,
+            _ => 1.0,
+        }
+    }
+
+    /// Code at the middle of the range (0 for signed q8_0 codes).
+    const fn code_center(e: u8) -> f32 {
+        match e {
+            E_U2 => 2.0,
+            E_U4 => 8.0,
+            E_U8 => 128.0,
+            _ => 0.0,
+        }
+    }
+
+    /// `_mm256_shuffle_epi8` control that puts bytes 0-7 of a register whose
+    /// two lanes are equal into the low bytes of its eight 32-bit lanes.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn spread_bytes() -> __m256i {
+        const Z: i8 = -1;
+        _mm256_setr_epi8(0, Z, Z, Z, 1, Z, Z, Z, 2, Z, Z, Z, 3, Z, Z, Z, 4, Z, Z, Z, 5, Z, Z, Z, 6, Z, Z, Z, 7, Z, Z, Z)
+    }
+
+    /// Codes `16h .. 16h+16` of one 32-code pack block (`crate::pack`
+    /// order) as two 8-lane f32 vectors, pieces `2h` and `2h+1`, each scaled
+    /// by [`piece_gain`]. Half a block at a time keeps the `2·J`
+    /// accumulators, the pieces and the masks within the 16 registers.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn codes16<const E: u8>(p: *const u8, h: usize) -> [__m256; 2] {
+        unsafe {
+            let ld = |o: usize| _mm_loadl_epi64(p.add(o) as *const __m128i);
+            let f = |x: __m256i| _mm256_cvtepi32_ps(x);
+            match E {
+                E_U2 => {
+                    let b = _mm256_set1_epi64x(std::ptr::read_unaligned(p as *const i64));
+                    let w = _mm256_shuffle_epi8(b, spread_bytes());
+                    let m = _mm256_set1_epi32(3 << (4 * h));
+                    [f(_mm256_and_si256(w, m)), f(_mm256_and_si256(w, _mm256_slli_epi32::<2>(m)))]
+                }
+                E_U4 => {
+                    // Both 128-bit lanes hold the 16 bytes, nibble `h` kept;
+                    // in-lane byte shuffles then spread bytes 0-7 and 8-15
+                    // over the eight 32-bit lanes (cheaper than two
+                    // lane-crossing zero-extensions).
+                    let b = _mm256_broadcastsi128_si256(_mm_loadu_si128(p as *const __m128i));
+                    let b = _mm256_and_si256(b, _mm256_set1_epi8((15u8 << (4 * h)) as i8));
+                    let lo = spread_bytes();
+                    let hi = _mm256_add_epi32(lo, _mm256_set1_epi32(8));
+                    [f(_mm256_shuffle_epi8(b, lo)), f(_mm256_shuffle_epi8(b, hi))]
+                }
+                E_U8 => [f(_mm256_cvtepu8_epi32(ld(16 * h))), f(_mm256_cvtepu8_epi32(ld(16 * h + 8)))],
+                _ => [f(_mm256_cvtepi8_epi32(ld(16 * h))), f(_mm256_cvtepi8_epi32(ld(16 * h + 8)))],
+            }
+        }
+    }
+
+    /// Scores of channel-major KIVI key chunks: per chunk the channel scales
+    /// are folded into the query (`q'_c = q_c·s_c`) and the zero-points into
+    /// a bias (`Σ_c q_c·z_c`); then for each 32 tokens, channel by channel,
+    /// the 32 codes of the channel feed `4·J` vertical FMAs (no horizontal
+    /// reductions, no dequantization).
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
+    pub unsafe fn kivi_scores<const E: u8, const J: usize>(
+        rec: *const u8,
+        kb: usize,
+        nch: usize,
+        t: usize,
+        d: usize,
+        q: *const f32,
+        scale: f32,
+        qs: *mut f32,
+        out: *mut f32,
+        ostride: usize,
+    ) {
+        unsafe {
+            let bb = 4 * E.min(8) as usize; // bytes per 32-code block (E_I8 is never a KIVI key)
+            let per_channel = t / 32 * bb;
+            let gain: [__m256; 4] = std::array::from_fn(|i| _mm256_set1_ps(scale / piece_gain(E, i)));
+            for c in 0..nch {
+                let r = rec.add(c * kb);
+                let mut bz = [_mm256_setzero_ps(); J];
+                let mut ch = 0;
+                while ch < d {
+                    let z = _mm256_cvtph_ps(_mm_loadu_si128(r.add(2 * ch) as *const __m128i));
+                    let s = _mm256_cvtph_ps(_mm_loadu_si128(r.add(2 * d + 2 * ch) as *const __m128i));
+                    for j in 0..J {
+                        let qv = _mm256_loadu_ps(q.add(j * d + ch));
+                        _mm256_storeu_ps(qs.add(j * d + ch), _mm256_mul_ps(qv, s));
+                        bz[j] = _mm256_fmadd_ps(qv, z, bz[j]);
+                    }
+                    ch += 8;
+                }
+                let bias: [__m256; J] = std::array::from_fn(|j| _mm256_set1_ps(hsum(bz[j]) * scale));
+                let codes = r.add(4 * d);
+                for tb in 0..t / 32 {
+                    for h in 0..2 {
+                        let mut acc = [[_mm256_setzero_ps(); 2]; J];
+                        for ch in 0..d {
+                            let x = codes16::<E>(codes.add(ch * per_channel + tb * bb), h);
+                            for j in 0..J {
+                                let w = _mm256_broadcast_ss(&*qs.add(j * d + ch));
+                                for i in 0..2 {
+                                    acc[j][i] = _mm256_fmadd_ps(w, x[i], acc[j][i]);
+                                }
+                            }
+                        }
+                        for j in 0..J {
+                            for i in 0..2 {
+                                let o = out.add(j * ostride + c * t + tb * 32 + 16 * h + 8 * i);
+                                _mm256_storeu_ps(o, _mm256_fmadd_ps(acc[j][i], gain[2 * h + i], bias[j]));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// (scale, zero) of eight rows from their gathered first four parameter bytes.
+    #[inline]
+    #[target_feature(enable = "avx2,f16c")]
+    unsafe fn params8(pkind: u8, g: __m256i) -> (__m256, __m256) {
+        let lo = _mm256_and_si256(g, _mm256_set1_epi32(0xFFFF));
+        let hi = _mm256_srli_epi32::<16>(g);
+        // [lo0-3 hi0-3 | lo4-7 hi4-7] → [lo0-7 | hi0-7]
+        let h = _mm256_permute4x64_epi64::<0b11_01_10_00>(_mm256_packus_epi32(lo, hi));
+        let a = _mm256_cvtph_ps(_mm256_castsi256_si128(h));
+        let b = _mm256_cvtph_ps(_mm256_extracti128_si256::<1>(h));
+        match pkind {
+            P_PAIR => (b, a),
+            P_Q4 => (a, _mm256_mul_ps(a, _mm256_set1_ps(-8.0))),
+            _ => (a, _mm256_setzero_ps()),
+        }
+    }
+
+    /// `acc_j += Σ_r p[j·pstride + r] · row_r` for affine-coded rows
+    /// (`x = s_r·code + z_r` per 32-channel block), computed as
+    /// `Σ_r (p_r·s_r)·(code_r - m) + Σ_r p_r·(z_r + s_r·m)` with `m` the
+    /// middle code: centring keeps the two sums from being large numbers
+    /// that cancel (zero-mean values would otherwise lose several bits).
+    /// A first pass over the rows
+    /// gathers their parameters eight at a time into per-row weights
+    /// `w = p·s` (in `w`, `J × n`) and the zero-point sum; the second pass
+    /// is then `4·J` FMAs per row on the raw codes.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
+    pub unsafe fn affine_accum<const E: u8, const J: usize>(
+        raw: &Raw,
+        n: usize,
+        p: *const f32,
+        pstride: usize,
+        dp: usize,
+        acc: *mut f32,
+        w: *mut f32,
+    ) {
+        unsafe {
+            let stride = raw.stride as i32;
+            let idx = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(stride));
+            for b in 0..dp / 32 {
+                let base = raw.ptr.add(*raw.poff.add(b));
+                let mut zs = [_mm256_setzero_ps(); J];
+                let mut r = 0;
+                while r + 8 <= n {
+                    let g = _mm256_i32gather_epi32::<1>(base.add(r * raw.stride) as *const i32, idx);
+                    let (s, z) = params8(raw.pkind, g);
+                    let z = _mm256_fmadd_ps(s, _mm256_set1_ps(code_center(E)), z);
+                    for j in 0..J {
+                        let pj = _mm256_loadu_ps(p.add(j * pstride + r));
+                        _mm256_storeu_ps(w.add(j * n + r), _mm256_mul_ps(pj, s));
+                        zs[j] = _mm256_fmadd_ps(pj, z, zs[j]);
+                    }
+                    r += 8;
+                }
+                let mut zsum: [f32; J] = std::array::from_fn(|j| hsum(zs[j]));
+                while r < n {
+                    let (s, z) = params::<true>(raw, r, b);
+                    let (s, z) = (_mm256_cvtss_f32(s), _mm256_cvtss_f32(z));
+                    let z = s.mul_add(code_center(E), z);
+                    for j in 0..J {
+                        let pj = *p.add(j * pstride + r);
+                        *w.add(j * n + r) = pj * s;
+                        zsum[j] += pj * z;
+                    }
+                    r += 1;
+                }
+                for h in 0..2 {
+                    let mid: [__m256; 2] = std::array::from_fn(|i| _mm256_set1_ps(code_center(E) * piece_gain(E, 2 * h + i)));
+                    let mut a = [[_mm256_setzero_ps(); 2]; J];
+                    for r in 0..n {
+                        let x = codes16::<E>(raw.ptr.add(r * raw.stride + raw.off + b * raw.bstride), h);
+                        let x = if code_center(E) == 0.0 { x } else { [_mm256_sub_ps(x[0], mid[0]), _mm256_sub_ps(x[1], mid[1])] };
+                        for j in 0..J {
+                            let wr = _mm256_broadcast_ss(&*w.add(j * n + r));
+                            for i in 0..2 {
+                                a[j][i] = _mm256_fmadd_ps(wr, x[i], a[j][i]);
+                            }
+                        }
+                    }
+                    for j in 0..J {
+                        let zv = _mm256_set1_ps(zsum[j]);
+                        for i in 0..2 {
+                            let o = acc.add(j * dp + 32 * b + 16 * h + 8 * i);
+                            let v = _mm256_fmadd_ps(a[j][i], _mm256_set1_ps(1.0 / piece_gain(E, 2 * h + i)), zv);
+                            _mm256_storeu_ps(o, _mm256_add_ps(_mm256_loadu_ps(o), v));
+                        }
                     }
                 }
             }

@@ -3,7 +3,8 @@
 //! Layout (all little-endian):
 //! ```text
 //! 0   8  magic "QKVCACHE"
-//! 8   4  format version (1)
+//! 8   4  format version (2; version 1 stored KIVI/GEAR key codes row-major
+//!        and is refused)
 //! 12  4  byte-order mark 0x01020304
 //! 16  8  payload length in bytes
 //! 24  8  XXH3-64 of the payload
@@ -27,7 +28,7 @@ use std::io::Write;
 use std::path::Path;
 
 const MAGIC: &[u8; 8] = b"QKVCACHE";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 const BOM: u32 = 0x0102_0304;
 
 fn corrupt(msg: impl Into<String>) -> KvError {

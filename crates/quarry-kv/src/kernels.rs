@@ -65,14 +65,6 @@ pub fn affine(y: &mut [f32], scale: &[f32], zero: &[f32]) {
     }
 }
 
-/// `rows` rows of stride `dp`: `y[r][c] = y[r][c]·scale[c] + zero[c]`.
-pub fn affine_rows(y: &mut [f32], rows: usize, dp: usize, scale: &[f32], zero: &[f32]) {
-    assert!(y.len() >= rows * dp && scale.len() >= dp && zero.len() >= dp);
-    for r in 0..rows {
-        affine(&mut y[r * dp..(r + 1) * dp], scale, zero);
-    }
-}
-
 /// Per-group affine over `rows` rows of stride `dp`: group `i` (of `group`
 /// consecutive values, counted across the whole tile) gets
 /// `y = y·scale[i] + zero[i]`.

@@ -204,18 +204,20 @@ pub fn token_asym_decode(rec: &[u8], d: usize, group: usize, bits: u8, out: &mut
 
 /// Bytes of a per-channel asymmetric block of `t` tokens × `d` channels
 /// (KIVI keys): `d` f16 zeros, `d` f16 scales (per channel over the `t`
-/// tokens), then `t` rows of packed `bits`-bit codes. Error per element
+/// tokens), then the `t × d` codes **channel-major** (code of token `r`,
+/// channel `c` at index `c·t + r`) packed as one stream of `bits`-bit codes
+/// ([`crate::pack`], padded to 32 codes). When `t` is a multiple of 32 every
+/// channel starts a fresh pack block, so the fused decode kernel scores 8
+/// tokens of one channel with one vector FMA. Error per element
 /// `≤ scale_c/2`.
 pub fn channel_asym_bytes(t: usize, d: usize, bits: u8) -> usize {
-    4 * d + t * pack::row_bytes(bits, d)
+    4 * d + pack::row_bytes(bits, t * d)
 }
 
 /// Encode `x` (`t × d`, row-major) per channel (see [`channel_asym_bytes`]).
 pub fn channel_asym_encode(x: &[f32], t: usize, d: usize, bits: u8, out: &mut [u8]) {
     let qmax = ((1u32 << bits) - 1) as u8;
-    let rb = pack::row_bytes(bits, d);
-    let mut zs = vec![0f32; d];
-    let mut ss = vec![0f32; d];
+    let mut codes = vec![0u8; t * d];
     for c in 0..d {
         let (mut mn, mut mx) = (f32::INFINITY, f32::NEG_INFINITY);
         for r in 0..t {
@@ -225,16 +227,12 @@ pub fn channel_asym_encode(x: &[f32], t: usize, d: usize, bits: u8, out: &mut [u
         let (z, s) = asym_params(mn, mx, bits);
         out[2 * c..2 * c + 2].copy_from_slice(&z.to_le_bytes());
         out[2 * d + 2 * c..2 * d + 2 * c + 2].copy_from_slice(&s.to_le_bytes());
-        zs[c] = z.to_f32();
-        ss[c] = s.to_f32();
-    }
-    let mut codes = vec![0u8; d];
-    for r in 0..t {
-        for c in 0..d {
-            codes[c] = asym_code(x[r * d + c], zs[c], ss[c], qmax);
+        let (zf, sf) = (z.to_f32(), s.to_f32());
+        for r in 0..t {
+            codes[c * t + r] = asym_code(x[r * d + c], zf, sf, qmax);
         }
-        pack::pack(bits, &codes, &mut out[4 * d + r * rb..4 * d + (r + 1) * rb]);
     }
+    pack::pack(bits, &codes, &mut out[4 * d..4 * d + pack::row_bytes(bits, t * d)]);
 }
 
 /// Per-channel parameters of a block as f32 (`pad32(d)` long, padding 0).
@@ -247,11 +245,20 @@ pub fn channel_asym_params(rec: &[u8], d: usize, zero: &mut [f32], scale: &mut [
     scale[d..].fill(0.0);
 }
 
-/// Decode row `r` of a per-channel block into `out` (`pad32(d)` long).
-pub fn channel_asym_decode_row(rec: &[u8], r: usize, d: usize, bits: u8, zero: &[f32], scale: &[f32], out: &mut [f32]) {
-    let rb = pack::row_bytes(bits, d);
-    pack::unpack_f32(bits, &rec[4 * d + r * rb..4 * d + (r + 1) * rb], out);
-    kernels::affine(out, scale, zero);
+/// Decode a whole per-channel block into `out` (`t` rows of stride
+/// `dp ≥ d`; channels `d..dp` of each row are set to 0).
+pub fn channel_asym_decode(rec: &[u8], t: usize, d: usize, dp: usize, bits: u8, out: &mut [f32]) {
+    let (mut z, mut s) = (vec![0f32; pad32(d)], vec![0f32; pad32(d)]);
+    channel_asym_params(rec, d, &mut z, &mut s);
+    let mut codes = vec![0f32; pad32(t * d)];
+    pack::unpack_f32(bits, &rec[4 * d..], &mut codes);
+    for r in 0..t {
+        let row = &mut out[r * dp..(r + 1) * dp];
+        for c in 0..d {
+            row[c] = codes[c * t + r].mul_add(s[c], z[c]);
+        }
+        row[d..].fill(0.0);
+    }
 }
 
 // ---------------------------------------------------------------- outliers

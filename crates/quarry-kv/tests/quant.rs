@@ -110,13 +110,14 @@ proptest! {
         let dp = pad32(d);
         let (mut z, mut s) = (vec![0f32; dp], vec![0f32; dp]);
         quant::channel_asym_params(&rec, d, &mut z, &mut s);
-        let mut y = vec![0f32; dp];
+        let mut y = vec![f32::NAN; t * dp];
+        quant::channel_asym_decode(&rec, t, d, dp, bits, &mut y);
         for r in 0..t {
-            quant::channel_asym_decode_row(&rec, r, d, bits, &z, &s, &mut y);
             for c in 0..d {
                 let a = x[r * d + c];
-                prop_assert!((a - y[c]).abs() <= s[c] * 0.5 * (1.0 + 1e-5) + slack(a) + 1e-6 * z[c].abs());
+                prop_assert!((a - y[r * dp + c]).abs() <= s[c] * 0.5 * (1.0 + 1e-5) + slack(a) + 1e-6 * z[c].abs());
             }
+            prop_assert!(y[r * dp + d..(r + 1) * dp].iter().all(|&v| v == 0.0));
         }
     }
 
