@@ -169,12 +169,12 @@ impl<'a> Codec<'a> {
             Method::F16 | Method::H2o => (2 * d, 2 * d),
             Method::Q8_0 => (quant::q8_0_bytes(d), quant::q8_0_bytes(d)),
             Method::Q4_0 => (quant::q4_0_bytes(d), quant::q4_0_bytes(d)),
-            Method::Kivi => (quant::channel_asym_bytes(t, d, b), t * quant::token_asym_bytes(d, gs, b)),
+            Method::Kivi => (quant::channel_asym_bytes(t, d, b), quant::token_asym_block_bytes(t, d, gs, b)),
             Method::Rotate | Method::MiKv => (quant::token_asym_bytes(d, gs, b), quant::token_asym_bytes(d, gs, b)),
             Method::KvQuant => (pack::row_bytes(b, d) + out, 4 + pack::row_bytes(b, d) + out),
             Method::Gear => {
                 let lr = 2 * (t + d) * self.cfg.rank;
-                (quant::channel_asym_bytes(t, d, b) + lr + out, t * quant::token_asym_bytes(d, gs, b) + lr + out)
+                (quant::channel_asym_bytes(t, d, b) + lr + out, quant::token_asym_block_bytes(t, d, gs, b) + lr + out)
             }
         }
     }
@@ -293,10 +293,7 @@ impl<'a> Codec<'a> {
             }
             Method::Kivi => {
                 quant::channel_asym_encode(k, self.t, d, b, ko);
-                let vb1 = quant::token_asym_bytes(d, gs, b);
-                for r in 0..self.t {
-                    quant::token_asym_encode(&v[r * d..(r + 1) * d], gs, b, &mut vo[r * vb1..(r + 1) * vb1]);
-                }
+                quant::token_asym_block_encode(v, self.t, gs, b, vo);
             }
             Method::KvQuant => self.encode_kvquant(k, v, ko, vo),
             Method::Gear => self.encode_gear(k, v, ko, vo),
@@ -359,14 +356,12 @@ impl<'a> Codec<'a> {
                 }
             }
         }
-        let vb1 = quant::token_asym_bytes(d, gs, b);
-        for i in 0..t {
-            quant::token_asym_encode(&vc[i * d..(i + 1) * d], gs, b, &mut vo[i * vb1..(i + 1) * vb1]);
-        }
+        let vb1 = quant::token_asym_block_bytes(t, d, gs, b);
+        quant::token_asym_block_encode(&vc, t, gs, b, &mut vo[..vb1]);
         // Quantization error (0 at outliers, which are stored exactly), then
         // its rank-r approximation and the outlier table.
         self.gear_side(k, &outk, ko, kq, true);
-        self.gear_side(v, &outv, vo, t * vb1, false);
+        self.gear_side(v, &outv, vo, vb1, false);
     }
 
     fn gear_side(&self, x: &[f32], outs: &[Vec<usize>], rec: &mut [u8], q: usize, is_key: bool) {
@@ -406,7 +401,7 @@ impl<'a> Codec<'a> {
         if is_key {
             quant::channel_asym_decode(rec, t, d, dp, b, out);
         } else {
-            self.token_asym_tile(rec, t, out);
+            quant::token_asym_block_decode(rec, t, d, self.cfg.group_size, b, out);
         }
     }
 
@@ -555,7 +550,7 @@ impl<'a> Codec<'a> {
             }
             Method::Gear => {
                 let (t, rk) = (self.t, self.cfg.rank);
-                let q = if is_key { quant::channel_asym_bytes(t, d, b) } else { t * quant::token_asym_bytes(d, gs, b) };
+                let q = if is_key { quant::channel_asym_bytes(t, d, b) } else { quant::token_asym_block_bytes(t, d, gs, b) };
                 self.decode_uniform(r, is_key, o);
                 let lr = &r[q..];
                 let f = |i: usize| f16::from_le_bytes([lr[2 * i], lr[2 * i + 1]]).to_f32();

@@ -50,9 +50,17 @@ struct Raw {
     /// `r·stride + off + b·bstride`.
     off: usize,
     bstride: usize,
-    /// Affine encodings: the block's parameters lie at `r·stride + poff[b]`.
+    /// Affine encodings: the block's parameters lie at `r·stride + poff[b]`,
+    /// or, with `seg_rows > 0`, see below.
     pkind: u8,
     poff: *const usize,
+    /// `0`: the rows are uniform as above. Otherwise rows come in segments
+    /// of `seg_rows` rows and `seg_bytes` bytes (KIVI value chunks): row
+    /// `r` of segment `i` has its codes at `i·seg_bytes + r·stride + off +
+    /// b·bstride` and the parameters of block `b` at `i·seg_bytes + poff[b]
+    /// + 4·r` (all rows of one block together: eight rows in one load).
+    seg_rows: usize,
+    seg_bytes: usize,
 }
 
 /// How a side is decoded in this job.
@@ -65,11 +73,22 @@ struct Side<'a> {
     bstride: usize,
     pkind: u8,
     poff: Vec<usize>,
+    seg_rows: usize,
+    seg_bytes: usize,
 }
 
 impl Side<'_> {
     fn raw(&self) -> Raw {
-        Raw { ptr: self.rec.as_ptr(), stride: self.stride, off: self.off, bstride: self.bstride, pkind: self.pkind, poff: self.poff.as_ptr() }
+        Raw {
+            ptr: self.rec.as_ptr(),
+            stride: self.stride,
+            off: self.off,
+            bstride: self.bstride,
+            pkind: self.pkind,
+            poff: self.poff.as_ptr(),
+            seg_rows: self.seg_rows,
+            seg_bytes: self.seg_bytes,
+        }
     }
 }
 
@@ -91,11 +110,23 @@ fn token_asym_side(rec: &[u8], d: usize, gs: usize, bits: u8) -> Option<Side<'_>
     }
     let stride = quant::token_asym_bytes(d, gs, bits);
     let poff = (0..d / 32).map(|b| 4 * (b * 32 / gs)).collect();
-    Some(Side { enc, affine: true, rec, stride, off: 4 * (d / gs), bstride: 4 * bits as usize, pkind: P_PAIR, poff })
+    Some(Side { enc, affine: true, rec, stride, off: 4 * (d / gs), bstride: 4 * bits as usize, pkind: P_PAIR, poff, seg_rows: 0, seg_bytes: 0 })
+}
+
+/// KIVI value chunks of `t` rows, parameters first
+/// ([`quant::token_asym_block_bytes`]).
+fn token_asym_block_side(rec: &[u8], t: usize, d: usize, gs: usize, bits: u8) -> Option<Side<'_>> {
+    let enc = code_enc(bits)?;
+    if !gs.is_multiple_of(32) || !t.is_multiple_of(8) {
+        return None;
+    }
+    let poff = (0..d / 32).map(|b| 4 * t * (b * 32 / gs)).collect();
+    let (stride, seg_bytes) = (crate::pack::row_bytes(bits, d), quant::token_asym_block_bytes(t, d, gs, bits));
+    Some(Side { enc, affine: true, rec, stride, off: 4 * t * (d / gs), bstride: 4 * bits as usize, pkind: P_PAIR, poff, seg_rows: t, seg_bytes })
 }
 
 fn plain_side(rec: &[u8], enc: u8, stride: usize) -> Side<'_> {
-    Side { enc, affine: false, rec, stride, off: 0, bstride: 0, pkind: P_PAIR, poff: Vec::new() }
+    Side { enc, affine: false, rec, stride, off: 0, bstride: 0, pkind: P_PAIR, poff: Vec::new(), seg_rows: 0, seg_bytes: 0 }
 }
 
 /// llama.cpp blocks: per 32 channels an f16 scale then the codes.
@@ -103,7 +134,7 @@ fn block_side(rec: &[u8], d: usize, q4: bool) -> Side<'_> {
     let nb = d / 32;
     let bs = if q4 { 18 } else { 34 };
     let poff = (0..nb).map(|b| b * bs).collect();
-    Side { enc: if q4 { E_U4 } else { E_I8 }, affine: true, rec, stride: nb * bs, off: 2, bstride: bs, pkind: if q4 { P_Q4 } else { P_Q8 }, poff }
+    Side { enc: if q4 { E_U4 } else { E_I8 }, affine: true, rec, stride: nb * bs, off: 2, bstride: bs, pkind: if q4 { P_Q4 } else { P_Q8 }, poff, seg_rows: 0, seg_bytes: 0 }
 }
 
 /// The online-softmax state of one job: per query head of the group the
@@ -146,7 +177,7 @@ pub(crate) fn job(codec: &Codec, head: &Head, c0: usize, c1: usize, q: &[f32], g
             }
             kivi_keys = Some(enc);
             // Placeholder key side: chunks are read by `kivi_scores`.
-            (plain_side(kr, enc, 0), token_asym_side(vr, d, cfg.group_size, cfg.bits)?)
+            (plain_side(kr, enc, 0), token_asym_block_side(vr, t, d, cfg.group_size, cfg.bits)?)
         }
         _ => return None,
     };
@@ -627,15 +658,28 @@ mod x86 {
         }
     }
 
+    /// (scale, zero) of one row from its two f16 parameter bytes pairs.
+    #[inline]
+    unsafe fn params1(pkind: u8, p: *const u8) -> (f32, f32) {
+        unsafe {
+            let a = half::f16::from_le_bytes([*p, *p.add(1)]).to_f32();
+            match pkind {
+                P_PAIR => (half::f16::from_le_bytes([*p.add(2), *p.add(3)]).to_f32(), a),
+                P_Q4 => (a, -8.0 * a),
+                _ => (a, 0.0),
+            }
+        }
+    }
+
     /// `acc_j += Σ_r p[j·pstride + r] · row_r` for affine-coded rows
     /// (`x = s_r·code + z_r` per 32-channel block), computed as
     /// `Σ_r (p_r·s_r)·(code_r - m) + Σ_r p_r·(z_r + s_r·m)` with `m` the
     /// middle code: centring keeps the two sums from being large numbers
     /// that cancel (zero-mean values would otherwise lose several bits).
-    /// A first pass over the rows
-    /// gathers their parameters eight at a time into per-row weights
-    /// `w = p·s` (in `w`, `J × n`) and the zero-point sum; the second pass
-    /// is then `4·J` FMAs per row on the raw codes.
+    /// A first pass over the rows reads their parameters eight at a time
+    /// (one load for segmented rows, a gather otherwise) into per-row
+    /// weights `w = p·s` (in `w`, `J × n`) and the zero-point sum; the second
+    /// pass is then `4·J` FMAs per row on the raw codes.
     #[target_feature(enable = "avx2,fma,f16c")]
     #[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
     pub unsafe fn affine_accum<const E: u8, const J: usize>(
@@ -648,45 +692,60 @@ mod x86 {
         w: *mut f32,
     ) {
         unsafe {
-            let stride = raw.stride as i32;
-            let idx = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(stride));
+            let (seg_rows, nseg) = if raw.seg_rows == 0 { (n, 1) } else { (raw.seg_rows, n / raw.seg_rows) };
+            let idx = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(raw.stride as i32));
+            let center = _mm256_set1_ps(code_center(E));
             for b in 0..dp / 32 {
-                let base = raw.ptr.add(*raw.poff.add(b));
                 let mut zs = [_mm256_setzero_ps(); J];
-                let mut r = 0;
-                while r + 8 <= n {
-                    let g = _mm256_i32gather_epi32::<1>(base.add(r * raw.stride) as *const i32, idx);
-                    let (s, z) = params8(raw.pkind, g);
-                    let z = _mm256_fmadd_ps(s, _mm256_set1_ps(code_center(E)), z);
-                    for j in 0..J {
-                        let pj = _mm256_loadu_ps(p.add(j * pstride + r));
-                        _mm256_storeu_ps(w.add(j * n + r), _mm256_mul_ps(pj, s));
-                        zs[j] = _mm256_fmadd_ps(pj, z, zs[j]);
+                let mut zsum = [0f32; J];
+                for sg in 0..nseg {
+                    let pbase = raw.ptr.add(sg * raw.seg_bytes + *raw.poff.add(b));
+                    let r0 = sg * seg_rows;
+                    let mut r = 0;
+                    while r + 8 <= seg_rows {
+                        let g = if raw.seg_rows > 0 {
+                            _mm256_loadu_si256(pbase.add(4 * r) as *const __m256i)
+                        } else {
+                            _mm256_i32gather_epi32::<1>(pbase.add(r * raw.stride) as *const i32, idx)
+                        };
+                        let (s, z) = params8(raw.pkind, g);
+                        let z = _mm256_fmadd_ps(s, center, z);
+                        for j in 0..J {
+                            let pj = _mm256_loadu_ps(p.add(j * pstride + r0 + r));
+                            _mm256_storeu_ps(w.add(j * n + r0 + r), _mm256_mul_ps(pj, s));
+                            zs[j] = _mm256_fmadd_ps(pj, z, zs[j]);
+                        }
+                        r += 8;
                     }
-                    r += 8;
+                    // Only uniform rows have a tail (segments are multiples of 8).
+                    while r < seg_rows {
+                        let (s, z) = params1(raw.pkind, pbase.add(r * raw.stride));
+                        let z = s.mul_add(code_center(E), z);
+                        for j in 0..J {
+                            let pj = *p.add(j * pstride + r0 + r);
+                            *w.add(j * n + r0 + r) = pj * s;
+                            zsum[j] += pj * z;
+                        }
+                        r += 1;
+                    }
                 }
-                let mut zsum: [f32; J] = std::array::from_fn(|j| hsum(zs[j]));
-                while r < n {
-                    let (s, z) = params::<true>(raw, r, b);
-                    let (s, z) = (_mm256_cvtss_f32(s), _mm256_cvtss_f32(z));
-                    let z = s.mul_add(code_center(E), z);
-                    for j in 0..J {
-                        let pj = *p.add(j * pstride + r);
-                        *w.add(j * n + r) = pj * s;
-                        zsum[j] += pj * z;
-                    }
-                    r += 1;
+                for j in 0..J {
+                    zsum[j] += hsum(zs[j]);
                 }
                 for h in 0..2 {
                     let mid: [__m256; 2] = std::array::from_fn(|i| _mm256_set1_ps(code_center(E) * piece_gain(E, 2 * h + i)));
                     let mut a = [[_mm256_setzero_ps(); 2]; J];
-                    for r in 0..n {
-                        let x = codes16::<E>(raw.ptr.add(r * raw.stride + raw.off + b * raw.bstride), h);
-                        let x = if code_center(E) == 0.0 { x } else { [_mm256_sub_ps(x[0], mid[0]), _mm256_sub_ps(x[1], mid[1])] };
-                        for j in 0..J {
-                            let wr = _mm256_broadcast_ss(&*w.add(j * n + r));
-                            for i in 0..2 {
-                                a[j][i] = _mm256_fmadd_ps(wr, x[i], a[j][i]);
+                    for sg in 0..nseg {
+                        let cbase = raw.ptr.add(sg * raw.seg_bytes + raw.off + b * raw.bstride);
+                        let wseg = w.add(sg * seg_rows);
+                        for r in 0..seg_rows {
+                            let x = codes16::<E>(cbase.add(r * raw.stride), h);
+                            let x = if code_center(E) == 0.0 { x } else { [_mm256_sub_ps(x[0], mid[0]), _mm256_sub_ps(x[1], mid[1])] };
+                            for j in 0..J {
+                                let wr = _mm256_broadcast_ss(&*wseg.add(j * n + r));
+                                for i in 0..2 {
+                                    a[j][i] = _mm256_fmadd_ps(wr, x[i], a[j][i]);
+                                }
                             }
                         }
                     }

@@ -200,6 +200,57 @@ pub fn token_asym_decode(rec: &[u8], d: usize, group: usize, bits: u8, out: &mut
     out[d..].fill(0.0);
 }
 
+/// Bytes of a block of `t` per-token asymmetric rows stored parameters-first
+/// (KIVI and GEAR values): `t × d/group` f16 `(zero, scale)` pairs ordered
+/// group-major (the pair of group `g`, row `r` at byte `4·(g·t + r)`), then
+/// the `t` rows of packed codes. The same bytes as `t` rows of
+/// [`token_asym_bytes`]; the parameters of consecutive rows of one group lie
+/// together so the fused kernel reads eight rows' pairs with one load.
+pub fn token_asym_block_bytes(t: usize, d: usize, group: usize, bits: u8) -> usize {
+    t * token_asym_bytes(d, group, bits)
+}
+
+/// Encode `x` (`t × d`, row-major) per token (see [`token_asym_block_bytes`]).
+pub fn token_asym_block_encode(x: &[f32], t: usize, group: usize, bits: u8, out: &mut [u8]) {
+    let d = x.len() / t;
+    let ng = d / group;
+    let (rb, pbytes) = (pack::row_bytes(bits, d), 4 * ng * t);
+    let qmax = ((1u32 << bits) - 1) as u8;
+    let mut codes = vec![0u8; d];
+    for r in 0..t {
+        for g in 0..ng {
+            let xs = &x[r * d + g * group..r * d + (g + 1) * group];
+            let (mn, mx) = min_max(xs);
+            let (z, s) = asym_params(mn, mx, bits);
+            let o = 4 * (g * t + r);
+            out[o..o + 2].copy_from_slice(&z.to_le_bytes());
+            out[o + 2..o + 4].copy_from_slice(&s.to_le_bytes());
+            for (c, &v) in codes[g * group..(g + 1) * group].iter_mut().zip(xs) {
+                *c = asym_code(v, z.to_f32(), s.to_f32(), qmax);
+            }
+        }
+        pack::pack(bits, &codes, &mut out[pbytes + r * rb..pbytes + (r + 1) * rb]);
+    }
+}
+
+/// Decode a parameters-first block of `t` rows into `out` (`t` rows of
+/// stride `dp = pad32(d)`; the padding is set to 0).
+pub fn token_asym_block_decode(rec: &[u8], t: usize, d: usize, group: usize, bits: u8, out: &mut [f32]) {
+    let (ng, dp) = (d / group, pad32(d));
+    let (rb, pbytes) = (pack::row_bytes(bits, d), 4 * ng * t);
+    for r in 0..t {
+        let row = &mut out[r * dp..(r + 1) * dp];
+        pack::unpack_f32(bits, &rec[pbytes + r * rb..pbytes + (r + 1) * rb], row);
+        for g in 0..ng {
+            let o = 4 * (g * t + r);
+            let z = f16::from_le_bytes([rec[o], rec[o + 1]]).to_f32();
+            let s = f16::from_le_bytes([rec[o + 2], rec[o + 3]]).to_f32();
+            kernels::affine1(&mut row[g * group..(g + 1) * group], s, z);
+        }
+        row[d..].fill(0.0);
+    }
+}
+
 // ---------------------------------------------------------------- per-channel asymmetric (over a group of tokens)
 
 /// Bytes of a per-channel asymmetric block of `t` tokens × `d` channels

@@ -101,6 +101,30 @@ proptest! {
     }
 
     #[test]
+    fn token_asym_block_equals_rows(seed in any::<u64>(), t in 1usize..40, groups in 1usize..4, gs in prop_oneof![Just(8usize), Just(16), Just(32)], bi in 0usize..4) {
+        // The parameters-first block decodes to exactly what `t` separate
+        // rows decode to, and takes the same bytes.
+        let bits = pack::SUPPORTED_BITS[bi];
+        let d = groups * gs;
+        let mut rng = Rng::new(seed);
+        let x: Vec<f32> = (0..t * d).map(|i| rng.normal() * (1 + i % 7) as f32).collect();
+        let bytes = quant::token_asym_block_bytes(t, d, gs, bits);
+        prop_assert_eq!(bytes, t * quant::token_asym_bytes(d, gs, bits));
+        let mut rec = vec![0u8; bytes];
+        quant::token_asym_block_encode(&x, t, gs, bits, &mut rec);
+        let dp = pad32(d);
+        let mut y = vec![f32::NAN; t * dp];
+        quant::token_asym_block_decode(&rec, t, d, gs, bits, &mut y);
+        let mut row = vec![0u8; quant::token_asym_bytes(d, gs, bits)];
+        let mut want = vec![0f32; dp];
+        for r in 0..t {
+            quant::token_asym_encode(&x[r * d..(r + 1) * d], gs, bits, &mut row);
+            quant::token_asym_decode(&row, d, gs, bits, &mut want);
+            prop_assert_eq!(&y[r * dp..(r + 1) * dp], &want[..]);
+        }
+    }
+
+    #[test]
     fn channel_asym_bound(seed in any::<u64>(), t in 1usize..40, d in 1usize..70, bi in 0usize..4) {
         let bits = pack::SUPPORTED_BITS[bi];
         let mut rng = Rng::new(seed);
