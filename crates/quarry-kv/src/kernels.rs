@@ -453,7 +453,20 @@ mod x86 {
         let mut i = 0;
         let mv = _mm256_set1_ps(m);
         let mut acc = _mm256_setzero_ps();
+        let mut acc2 = _mm256_setzero_ps();
         unsafe {
+            // Two vectors per step: exp8 is a long dependency chain.
+            while i + 16 <= n {
+                let p = x.as_mut_ptr().add(i);
+                let e = exp8(_mm256_sub_ps(_mm256_loadu_ps(p), mv));
+                let e2 = exp8(_mm256_sub_ps(_mm256_loadu_ps(p.add(8)), mv));
+                _mm256_storeu_ps(p, e);
+                _mm256_storeu_ps(p.add(8), e2);
+                acc = _mm256_add_ps(acc, e);
+                acc2 = _mm256_add_ps(acc2, e2);
+                i += 16;
+            }
+            acc = _mm256_add_ps(acc, acc2);
             while i + 8 <= n {
                 let p = x.as_mut_ptr().add(i);
                 let e = exp8(_mm256_sub_ps(_mm256_loadu_ps(p), mv));
