@@ -1,20 +1,29 @@
 //! Fused decode attention straight from the packed records (AVX2+FMA+F16C).
 //!
 //! One job covers one KV head and a range of chunks. It runs two passes:
-//! 1. scores of every row for the `g` query heads of the GQA group, four
-//!    rows × up to three query heads at a time, so each decoded 8-lane piece
-//!    of a key feeds three FMAs and the four per-row sums are reduced with
-//!    horizontal adds once per four rows;
+//! 1. scores of every row for the `g` query heads of the GQA group;
 //! 2. softmax weights (max, exp, sum) then the weighted sum of the value
-//!    rows, 32 channels × up to three query heads of accumulators held in
-//!    registers while the rows stream by.
+//!    rows.
 //!
-//! Codes are widened to f32 in registers (shift, mask, zero/sign extend,
-//! convert) and dequantized with one FMA against the row's (scale, zero) of
-//! that 32-channel block, or — for KIVI's per-channel keys — not at all:
-//! the chunk's channel scales are folded into the query once per chunk
-//! (`q'_c = q_c·s_c`) and its zero-points into a per-head bias
-//! (`Σ_c q_c·z_c`), so keys are scored straight from their integer codes.
+//! Scores of row-major keys (f32, f16, q8_0, q4_0, RotateKV) take four rows
+//! × up to three query heads at a time: each decoded 8-lane piece of a key
+//! feeds three FMAs and the per-row sums are reduced with horizontal adds
+//! once per four rows. KIVI keys are stored channel-major within a chunk
+//! (`quant::channel_asym_bytes`), so their scores are vertical: the chunk's
+//! channel scales are folded into the query (`q'_c = q_c·s_c`), its
+//! zero-points into a per-head bias (`Σ_c q_c·z_c`), and the codes of one
+//! channel for 16 tokens feed `2·J` FMAs with no dequantization and no
+//! horizontal sums.
+//!
+//! Weighted sums of plain rows keep 32 channels × up to three query heads of
+//! accumulators in registers while the rows stream by. Affine-coded rows
+//! (`x = s·code + z` per 32-channel block) are summed as
+//! `Σ (p·s)·(code - mid) + Σ p·(z + s·mid)`: a first pass turns every row's
+//! weight into `p·s`, the second runs FMAs straight on the codes.
+//!
+//! Codes are widened to f32 in registers by byte shuffles, masks and one
+//! convert; they are masked in place rather than shifted, and the power of
+//! two that leaves is divided out once per result.
 //!
 //! Used when AVX2 is present, `head_dim` is a multiple of 32 and the method
 //! is f32, f16, q8_0, q4_0, or KIVI / RotateKV with 2-, 4- or 8-bit codes
