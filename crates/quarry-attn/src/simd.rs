@@ -354,6 +354,10 @@ mod avx2 {
         ldc: usize,
         acc: bool,
     ) {
+        if m > 2 * MR && k > 0 {
+            unsafe { gemm_packed(m, n, k, a, lda, b, ldb, c, ldc, acc) };
+            return;
+        }
         let mut i0 = 0;
         while i0 < m {
             let rows = (m - i0).min(MR);
@@ -377,6 +381,75 @@ mod avx2 {
                 j0 += 16;
             }
             i0 += MR;
+        }
+    }
+
+    /// Depth of one packed B panel (16 columns × `KC` rows = 16 KiB).
+    const KC: usize = 256;
+
+    /// [`gemm`] for taller A: each 16-column panel of B (up to `KC` rows at
+    /// a time) is first copied into a contiguous buffer, then every row tile
+    /// of A runs against it. The panel stays in L1 across the row tiles and
+    /// is read sequentially; B rows far apart (K transposed, a row per
+    /// channel) would otherwise be re-fetched from L2 for each row tile with
+    /// a stride no prefetcher follows.
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn gemm_packed(
+        m: usize,
+        n: usize,
+        k: usize,
+        a: *const f32,
+        lda: usize,
+        b: *const f32,
+        ldb: usize,
+        c: *mut f32,
+        ldc: usize,
+        acc: bool,
+    ) {
+        let mut panel = [0.0f32; KC * 16];
+        let pp = panel.as_mut_ptr();
+        let mut j0 = 0;
+        while j0 < n {
+            let cols = (n - j0).min(16);
+            let (m0, m1) = unsafe { (lane_mask(cols), lane_mask(cols.saturating_sub(8))) };
+            let mut p0 = 0;
+            while p0 < k {
+                let kc = (k - p0).min(KC);
+                for p in 0..kc {
+                    unsafe {
+                        let src = b.add((p0 + p) * ldb + j0);
+                        let (x0, x1) = if cols == 16 {
+                            (_mm256_loadu_ps(src), _mm256_loadu_ps(src.add(8)))
+                        } else {
+                            (_mm256_maskload_ps(src, m0), _mm256_maskload_ps(src.add(8), m1))
+                        };
+                        _mm256_storeu_ps(pp.add(16 * p), x0);
+                        _mm256_storeu_ps(pp.add(16 * p + 8), x1);
+                    }
+                }
+                // Later depth chunks add to what the first one wrote.
+                let acc_here = acc || p0 > 0;
+                let mut i0 = 0;
+                while i0 < m {
+                    let rows = (m - i0).min(MR);
+                    unsafe {
+                        let ai = a.add(i0 * lda + p0);
+                        let cj = c.add(i0 * ldc + j0);
+                        match rows {
+                            6 => tile::<6>(kc, ai, lda, pp, 16, cj, ldc, cols, acc_here),
+                            5 => tile::<5>(kc, ai, lda, pp, 16, cj, ldc, cols, acc_here),
+                            4 => tile::<4>(kc, ai, lda, pp, 16, cj, ldc, cols, acc_here),
+                            3 => tile::<3>(kc, ai, lda, pp, 16, cj, ldc, cols, acc_here),
+                            2 => tile::<2>(kc, ai, lda, pp, 16, cj, ldc, cols, acc_here),
+                            _ => tile::<1>(kc, ai, lda, pp, 16, cj, ldc, cols, acc_here),
+                        }
+                    }
+                    i0 += MR;
+                }
+                p0 += kc;
+            }
+            j0 += 16;
         }
     }
 
@@ -608,7 +681,8 @@ mod tests {
     #[test]
     fn gemm_levels_agree_on_all_tail_shapes() {
         let mut s = 7u64;
-        for &(m, n, k) in &[(1, 1, 1), (6, 16, 8), (7, 17, 5), (13, 33, 64), (5, 3, 0), (64, 64, 64), (2, 9, 3), (12, 32, 7), (25, 47, 64), (11, 15, 3)] {
+        for &(m, n, k) in &[(1, 1, 1), (6, 16, 8), (7, 17, 5), (13, 33, 64), (5, 3, 0), (64, 64, 64), (2, 9, 3), (12, 32, 7), (25, 47, 64), (11, 15, 3), (13, 33, 300), (40, 20, 513), (19, 16, 256), (14, 8, 0)] {
+            // (Taller than two row tiles: B panels are packed, deeper than 256 in chunks.)
             let lda = k + 3;
             let ldb = n + 5;
             let ldc = n + 2;
