@@ -8,8 +8,11 @@
 //!
 //! ```text
 //! cargo run -p quarry-attn --release --example prefill -- DUMP_DIR --tokens 65536 --heads 3 \
-//!     --layers 0,2 [--calib 8192] [--target 0.95] [--json out.jsonl]
+//!     --layers 0,2 [--calib 8192] [--target 0.95] [--json out.jsonl] [--dense-only]
 //! ```
+//! `--dense-only` times quarry dense alone (after a warm-up on a 256-token
+//! slice, as the torch script does): the bench alternates such runs with
+//! torch's for its head-to-head rounds.
 //! `--heads H` keeps the first `H` query heads (a multiple of the GQA group)
 //! and their KV heads.
 
@@ -51,6 +54,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let a: Vec<String> = std::env::args().skip(1).collect();
     let mut dir = PathBuf::from("benches/.data/model/smollm2-135m-instruct-q4_1");
     let (mut tokens, mut heads, mut layers, mut calib, mut target, mut json) = (None, None, vec![0usize], 8192usize, 0.95f64, None);
+    let mut dense_only = false;
     let mut i = 0;
     while i < a.len() {
         let val = || a.get(i + 1).cloned().ok_or_else(|| format!("{} needs a value", a[i]));
@@ -61,6 +65,11 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             "--calib" => calib = val()?.parse()?,
             "--target" => target = val()?.parse()?,
             "--json" => json = Some(PathBuf::from(val()?)),
+            "--dense-only" => {
+                dense_only = true;
+                i += 1;
+                continue;
+            }
             other => {
                 dir = PathBuf::from(other);
                 i += 1;
@@ -96,6 +105,11 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             (slice_heads(&q_all, h, meta.tokens, d, c), slice_heads(&k_all, hk, meta.tokens, d, c))
         };
         drop((q_all, k_all, v_all));
+        if dense_only {
+            let w = n.min(256);
+            let warm = AttnShape::prefill(h, hk, w, d);
+            dense_attention(&slice_heads(&q, h, n, d, w), &slice_heads(&k, hk, n, d, w), &slice_heads(&v, hk, n, d, w), &warm, &opts)?;
+        }
         let t = Instant::now();
         let dense = dense_attention(&q, &k, &v, &shape, &opts)?;
         let dense_s = t.elapsed().as_secs_f64();
@@ -122,6 +136,9 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             Ok(())
         };
         emit("quarry dense", (1.0, 1.0), 0.0, 1.0, dense_s, serde_json::json!({"gflops": flops / dense_s / 1e9}))?;
+        if dense_only {
+            continue;
+        }
         let cands = candidates(n);
         for (name, p) in &cands {
             let t = Instant::now();
