@@ -598,7 +598,21 @@ mod avx2 {
         let p = x.as_mut_ptr();
         let mv = _mm256_set1_ps(m);
         let mut sv = _mm256_setzero_ps();
+        let mut sv2 = _mm256_setzero_ps();
         let mut i = 0;
+        // Two vectors per step: exp_ps is a long dependency chain.
+        while i + 16 <= n {
+            unsafe {
+                let e = exp_ps(_mm256_sub_ps(_mm256_loadu_ps(p.add(i)), mv));
+                let e2 = exp_ps(_mm256_sub_ps(_mm256_loadu_ps(p.add(i + 8)), mv));
+                _mm256_storeu_ps(p.add(i), e);
+                _mm256_storeu_ps(p.add(i + 8), e2);
+                sv = _mm256_add_ps(sv, e);
+                sv2 = _mm256_add_ps(sv2, e2);
+            }
+            i += 16;
+        }
+        sv = _mm256_add_ps(sv, sv2);
         while i + 8 <= n {
             unsafe {
                 let e = exp_ps(_mm256_sub_ps(_mm256_loadu_ps(p.add(i)), mv));
