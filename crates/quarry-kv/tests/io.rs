@@ -62,6 +62,18 @@ fn corruption_is_rejected() {
 }
 
 #[test]
+fn older_format_versions_are_refused() {
+    // Version 1 stored KIVI/GEAR key codes row-major; reading such a file
+    // as version 2 would give wrong keys, so it is refused by its header.
+    let mut b = filled(Method::Kivi).to_bytes();
+    assert_eq!(u32::from_le_bytes(b[8..12].try_into().unwrap()), 2);
+    b[8..12].copy_from_slice(&1u32.to_le_bytes());
+    let e = KvCache::from_bytes(&b).unwrap_err();
+    assert_eq!(e.code(), "QUARRY_CORRUPT_INDEX");
+    assert!(e.to_string().contains("version 1"), "{e}");
+}
+
+#[test]
 fn consistent_checksum_but_bad_structure_is_rejected() {
     // An attacker (or bug) that also fixes the checksum must still not
     // cause a panic: re-sign altered payloads and load them.
