@@ -368,16 +368,7 @@ mod avx2 {
                 let cols = (n - j0).min(16);
                 let bj = unsafe { b.add(j0) };
                 let cj = unsafe { ci.add(j0) };
-                unsafe {
-                    match rows {
-                        6 => tile::<6>(k, ai, lda, bj, ldb, cj, ldc, cols, acc),
-                        5 => tile::<5>(k, ai, lda, bj, ldb, cj, ldc, cols, acc),
-                        4 => tile::<4>(k, ai, lda, bj, ldb, cj, ldc, cols, acc),
-                        3 => tile::<3>(k, ai, lda, bj, ldb, cj, ldc, cols, acc),
-                        2 => tile::<2>(k, ai, lda, bj, ldb, cj, ldc, cols, acc),
-                        _ => tile::<1>(k, ai, lda, bj, ldb, cj, ldc, cols, acc),
-                    }
-                }
+                unsafe { tile_rows(rows, k, ai, lda, bj, ldb, cj, ldc, cols, acc) };
                 j0 += 16;
             }
             i0 += MR;
@@ -433,18 +424,7 @@ mod avx2 {
                 let mut i0 = 0;
                 while i0 < m {
                     let rows = (m - i0).min(MR);
-                    unsafe {
-                        let ai = a.add(i0 * lda + p0);
-                        let cj = c.add(i0 * ldc + j0);
-                        match rows {
-                            6 => tile::<6>(kc, ai, lda, pp, 16, cj, ldc, cols, acc_here),
-                            5 => tile::<5>(kc, ai, lda, pp, 16, cj, ldc, cols, acc_here),
-                            4 => tile::<4>(kc, ai, lda, pp, 16, cj, ldc, cols, acc_here),
-                            3 => tile::<3>(kc, ai, lda, pp, 16, cj, ldc, cols, acc_here),
-                            2 => tile::<2>(kc, ai, lda, pp, 16, cj, ldc, cols, acc_here),
-                            _ => tile::<1>(kc, ai, lda, pp, 16, cj, ldc, cols, acc_here),
-                        }
-                    }
+                    unsafe { tile_rows(rows, kc, a.add(i0 * lda + p0), lda, pp, 16, c.add(i0 * ldc + j0), ldc, cols, acc_here) };
                     i0 += MR;
                 }
                 p0 += kc;
@@ -459,6 +439,22 @@ mod avx2 {
         // Lane l is on when l < valid (valid may be <= 0 or >= 8).
         let idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
         _mm256_cmpgt_epi32(_mm256_set1_epi32(valid as i32), idx)
+    }
+
+    /// [`tile`] for `rows` (1..=MR) rows.
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn tile_rows(rows: usize, k: usize, a: *const f32, lda: usize, b: *const f32, ldb: usize, c: *mut f32, ldc: usize, cols: usize, acc: bool) {
+        unsafe {
+            match rows {
+                6 => tile::<6>(k, a, lda, b, ldb, c, ldc, cols, acc),
+                5 => tile::<5>(k, a, lda, b, ldb, c, ldc, cols, acc),
+                4 => tile::<4>(k, a, lda, b, ldb, c, ldc, cols, acc),
+                3 => tile::<3>(k, a, lda, b, ldb, c, ldc, cols, acc),
+                2 => tile::<2>(k, a, lda, b, ldb, c, ldc, cols, acc),
+                _ => tile::<1>(k, a, lda, b, ldb, c, ldc, cols, acc),
+            }
+        }
     }
 
     /// One `R × 16` tile (or fewer columns, `cols`, through masked loads).
