@@ -110,7 +110,7 @@ fn code_enc(bits: u8) -> Option<u8> {
     }
 }
 
-/// Per-token asymmetric rows (KIVI values, RotateKV): `d/gs` f16 (zero,
+/// Per-token asymmetric rows (RotateKV): `d/gs` f16 (zero,
 /// scale) pairs then the packed codes.
 fn token_asym_side(rec: &[u8], d: usize, gs: usize, bits: u8) -> Option<Side<'_>> {
     let enc = code_enc(bits)?;
