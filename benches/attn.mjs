@@ -10,7 +10,7 @@
 // and writes the tables to benches/RESULTS.md ("Sparse attention" section,
 // replaced on each run). See benches/ATTN.md.
 //
-//   node benches/attn.mjs [--lengths 8192,32768,65536] [--long-layers 0,2]
+//   node benches/attn.mjs [--lengths 8192,32768,65536] [--long-layers 0,2,10,18]
 //                         [--no-long-dump] [--skip-setup] [--no-write] [--threads 2]
 //                         [--layers 2] [--append-run benches/.data/runs/attn-...] [--h2h-rounds 5]
 // --layers restricts the long-dump layers measured; --append-run starts from
@@ -25,7 +25,7 @@ import { BENCH_DIR, DATA_DIR, ROOT, log, parseArgs } from './common.mjs';
 const args = parseArgs(process.argv.slice(2));
 const threads = Number(args.threads ?? 2);
 const lengths = String(args.lengths ?? '8192,32768,65536').split(',').map(Number);
-const longLayers = String(args['long-layers'] ?? '0,2');
+const longLayers = String(args['long-layers'] ?? '0,2,10,18');
 const PY = join(DATA_DIR, 'venv-model', 'bin', 'python');
 const MODEL_DIR = join(DATA_DIR, 'model');
 const SHORT = join(MODEL_DIR, 'smollm2-135m-instruct-q4_1');

@@ -151,8 +151,11 @@ def main() -> None:
     if os.path.exists(meta_path):
         with open(meta_path, encoding="utf-8") as f:
             old = json.load(f)
-        if all(old.get(k) == v for k, v in settings.items()):
-            log(f"{args.out} is up to date ({args.tokens} tokens, layers {layers})")
+        # Up to date when complete with the same tokens and pre-RoPE setting
+        # and every wanted layer present (a dump with more layers serves too).
+        same = all(old.get(k) == settings[k] for k in ("tokens", "complete", "pre"))
+        if same and set(layers) <= set(old.get("dumped_layers", [])):
+            log(f"{args.out} is up to date ({args.tokens} tokens, layers {old['dumped_layers']})")
             return
 
     torch.set_num_threads(args.threads)
