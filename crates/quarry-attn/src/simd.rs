@@ -130,17 +130,10 @@ pub fn row_max(level: Level, x: &[f32]) -> f32 {
 /// `-inf` entries become exactly 0.
 pub fn exp_sub_sum(level: Level, x: &mut [f32], m: f32) -> f32 {
     match level {
-        Level::Scalar => {
-            let mut s = 0.0f32;
-            for v in x.iter_mut() {
-                *v = (*v - m).exp();
-                s += *v;
-            }
-            s
-        }
-        // SAFETY: AVX2 present.
+        Level::Scalar => quarry_simd::softmax::exp_sub_sum_scalar(x, m),
+        // SAFETY: AVX2 and FMA present (quarry-simd's kernel, shared with quarry-kv).
         #[cfg(target_arch = "x86_64")]
-        Level::Avx2 => unsafe { avx2::exp_sub_sum(x, m) },
+        Level::Avx2 => unsafe { quarry_simd::softmax::avx2::exp_sub_sum(x, m) },
         // SAFETY: AVX-512F present.
         #[cfg(target_arch = "x86_64")]
         Level::Avx512 => unsafe { avx512::exp_sub_sum(x, m) },
@@ -176,8 +169,8 @@ pub fn exp_avx2_lanes(x: &[f32]) -> Option<Vec<f32>> {
         return None;
     }
     let mut out = x.to_vec();
-    // SAFETY: AVX2 checked above.
-    unsafe { avx2::exp_sub_sum(&mut out, 0.0) };
+    // SAFETY: AVX2 and FMA checked above.
+    unsafe { quarry_simd::softmax::avx2::exp_sub_sum(&mut out, 0.0) };
     Some(out)
 }
 
@@ -532,15 +525,6 @@ mod avx2 {
     }
 
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn hsum(v: __m256) -> f32 {
-        let hi = _mm256_extractf128_ps(v, 1);
-        let s = _mm_add_ps(_mm256_castps256_ps128(v), hi);
-        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-        let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-        _mm_cvtss_f32(s)
-    }
-
-    #[target_feature(enable = "avx2,fma")]
     pub unsafe fn row_max(x: &[f32]) -> f32 {
         let n = x.len();
         let p = x.as_ptr();
@@ -555,78 +539,6 @@ mod avx2 {
             m = m.max(v);
         }
         m
-    }
-
-    /// exp(x) for x <= ~88: Cody-Waite reduction `x = n·ln2 + r`, a degree-6
-    /// polynomial for `exp(r)` on |r| <= ln2/2 (about 2 ulp), then `2^n` by
-    /// exponent arithmetic. Below -87.3 (where the result would be
-    /// subnormal) the result is 0, so masked `-inf` scores give exactly 0.
-    #[target_feature(enable = "avx2,fma")]
-    #[inline]
-    pub unsafe fn exp_ps(x: __m256) -> __m256 {
-        let lo = _mm256_set1_ps(-87.3);
-        let under = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
-        let x = _mm256_min_ps(_mm256_max_ps(x, lo), _mm256_set1_ps(88.3));
-        let n = _mm256_round_ps(
-            _mm256_mul_ps(x, _mm256_set1_ps(std::f32::consts::LOG2_E)),
-            _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC,
-        );
-        let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693_359_4), x);
-        let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.121_944_4e-4), r);
-        let mut y = _mm256_set1_ps(1.987_569_1e-4);
-        y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.398_2e-3));
-        y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(8.333_452e-3));
-        y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(4.166_579_6e-2));
-        y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.666_666_5e-1));
-        y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(0.5));
-        let r2 = _mm256_mul_ps(r, r);
-        y = _mm256_fmadd_ps(y, r2, _mm256_add_ps(r, _mm256_set1_ps(1.0)));
-        let pow2 = _mm256_castsi256_ps(_mm256_slli_epi32(
-            _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)),
-            23,
-        ));
-        _mm256_andnot_ps(under, _mm256_mul_ps(y, pow2))
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn exp_sub_sum(x: &mut [f32], m: f32) -> f32 {
-        let n = x.len();
-        let p = x.as_mut_ptr();
-        let mv = _mm256_set1_ps(m);
-        let mut sv = _mm256_setzero_ps();
-        let mut sv2 = _mm256_setzero_ps();
-        let mut i = 0;
-        // Two vectors per step: exp_ps is a long dependency chain.
-        while i + 16 <= n {
-            unsafe {
-                let e = exp_ps(_mm256_sub_ps(_mm256_loadu_ps(p.add(i)), mv));
-                let e2 = exp_ps(_mm256_sub_ps(_mm256_loadu_ps(p.add(i + 8)), mv));
-                _mm256_storeu_ps(p.add(i), e);
-                _mm256_storeu_ps(p.add(i + 8), e2);
-                sv = _mm256_add_ps(sv, e);
-                sv2 = _mm256_add_ps(sv2, e2);
-            }
-            i += 16;
-        }
-        sv = _mm256_add_ps(sv, sv2);
-        while i + 8 <= n {
-            unsafe {
-                let e = exp_ps(_mm256_sub_ps(_mm256_loadu_ps(p.add(i)), mv));
-                _mm256_storeu_ps(p.add(i), e);
-                sv = _mm256_add_ps(sv, e);
-            }
-            i += 8;
-        }
-        if i < n {
-            unsafe {
-                let mask = lane_mask(n - i);
-                let v = _mm256_maskload_ps(p.add(i), mask);
-                let e = _mm256_and_ps(exp_ps(_mm256_sub_ps(v, mv)), _mm256_castsi256_ps(mask));
-                _mm256_maskstore_ps(p.add(i), mask, e);
-                sv = _mm256_add_ps(sv, e);
-            }
-        }
-        unsafe { hsum(sv) }
     }
 
     #[target_feature(enable = "avx2,fma")]

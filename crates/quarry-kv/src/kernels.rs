@@ -97,15 +97,16 @@ pub fn affine1(y: &mut [f32], s: f32, z: f32) {
     }
 }
 
-/// `x[i] = exp(x[i])`. The AVX2 path is a Cephes-style polynomial (relative
-/// error below 3e-7 on the range softmax uses, `x ≤ 0`); values below -87.3
-/// give exactly 0, like the scalar `f32::exp` underflow.
+/// `x[i] = exp(x[i])`. The AVX2 path is quarry-simd's softmax `exp`
+/// (`quarry_simd::softmax`, relative error below 3e-7 on the range softmax
+/// uses, `x ≤ 0`); values below -87.3 give exactly 0, like the scalar
+/// `f32::exp` underflow.
 #[inline]
 pub fn exp_inplace(x: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if has_avx2() {
         // SAFETY: AVX2+FMA present.
-        unsafe { x86::exp_inplace(x) };
+        unsafe { quarry_simd::softmax::avx2::exp_sub_sum(x, 0.0) };
         return;
     }
     exp_scalar(x)
@@ -142,19 +143,14 @@ pub fn exp_shift_sum(x: &mut [f32], m: f32) -> f32 {
     #[cfg(target_arch = "x86_64")]
     if has_avx2() {
         // SAFETY: AVX2+FMA present.
-        return unsafe { x86::exp_shift_sum(x, m) };
+        return unsafe { quarry_simd::softmax::avx2::exp_sub_sum(x, m) };
     }
     exp_shift_sum_scalar(x, m)
 }
 
 /// Scalar reference of [`exp_shift_sum`].
 pub fn exp_shift_sum_scalar(x: &mut [f32], m: f32) -> f32 {
-    let mut s = 0f32;
-    for v in x {
-        *v = (*v - m).exp();
-        s += *v;
-    }
-    s
+    quarry_simd::softmax::exp_sub_sum_scalar(x, m)
 }
 
 /// Widen f16 to f32.
@@ -385,48 +381,6 @@ mod x86 {
         }
     }
 
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn exp8(x: __m256) -> __m256 {
-        let lo = _mm256_set1_ps(-87.3);
-        let underflow = _mm256_cmp_ps::<_CMP_LT_OQ>(x, lo);
-        let xc = _mm256_min_ps(_mm256_max_ps(x, lo), _mm256_set1_ps(88.3));
-        let fx = _mm256_floor_ps(_mm256_fmadd_ps(xc, _mm256_set1_ps(std::f32::consts::LOG2_E), _mm256_set1_ps(0.5)));
-        let mut r = _mm256_fnmadd_ps(fx, _mm256_set1_ps(0.693_359_4), xc);
-        r = _mm256_fnmadd_ps(fx, _mm256_set1_ps(-2.121_944_4e-4), r);
-        let mut p = _mm256_set1_ps(1.987_569_1e-4);
-        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.398_199_9e-3));
-        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.333_452e-3));
-        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.166_579_6e-2));
-        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.666_666_5e-1));
-        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5));
-        let r2 = _mm256_mul_ps(r, r);
-        let y = _mm256_add_ps(_mm256_fmadd_ps(p, r2, r), _mm256_set1_ps(1.0));
-        let pow2 = _mm256_slli_epi32::<23>(_mm256_add_epi32(_mm256_cvtps_epi32(fx), _mm256_set1_epi32(127)));
-        let out = _mm256_mul_ps(y, _mm256_castsi256_ps(pow2));
-        _mm256_andnot_ps(underflow, out)
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn exp_inplace(x: &mut [f32]) {
-        let n = x.len();
-        let mut i = 0;
-        unsafe {
-            while i + 8 <= n {
-                let v = _mm256_loadu_ps(x.as_ptr().add(i));
-                _mm256_storeu_ps(x.as_mut_ptr().add(i), exp8(v));
-                i += 8;
-            }
-            if i < n {
-                let mut buf = [-100.0f32; 8];
-                buf[..n - i].copy_from_slice(&x[i..]);
-                let v = exp8(_mm256_loadu_ps(buf.as_ptr()));
-                _mm256_storeu_ps(buf.as_mut_ptr(), v);
-                let rest = n - i;
-                x[i..].copy_from_slice(&buf[..rest]);
-            }
-        }
-    }
-
     #[target_feature(enable = "avx2")]
     pub unsafe fn max_of(x: &[f32]) -> f32 {
         let n = x.len();
@@ -445,48 +399,6 @@ mod x86 {
             r = r.max(v);
         }
         r
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn exp_shift_sum(x: &mut [f32], m: f32) -> f32 {
-        let n = x.len();
-        let mut i = 0;
-        let mv = _mm256_set1_ps(m);
-        let mut acc = _mm256_setzero_ps();
-        let mut acc2 = _mm256_setzero_ps();
-        unsafe {
-            // Two vectors per step: exp8 is a long dependency chain.
-            while i + 16 <= n {
-                let p = x.as_mut_ptr().add(i);
-                let e = exp8(_mm256_sub_ps(_mm256_loadu_ps(p), mv));
-                let e2 = exp8(_mm256_sub_ps(_mm256_loadu_ps(p.add(8)), mv));
-                _mm256_storeu_ps(p, e);
-                _mm256_storeu_ps(p.add(8), e2);
-                acc = _mm256_add_ps(acc, e);
-                acc2 = _mm256_add_ps(acc2, e2);
-                i += 16;
-            }
-            acc = _mm256_add_ps(acc, acc2);
-            while i + 8 <= n {
-                let p = x.as_mut_ptr().add(i);
-                let e = exp8(_mm256_sub_ps(_mm256_loadu_ps(p), mv));
-                _mm256_storeu_ps(p, e);
-                acc = _mm256_add_ps(acc, e);
-                i += 8;
-            }
-            if i < n {
-                let mut buf = [f32::NEG_INFINITY; 8];
-                let rest = n - i;
-                buf[..rest].copy_from_slice(&x[i..]);
-                let e = exp8(_mm256_sub_ps(_mm256_loadu_ps(buf.as_ptr()), mv));
-                _mm256_storeu_ps(buf.as_mut_ptr(), e);
-                x[i..].copy_from_slice(&buf[..rest]);
-                acc = _mm256_add_ps(acc, e);
-            }
-            let mut b = [0f32; 8];
-            _mm256_storeu_ps(b.as_mut_ptr(), acc);
-            b.iter().sum()
-        }
     }
 
     #[target_feature(enable = "avx2,f16c")]

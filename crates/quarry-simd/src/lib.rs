@@ -23,6 +23,7 @@ pub mod gemm;
 pub mod knn;
 pub mod portable;
 pub mod reference;
+pub mod softmax;
 pub mod topk;
 mod util;
 #[cfg(target_arch = "x86_64")]

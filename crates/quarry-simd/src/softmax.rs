@@ -1,0 +1,131 @@
+//! The softmax-numerator pass `x[i] = exp(x[i] - m)`, returning `Σ x[i]`,
+//! shared by quarry-kv's decode attention and quarry-attn's prefill: a scalar
+//! reference and an AVX2+FMA kernel. The AVX2 `exp` is a Cody–Waite reduction
+//! `x = n·ln2 + r`, a degree-6 polynomial for `exp(r)` on |r| ≤ ln2/2 (about
+//! 2 ulp) and `2^n` by exponent arithmetic; arguments below -87.3 (where the
+//! result would be subnormal) give exactly 0, so masked `-inf` scores add
+//! nothing.
+
+/// Scalar reference: `x[i] = exp(x[i] - m)`, returning the sum.
+pub fn exp_sub_sum_scalar(x: &mut [f32], m: f32) -> f32 {
+    let mut s = 0f32;
+    for v in x {
+        *v = (*v - m).exp();
+        s += *v;
+    }
+    s
+}
+
+#[cfg(target_arch = "x86_64")]
+pub mod avx2 {
+    use std::arch::x86_64::*;
+
+    /// `exp` of eight lanes (see the module doc).
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    pub fn exp(x: __m256) -> __m256 {
+        let lo = _mm256_set1_ps(-87.3);
+        let under = _mm256_cmp_ps::<_CMP_LT_OQ>(x, lo);
+        let x = _mm256_min_ps(_mm256_max_ps(x, lo), _mm256_set1_ps(88.3));
+        let n = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm256_mul_ps(
+            x,
+            _mm256_set1_ps(std::f32::consts::LOG2_E),
+        ));
+        let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693_359_4), x);
+        let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.121_944_4e-4), r);
+        let mut y = _mm256_set1_ps(1.987_569_1e-4);
+        y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.398_2e-3));
+        y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(8.333_452e-3));
+        y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(4.166_579_6e-2));
+        y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.666_666_5e-1));
+        y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(0.5));
+        let r2 = _mm256_mul_ps(r, r);
+        y = _mm256_fmadd_ps(y, r2, _mm256_add_ps(r, _mm256_set1_ps(1.0)));
+        let pow2 = _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127))));
+        _mm256_andnot_ps(under, _mm256_mul_ps(y, pow2))
+    }
+
+    /// `x[i] = exp(x[i] - m)`, returning the sum.
+    ///
+    /// # Safety
+    /// The CPU has AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn exp_sub_sum(x: &mut [f32], m: f32) -> f32 {
+        let n = x.len();
+        let p = x.as_mut_ptr();
+        let mv = _mm256_set1_ps(m);
+        let (mut s0, mut s1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        let mut i = 0;
+        // Two vectors per step: `exp` is a long dependency chain.
+        while i + 16 <= n {
+            // SAFETY: lanes i..i+16 are within `x`.
+            unsafe {
+                let e0 = exp(_mm256_sub_ps(_mm256_loadu_ps(p.add(i)), mv));
+                let e1 = exp(_mm256_sub_ps(_mm256_loadu_ps(p.add(i + 8)), mv));
+                _mm256_storeu_ps(p.add(i), e0);
+                _mm256_storeu_ps(p.add(i + 8), e1);
+                s0 = _mm256_add_ps(s0, e0);
+                s1 = _mm256_add_ps(s1, e1);
+            }
+            i += 16;
+        }
+        let mut s = _mm256_add_ps(s0, s1);
+        if i + 8 <= n {
+            // SAFETY: lanes i..i+8 are within `x`.
+            unsafe {
+                let e = exp(_mm256_sub_ps(_mm256_loadu_ps(p.add(i)), mv));
+                _mm256_storeu_ps(p.add(i), e);
+                s = _mm256_add_ps(s, e);
+            }
+            i += 8;
+        }
+        if i < n {
+            // Lane l is on when l < n - i.
+            let mask = _mm256_cmpgt_epi32(_mm256_set1_epi32((n - i) as i32), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+            // SAFETY: masked lanes stay within `x`.
+            unsafe {
+                let v = _mm256_maskload_ps(p.add(i), mask);
+                let e = _mm256_and_ps(exp(_mm256_sub_ps(v, mv)), _mm256_castsi256_ps(mask));
+                _mm256_maskstore_ps(p.add(i), mask, e);
+                s = _mm256_add_ps(s, e);
+            }
+        }
+        let s4 = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps::<1>(s));
+        let s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+        _mm_cvtss_f32(_mm_add_ss(s2, _mm_shuffle_ps::<1>(s2, s2)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn avx2_matches_scalar_on_every_tail_length() {
+        if !(is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")) {
+            return;
+        }
+        let mut s = 12345u32;
+        for n in 0..70 {
+            let x: Vec<f32> = (0..n)
+                .map(|i| {
+                    s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                    if i % 11 == 5 { f32::NEG_INFINITY } else { (s >> 8) as f32 / (1u32 << 24) as f32 * 120.0 - 100.0 }
+                })
+                .collect();
+            let m = x.iter().copied().fold(f32::NEG_INFINITY, f32::max).max(0.0);
+            let (mut a, mut b) = (x.clone(), x.clone());
+            // SAFETY: AVX2 and FMA detected above.
+            let sa = unsafe { avx2::exp_sub_sum(&mut a, m) };
+            let sb = exp_sub_sum_scalar(&mut b, m);
+            assert!((sa - sb).abs() <= 1e-6 * sb.abs() + 1e-37, "n {n}: {sa} vs {sb}");
+            for (p, q) in a.iter().zip(&b) {
+                assert!((p - q).abs() <= 4e-7 * q.abs() + 1e-37, "n {n}: {p} vs {q}");
+                if *q == 0.0 {
+                    assert_eq!(*p, 0.0);
+                }
+            }
+        }
+    }
+}
