@@ -136,7 +136,7 @@ pub fn exp_sub_sum(level: Level, x: &mut [f32], m: f32) -> f32 {
         Level::Avx2 => unsafe { quarry_simd::softmax::avx2::exp_sub_sum(x, m) },
         // SAFETY: AVX-512F present.
         #[cfg(target_arch = "x86_64")]
-        Level::Avx512 => unsafe { avx512::exp_sub_sum(x, m) },
+        Level::Avx512 => unsafe { quarry_simd::softmax::avx512::exp_sub_sum(x, m) },
     }
 }
 
@@ -228,49 +228,6 @@ mod avx512 {
             }
             i0 += MR;
         }
-    }
-
-    /// `exp(x)` per lane: the AVX2 kernel's range reduction and polynomial,
-    /// with `vscalefps` applying the power of two. It underflows to exactly
-    /// 0 on its own (inputs are clamped to -110, where 2^n is below the
-    /// smallest denormal), so `-inf` scores need no separate mask.
-    #[target_feature(enable = "avx512f")]
-    #[inline]
-    fn exp_ps(x: __m512) -> __m512 {
-        let x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-110.0)), _mm512_set1_ps(88.3));
-        let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm512_mul_ps(x, _mm512_set1_ps(std::f32::consts::LOG2_E)));
-        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693_359_4), x);
-        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.121_944_4e-4), r);
-        let mut y = _mm512_set1_ps(1.987_569_1e-4);
-        y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.398_2e-3));
-        y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(8.333_452e-3));
-        y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(4.166_579_6e-2));
-        y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.666_666_5e-1));
-        y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(0.5));
-        let r2 = _mm512_mul_ps(r, r);
-        y = _mm512_fmadd_ps(y, r2, _mm512_add_ps(r, _mm512_set1_ps(1.0)));
-        _mm512_scalef_ps(y, n)
-    }
-
-    /// `x[i] = exp(x[i] - m)`, returning the sum (see `super::exp_sub_sum`).
-    #[target_feature(enable = "avx512f")]
-    pub unsafe fn exp_sub_sum(x: &mut [f32], m: f32) -> f32 {
-        let n = x.len();
-        let p = x.as_mut_ptr();
-        let mv = _mm512_set1_ps(m);
-        let mut sv = _mm512_setzero_ps();
-        let mut i = 0;
-        while i < n {
-            let mask = lane_mask(n - i);
-            // SAFETY: lanes past n are masked off in the load and the store.
-            unsafe {
-                let e = _mm512_maskz_mov_ps(mask, exp_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(mask, p.add(i)), mv)));
-                _mm512_mask_storeu_ps(p.add(i), mask, e);
-                sv = _mm512_add_ps(sv, e);
-            }
-            i += 16;
-        }
-        _mm512_reduce_add_ps(sv)
     }
 
     /// Lanes `0..valid` of a 16-lane vector (valid may exceed 16).

@@ -1,10 +1,10 @@
 //! The softmax-numerator pass `x[i] = exp(x[i] - m)`, returning `Σ x[i]`,
 //! shared by quarry-kv's decode attention and quarry-attn's prefill: a scalar
-//! reference and an AVX2+FMA kernel. The AVX2 `exp` is a Cody–Waite reduction
+//! reference, an AVX2+FMA kernel and its AVX-512F twin. The `exp` is a Cody–Waite reduction
 //! `x = n·ln2 + r`, a degree-6 polynomial for `exp(r)` on |r| ≤ ln2/2 (about
-//! 2 ulp) and `2^n` by exponent arithmetic; arguments below -87.3 (where the
-//! result would be subnormal) give exactly 0, so masked `-inf` scores add
-//! nothing.
+//! 2 ulp) and `2^n` by exponent arithmetic (AVX2) or `vscalefps` (AVX-512);
+//! results that would be subnormal come out as exactly 0, so masked `-inf`
+//! scores add nothing.
 
 /// Scalar reference: `x[i] = exp(x[i] - m)`, returning the sum.
 pub fn exp_sub_sum_scalar(x: &mut [f32], m: f32) -> f32 {
@@ -21,6 +21,9 @@ pub mod avx2 {
     use std::arch::x86_64::*;
 
     /// `exp` of eight lanes (see the module doc).
+    ///
+    /// # Safety
+    /// Callable only where AVX2 and FMA are present (a `target_feature` function).
     #[target_feature(enable = "avx2,fma")]
     #[inline]
     pub fn exp(x: __m256) -> __m256 {
@@ -96,13 +99,75 @@ pub mod avx2 {
     }
 }
 
+
+/// The AVX-512F twin of [`avx2`] (16 lanes, masked tails).
+#[cfg(target_arch = "x86_64")]
+pub mod avx512 {
+    use std::arch::x86_64::*;
+
+    /// `exp(x)` per lane: the AVX2 kernel's range reduction and polynomial,
+    /// with `vscalefps` applying the power of two. It underflows to exactly
+    /// 0 on its own (inputs are clamped to -110, where 2^n is below the
+    /// smallest denormal), so `-inf` scores need no separate mask.
+    ///
+    /// # Safety
+    /// Callable only where AVX-512F is present (a `target_feature` function).
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    pub fn exp(x: __m512) -> __m512 {
+        let x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-110.0)), _mm512_set1_ps(88.3));
+        let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm512_mul_ps(x, _mm512_set1_ps(std::f32::consts::LOG2_E)));
+        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693_359_4), x);
+        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.121_944_4e-4), r);
+        let mut y = _mm512_set1_ps(1.987_569_1e-4);
+        y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.398_2e-3));
+        y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(8.333_452e-3));
+        y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(4.166_579_6e-2));
+        y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.666_666_5e-1));
+        y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(0.5));
+        let r2 = _mm512_mul_ps(r, r);
+        y = _mm512_fmadd_ps(y, r2, _mm512_add_ps(r, _mm512_set1_ps(1.0)));
+        _mm512_scalef_ps(y, n)
+    }
+
+    /// `x[i] = exp(x[i] - m)`, returning the sum.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn exp_sub_sum(x: &mut [f32], m: f32) -> f32 {
+        let n = x.len();
+        let p = x.as_mut_ptr();
+        let mv = _mm512_set1_ps(m);
+        let mut sv = _mm512_setzero_ps();
+        let mut i = 0;
+        while i < n {
+            let mask = lane_mask(n - i);
+            // SAFETY: lanes past n are masked off in the load and the store.
+            unsafe {
+                let e = _mm512_maskz_mov_ps(mask, exp(_mm512_sub_ps(_mm512_maskz_loadu_ps(mask, p.add(i)), mv)));
+                _mm512_mask_storeu_ps(p.add(i), mask, e);
+                sv = _mm512_add_ps(sv, e);
+            }
+            i += 16;
+        }
+        _mm512_reduce_add_ps(sv)
+    }
+
+    /// Lanes `0..valid` of a 16-lane vector (valid may exceed 16).
+    #[inline]
+    fn lane_mask(valid: usize) -> __mmask16 {
+        if valid >= 16 { 0xffff } else { ((1u32 << valid) - 1) as __mmask16 }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     #[cfg(target_arch = "x86_64")]
-    fn avx2_matches_scalar_on_every_tail_length() {
+    fn simd_matches_scalar_on_every_tail_length() {
         if !(is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")) {
             return;
         }
@@ -119,6 +184,15 @@ mod tests {
             // SAFETY: AVX2 and FMA detected above.
             let sa = unsafe { avx2::exp_sub_sum(&mut a, m) };
             let sb = exp_sub_sum_scalar(&mut b, m);
+            if is_x86_feature_detected!("avx512f") {
+                let mut c = x.clone();
+                // SAFETY: AVX-512F detected.
+                let sc = unsafe { avx512::exp_sub_sum(&mut c, m) };
+                assert!((sc - sb).abs() <= 1e-6 * sb.abs() + 1e-37, "avx512 n {n}: {sc} vs {sb}");
+                for (p, q) in c.iter().zip(&b) {
+                    assert!((p - q).abs() <= 4e-7 * q.abs() + 1e-37, "avx512 n {n}: {p} vs {q}");
+                }
+            }
             assert!((sa - sb).abs() <= 1e-6 * sb.abs() + 1e-37, "n {n}: {sa} vs {sb}");
             for (p, q) in a.iter().zip(&b) {
                 assert!((p - q).abs() <= 4e-7 * q.abs() + 1e-37, "n {n}: {p} vs {q}");
