@@ -146,6 +146,14 @@ fn block_side(rec: &[u8], d: usize, q4: bool) -> Side<'_> {
     Side { enc: if q4 { E_U4 } else { E_I8 }, affine: true, rec, stride: nb * bs, off: 2, bstride: bs, pkind: if q4 { P_Q4 } else { P_Q8 }, poff, seg_rows: 0, seg_bytes: 0 }
 }
 
+/// How a job's keys are scored.
+enum Keys<'a> {
+    /// One side over all rows.
+    Rows(Side<'a>),
+    /// Channel-major KIVI chunks with this code encoding (`kivi_scores`).
+    KiviChunks(u8),
+}
+
 /// The online-softmax state of one job: per query head of the group the
 /// running max, the sum of exponentials and the unnormalised output
 /// (`g × dp`).
@@ -168,15 +176,13 @@ pub(crate) fn job(codec: &Codec, head: &Head, c0: usize, c1: usize, q: &[f32], g
     let n = (c1 - c0) * t;
     let kr = &head.krec[c0 * kb..c1 * kb];
     let vr = &head.vrec[c0 * vb..c1 * vb];
-    // Keys: either one side over all `n` rows, or KIVI per-channel chunks.
-    let mut kivi_keys = None;
-    let (kside, vside) = match cfg.method {
-        Method::F32 => (plain_side(kr, E_F32, 4 * d), plain_side(vr, E_F32, 4 * d)),
-        Method::F16 => (plain_side(kr, E_F16, 2 * d), plain_side(vr, E_F16, 2 * d)),
-        Method::Q8_0 => (block_side(kr, d, false), block_side(vr, d, false)),
-        Method::Q4_0 => (block_side(kr, d, true), block_side(vr, d, true)),
+    let (keys, vside) = match cfg.method {
+        Method::F32 => (Keys::Rows(plain_side(kr, E_F32, 4 * d)), plain_side(vr, E_F32, 4 * d)),
+        Method::F16 => (Keys::Rows(plain_side(kr, E_F16, 2 * d)), plain_side(vr, E_F16, 2 * d)),
+        Method::Q8_0 => (Keys::Rows(block_side(kr, d, false)), block_side(vr, d, false)),
+        Method::Q4_0 => (Keys::Rows(block_side(kr, d, true)), block_side(vr, d, true)),
         Method::Rotate => (
-            token_asym_side(kr, d, cfg.group_size, cfg.bits)?,
+            Keys::Rows(token_asym_side(kr, d, cfg.group_size, cfg.bits)?),
             token_asym_side(vr, d, cfg.group_size, cfg.bits)?,
         ),
         Method::Kivi => {
@@ -184,9 +190,7 @@ pub(crate) fn job(codec: &Codec, head: &Head, c0: usize, c1: usize, q: &[f32], g
             if !t.is_multiple_of(32) {
                 return None;
             }
-            kivi_keys = Some(enc);
-            // Placeholder key side: chunks are read by `kivi_scores`.
-            (plain_side(kr, enc, 0), token_asym_block_side(vr, t, d, cfg.group_size, cfg.bits)?)
+            (Keys::KiviChunks(enc), token_asym_block_side(vr, t, d, cfg.group_size, cfg.bits)?)
         }
         _ => return None,
     };
@@ -197,14 +201,14 @@ pub(crate) fn job(codec: &Codec, head: &Head, c0: usize, c1: usize, q: &[f32], g
         let jn = (g - jb).min(3);
         let qb = &q[jb * dp..(jb + jn) * dp];
         let out = &mut sc[jb * n..(jb + jn) * n];
-        match kivi_keys {
-            None => {
+        match &keys {
+            Keys::Rows(kside) => {
                 let raw = kside.raw();
                 // SAFETY: AVX2+FMA+F16C present; `raw` addresses `n` rows of
                 // `kside.rec`, whose length is `n·stride` by construction.
                 unsafe { scores_dispatch(kside.enc, kside.affine, jn, &raw, n, qb.as_ptr(), dp, &[0.0; 3], scale, out.as_mut_ptr(), n) };
             }
-            Some(enc) => {
+            &Keys::KiviChunks(enc) => {
                 let mut qs = vec![0f32; jn * dp];
                 // SAFETY: AVX2+FMA+F16C present; `kr` holds `c1 - c0` chunk
                 // records of `kb` bytes, each `4·d` parameter bytes then
@@ -667,19 +671,6 @@ mod x86 {
         }
     }
 
-    /// (scale, zero) of one row from its two f16 parameter bytes pairs.
-    #[inline]
-    unsafe fn params1(pkind: u8, p: *const u8) -> (f32, f32) {
-        unsafe {
-            let a = half::f16::from_le_bytes([*p, *p.add(1)]).to_f32();
-            match pkind {
-                P_PAIR => (half::f16::from_le_bytes([*p.add(2), *p.add(3)]).to_f32(), a),
-                P_Q4 => (a, -8.0 * a),
-                _ => (a, 0.0),
-            }
-        }
-    }
-
     /// `acc_j += Σ_r p[j·pstride + r] · row_r` for affine-coded rows
     /// (`x = s_r·code + z_r` per 32-channel block), computed as
     /// `Σ_r (p_r·s_r)·(code_r - m) + Σ_r p_r·(z_r + s_r·m)` with `m` the
@@ -726,9 +717,12 @@ mod x86 {
                         }
                         r += 8;
                     }
-                    // Only uniform rows have a tail (segments are multiples of 8).
+                    // Only uniform rows (one segment, `r0 = 0`) have a tail:
+                    // segments are multiples of 8 rows.
                     while r < seg_rows {
-                        let (s, z) = params1(raw.pkind, pbase.add(r * raw.stride));
+                        debug_assert_eq!(raw.seg_rows, 0);
+                        let (s, z) = params::<true>(raw, r, b);
+                        let (s, z) = (_mm256_cvtss_f32(s), _mm256_cvtss_f32(z));
                         let z = s.mul_add(code_center(E), z);
                         for j in 0..J {
                             let pj = *p.add(j * pstride + r0 + r);

@@ -210,44 +210,36 @@ pub fn token_asym_block_bytes(t: usize, d: usize, group: usize, bits: u8) -> usi
     t * token_asym_bytes(d, group, bits)
 }
 
-/// Encode `x` (`t × d`, row-major) per token (see [`token_asym_block_bytes`]).
+/// Encode `x` (`t × d`, row-major) per token (see [`token_asym_block_bytes`]):
+/// each row as [`token_asym_encode`], its pairs and codes then moved to their
+/// places in the block.
 pub fn token_asym_block_encode(x: &[f32], t: usize, group: usize, bits: u8, out: &mut [u8]) {
     let d = x.len() / t;
     let ng = d / group;
     let (rb, pbytes) = (pack::row_bytes(bits, d), 4 * ng * t);
-    let qmax = ((1u32 << bits) - 1) as u8;
-    let mut codes = vec![0u8; d];
+    let mut row = vec![0u8; token_asym_bytes(d, group, bits)];
     for r in 0..t {
+        token_asym_encode(&x[r * d..(r + 1) * d], group, bits, &mut row);
         for g in 0..ng {
-            let xs = &x[r * d + g * group..r * d + (g + 1) * group];
-            let (mn, mx) = min_max(xs);
-            let (z, s) = asym_params(mn, mx, bits);
-            let o = 4 * (g * t + r);
-            out[o..o + 2].copy_from_slice(&z.to_le_bytes());
-            out[o + 2..o + 4].copy_from_slice(&s.to_le_bytes());
-            for (c, &v) in codes[g * group..(g + 1) * group].iter_mut().zip(xs) {
-                *c = asym_code(v, z.to_f32(), s.to_f32(), qmax);
-            }
+            out[4 * (g * t + r)..4 * (g * t + r) + 4].copy_from_slice(&row[4 * g..4 * g + 4]);
         }
-        pack::pack(bits, &codes, &mut out[pbytes + r * rb..pbytes + (r + 1) * rb]);
+        out[pbytes + r * rb..pbytes + (r + 1) * rb].copy_from_slice(&row[4 * ng..]);
     }
 }
 
 /// Decode a parameters-first block of `t` rows into `out` (`t` rows of
-/// stride `dp = pad32(d)`; the padding is set to 0).
+/// stride `dp = pad32(d)`; the padding is set to 0): each row gathered back
+/// into [`token_asym_decode`]'s layout.
 pub fn token_asym_block_decode(rec: &[u8], t: usize, d: usize, group: usize, bits: u8, out: &mut [f32]) {
     let (ng, dp) = (d / group, pad32(d));
     let (rb, pbytes) = (pack::row_bytes(bits, d), 4 * ng * t);
+    let mut row = vec![0u8; token_asym_bytes(d, group, bits)];
     for r in 0..t {
-        let row = &mut out[r * dp..(r + 1) * dp];
-        pack::unpack_f32(bits, &rec[pbytes + r * rb..pbytes + (r + 1) * rb], row);
         for g in 0..ng {
-            let o = 4 * (g * t + r);
-            let z = f16::from_le_bytes([rec[o], rec[o + 1]]).to_f32();
-            let s = f16::from_le_bytes([rec[o + 2], rec[o + 3]]).to_f32();
-            kernels::affine1(&mut row[g * group..(g + 1) * group], s, z);
+            row[4 * g..4 * g + 4].copy_from_slice(&rec[4 * (g * t + r)..4 * (g * t + r) + 4]);
         }
-        row[d..].fill(0.0);
+        row[4 * ng..].copy_from_slice(&rec[pbytes + r * rb..pbytes + (r + 1) * rb]);
+        token_asym_decode(&row, d, group, bits, &mut out[r * dp..(r + 1) * dp]);
     }
 }
 
