@@ -180,6 +180,36 @@ fn sais_err(e: libsais::LibsaisError) -> FmError {
     FmError::Internal(format!("libsais failed: {e:?}"))
 }
 
+/// Threads libsais sorts with: the size of the pool the build runs on (its OpenMP threads take
+/// turns with rayon's: nothing else runs during the suffix sort), 1 without `parallel-sa`.
+fn sais_threads() -> u16 {
+    if cfg!(feature = "parallel-sa") { rayon::current_num_threads().clamp(1, u16::MAX as usize) as u16 } else { 1 }
+}
+
+/// Runs a libsais builder `$b` on [`sais_threads`] threads: binds it (single- or multi-threaded,
+/// two different builder types) to `$x` and evaluates `$run`.
+macro_rules! sais_run {
+    ($b:expr, $x:ident => $run:expr) => {{
+        let threads = sais_threads();
+        #[cfg(feature = "parallel-sa")]
+        {
+            if threads > 1 {
+                let $x = $b.multi_threaded(libsais::ThreadCount::fixed(threads));
+                $run
+            } else {
+                let $x = $b.single_threaded();
+                $run
+            }
+        }
+        #[cfg(not(feature = "parallel-sa"))]
+        {
+            let _ = threads;
+            let $x = $b.single_threaded();
+            $run
+        }
+    }};
+}
+
 /// Element type of a dense-coded text during the build: `u8` (alphabet <= 256), `u16`
 /// (<= 65536) or `u32`. The narrowest one keeps the build's peak memory near 5 bytes per symbol
 /// (text + 32-bit suffix array) for byte and 16-bit token corpora.
@@ -189,39 +219,30 @@ pub(crate) trait Sym: bytemuck::Pod + Default + Send + Sync + Into<u32> + 'stati
     fn suffix_array(t: &mut [Self], sigma: usize) -> Result<Sa>;
 }
 
-impl Sym for u8 {
-    #[inline]
-    fn from_u32(x: u32) -> Self {
-        x as u8
-    }
-    fn suffix_array(t: &mut [u8], _sigma: usize) -> Result<Sa> {
-        use libsais::SuffixArrayConstruction as S;
-        if t.len() >= i32::MAX as usize {
-            Ok(Sa::I64(S::for_text(t).in_owned_buffer64().single_threaded().run().map_err(sais_err)?.into_vec()))
-        } else {
-            let mut sa: Vec<i32> = big_vec(t.len());
-            S::for_text(t).in_borrowed_buffer(&mut sa).single_threaded().run().map_err(sais_err)?;
-            Ok(Sa::I32(sa))
+/// `Sym::suffix_array` for the 8- and 16-bit texts libsais sorts directly.
+macro_rules! small_alphabet_sa {
+    ($t:ty) => {
+        impl Sym for $t {
+            #[inline]
+            fn from_u32(x: u32) -> Self {
+                x as $t
+            }
+            fn suffix_array(t: &mut [$t], _sigma: usize) -> Result<Sa> {
+                use libsais::SuffixArrayConstruction as S;
+                if t.len() >= i32::MAX as usize {
+                    let sa = sais_run!(S::for_text(t).in_owned_buffer64(), b => b.run());
+                    Ok(Sa::I64(sa.map_err(sais_err)?.into_vec()))
+                } else {
+                    let mut sa: Vec<i32> = big_vec(t.len());
+                    sais_run!(S::for_text(t).in_borrowed_buffer(&mut sa), b => b.run().map(|_| ())).map_err(sais_err)?;
+                    Ok(Sa::I32(sa))
+                }
+            }
         }
-    }
+    };
 }
-
-impl Sym for u16 {
-    #[inline]
-    fn from_u32(x: u32) -> Self {
-        x as u16
-    }
-    fn suffix_array(t: &mut [u16], _sigma: usize) -> Result<Sa> {
-        use libsais::SuffixArrayConstruction as S;
-        if t.len() >= i32::MAX as usize {
-            Ok(Sa::I64(S::for_text(t).in_owned_buffer64().single_threaded().run().map_err(sais_err)?.into_vec()))
-        } else {
-            let mut sa: Vec<i32> = big_vec(t.len());
-            S::for_text(t).in_borrowed_buffer(&mut sa).single_threaded().run().map_err(sais_err)?;
-            Ok(Sa::I32(sa))
-        }
-    }
-}
+small_alphabet_sa!(u8);
+small_alphabet_sa!(u16);
 
 impl Sym for u32 {
     #[inline]
@@ -235,21 +256,21 @@ impl Sym for u32 {
             // dense codes are < sigma <= i32::MAX: the same bits read as non-negative i32
             let mut sa: Vec<i32> = big_vec(t.len());
             let ti: &mut [i32] = bytemuck::cast_slice_mut(t);
-            let mut b = S::for_text_mut(ti).in_borrowed_buffer(&mut sa).single_threaded();
-            // SAFETY: all values are in [0, sigma) by construction (dense codes).
-            unsafe {
-                b = b.with_alphabet_size(AlphabetSize::new(sigma as i32));
-            }
-            b.run().map_err(sais_err)?;
+            sais_run!(S::for_text_mut(ti).in_borrowed_buffer(&mut sa), b => {
+                // SAFETY: all values are in [0, sigma) by construction (dense codes).
+                let b = unsafe { b.with_alphabet_size(AlphabetSize::new(sigma as i32)) };
+                b.run().map(|_| ())
+            })
+            .map_err(sais_err)?;
             Ok(Sa::I32(sa))
         } else {
             let mut ti: Vec<i64> = t.iter().map(|&x| x as i64).collect();
-            let mut b = S::for_text_mut(&mut ti).in_owned_buffer64().single_threaded();
-            // SAFETY: as above.
-            unsafe {
-                b = b.with_alphabet_size(AlphabetSize::new(sigma as i64));
-            }
-            Ok(Sa::I64(b.run().map_err(sais_err)?.into_vec()))
+            let sa = sais_run!(S::for_text_mut(&mut ti).in_owned_buffer64(), b => {
+                // SAFETY: as above.
+                let b = unsafe { b.with_alphabet_size(AlphabetSize::new(sigma as i64)) };
+                b.run()
+            });
+            Ok(Sa::I64(sa.map_err(sais_err)?.into_vec()))
         }
     }
 }
