@@ -106,50 +106,107 @@ const BWT_ROUND: usize = 1 << 10;
 #[cfg(test)]
 const BWT_TASK: usize = 1 << 7;
 
-/// Overwrites the 32-bit suffix array `sa` of `r` with the BWT (element `i` as a `T` at byte
-/// `i * size_of::<T>()` of the buffer) and fills the inverse-SA samples (`isa_s[q]` = row of text
-/// position `q * isa_rate`). `sa_s` (row-order SA samples) must be taken before.
-fn bwt_in_place<T: Sym>(sa: &mut [i32], r: &[T], isa_s: &mut [u32], isa_rate: usize) {
+/// Where one pass over the suffix array in row order (`bwt_rounds`) puts what it gathers.
+struct BwtOut<T> {
+    /// BWT element `i` goes to `bwt[i]`, written only after every row of its round is read.
+    bwt: SyncPtr<T>,
+    /// The round buffer: `round` elements that alias nothing else.
+    tmp: SyncPtr<T>,
+    round: usize,
+    /// `sa_s[k]` = SA of row `k * sa_rate` (row-order SA samples).
+    sa_s: SyncPtr<u32>,
+    sa_rate: usize,
+    /// `isa_s[q]` = row of text position `q * isa_rate` (`isa_len` slots).
+    isa_s: SyncPtr<u32>,
+    isa_len: usize,
+    isa_rate: usize,
+}
+
+/// The BWT of `r` and the SA/ISA samples, gathered in one pass over the rows (`sa_at(i)` = SA of
+/// row `i`) in parallel rounds of `out.round` rows: each round gathers into the round buffer,
+/// which is then copied to `out.bwt`. The BWT may thus overwrite the suffix array it is read from,
+/// as long as BWT elements `< b` only overlap entries of rows `< b`.
+///
+/// # Safety
+/// `out`'s pointers are valid for their lengths (`bwt`: `n`, `sa_s`: `n.div_ceil(sa_rate)`) and
+/// do not overlap each other, `r` or whatever `sa_at` reads except as allowed above.
+unsafe fn bwt_rounds<T: Sym>(n: usize, sa_at: impl Fn(usize) -> usize + Sync, r: &[T], out: &BwtOut<T>) {
     use rayon::prelude::*;
-    let n = sa.len();
     debug_assert_eq!(r.len(), n);
-    let base = SyncPtr(sa.as_mut_ptr());
-    let isa = SyncPtr(isa_s.as_mut_ptr());
-    let isa_len = isa_s.len();
-    let isa_div = FastDiv::new(isa_rate);
-    let mut tmp = vec![T::default(); BWT_ROUND.min(n)];
+    let isa_div = FastDiv::new(out.isa_rate);
+    let sa_div = FastDiv::new(out.sa_rate);
     let mut a = 0;
     while a < n {
-        let b = (a + BWT_ROUND).min(n);
-        tmp[..b - a].par_chunks_mut(BWT_TASK).enumerate().for_each(|(k, out)| {
+        let b = (a + out.round).min(n);
+        // SAFETY: the round buffer aliases nothing (caller), and is split into disjoint chunks.
+        let tmp = unsafe { std::slice::from_raw_parts_mut(out.tmp.get(), b - a) };
+        tmp.par_chunks_mut(BWT_TASK).enumerate().for_each(|(k, chunk)| {
             let lo = a + k * BWT_TASK;
-            // SAFETY: rows [a, b) are only read during the gather; nothing writes the buffer
-            // until every task of the round is done.
-            let rows = unsafe { std::slice::from_raw_parts(base.get().add(lo) as *const i32, out.len()) };
             // the gather reads the text at random positions: prefetched some rows ahead, as
             // the loop is otherwise bound by memory latency
             const AHEAD: usize = 48;
-            for (j, (&p, o)) in rows.iter().zip(out.iter_mut()).enumerate() {
-                if let Some(&q) = rows.get(j + AHEAD) {
-                    let q = q as usize;
+            for (j, o) in chunk.iter_mut().enumerate() {
+                let i = lo + j;
+                if i + AHEAD < b {
+                    let q = sa_at(i + AHEAD);
                     prefetch(r.as_ptr().wrapping_add(if q == 0 { n - 1 } else { q - 1 }));
                 }
-                let p = p as usize;
+                let p = sa_at(i);
                 *o = r[if p == 0 { n - 1 } else { p - 1 }];
                 // no hardware division here: this runs once per symbol
+                let (q, rem) = sa_div.divmod(i as u32);
+                if rem == 0 {
+                    // SAFETY: q < n.div_ceil(sa_rate); one row per slot.
+                    unsafe { *out.sa_s.get().add(q as usize) = p as u32 };
+                }
                 let (q, rem) = isa_div.divmod(p as u32);
-                if rem == 0 && (q as usize) < isa_len {
+                if rem == 0 && (q as usize) < out.isa_len {
                     // SAFETY: in bounds (checked); the suffix array is a permutation, so each
                     // sample slot is written by exactly one row, in one task.
-                    unsafe { *isa.get().add(q as usize) = (lo + j) as u32 };
+                    unsafe { *out.isa_s.get().add(q as usize) = i as u32 };
                 }
             }
         });
-        // SAFETY: the round's BWT lands in bytes [a*s, b*s) of the buffer (s = size_of::<T>() <=
-        // 4), i.e. over suffix-array entries < b, all of which are read already.
-        unsafe { std::ptr::copy_nonoverlapping(tmp.as_ptr(), (base.get() as *mut T).add(a), b - a) };
+        // SAFETY: every row < b is read; the caller guarantees that BWT elements [a, b) overlap
+        // no entry of a later row.
+        unsafe { std::ptr::copy_nonoverlapping(out.tmp.get() as *const T, out.bwt.get().add(a), b - a) };
         a = b;
     }
+}
+
+/// Packs the non-negative 32-bit values of `v` to `w < 32` bits each, in place, from the start
+/// of the buffer (value `i` at bit `i * w`, little-endian); returns the number of `u32` words
+/// written. Sequential: the word written at step `i` has index `< i`, i.e. was read already.
+fn pack_in_place(v: &mut [i32], w: usize) -> usize {
+    debug_assert!(w < 32);
+    let (mut acc, mut fill, mut j) = (0u64, 0usize, 0usize);
+    for i in 0..v.len() {
+        acc |= (v[i] as u32 as u64) << fill;
+        fill += w;
+        if fill >= 32 {
+            v[j] = acc as u32 as i32;
+            j += 1;
+            acc >>= 32;
+            fill -= 32;
+        }
+    }
+    if fill > 0 {
+        v[j] = acc as u32 as i32;
+        j += 1;
+    }
+    j
+}
+
+/// Value `i` of a [`pack_in_place`]d array at `bytes` (8 readable bytes past the value's first).
+///
+/// # Safety
+/// As stated: the unaligned 8-byte read starting at byte `i * w / 8` must be in bounds.
+#[inline]
+unsafe fn packed_get(bytes: *const u8, w: usize, i: usize) -> usize {
+    let bit = i * w;
+    // SAFETY: caller.
+    let x = unsafe { std::ptr::read_unaligned(bytes.add(bit / 8) as *const u64) };
+    ((x >> (bit % 8)) & ((1u64 << w) - 1)) as usize
 }
 
 /// Symbol counts of `seq` (values `< sigma`), shifted by one: `counts[c + 1]` = occurrences of `c`.
@@ -280,9 +337,10 @@ pub(crate) type Range = (usize, usize);
 impl<Bv: RankBv> FmCore<Bv> {
     /// Build from the dense-coded sequence `r` (last value must be the unique 0).
     ///
-    /// Memory: `r` and the 32-bit suffix array (5 bytes per symbol for a byte text) at the peak;
-    /// the BWT is then written over the suffix array in place, `r` is dropped, and the wavelet
-    /// matrix is built from the BWT with one spare copy.
+    /// Memory: the peak is the suffix sort's, `r` and the 32-bit suffix array (5 bytes per
+    /// symbol for a byte text). With the default sample rates nothing is allocated beyond it
+    /// afterwards: the suffix array is packed in place, the samples and the BWT take the space
+    /// that frees, `r` is dropped, and the wavelet tree partitions inside the same buffer.
     pub(crate) fn build<T: Sym>(
         mut r: Vec<T>,
         sigma: usize,
@@ -295,31 +353,119 @@ impl<Bv: RankBv> FmCore<Bv> {
         check("suffix array", 0, 1)?;
         let sa = T::suffix_array(&mut r, sigma)?;
         check("bwt", 0, 1)?;
-        let mut counts = vec![0u64; sigma + 1];
         let width = crate::bits::bits_for(n as u64);
-        let (bwt, sa_iv, isa_iv): (Vec<T>, IntVec, IntVec) = match sa {
-            Sa::I32(mut v) => {
-                // SA samples first (a strided sequential read), then the BWT over the suffix
-                // array in place, with the ISA samples, in parallel rounds
-                // (n < 2^31 here: the samples are kept in 32 bits until packed, so that they add
-                // little to the peak, which is the text plus the suffix array)
-                let sa_s: Vec<u32> = v.iter().step_by(sa_rate).map(|&p| p as u32).collect();
-                let mut isa_s = vec![0u32; n.div_ceil(isa_rate)];
-                bwt_in_place(&mut v, &r, &mut isa_s, isa_rate);
+        let s = std::mem::size_of::<T>();
+        let mut wave = |cur: &mut [T], next: &mut [T]| -> Result<(WaveletTree<Bv>, Vec<u64>)> {
+            let mut counts = shifted_counts(&cur[..n], sigma);
+            for c in 1..=sigma {
+                counts[c] += counts[c - 1];
+            }
+            check("samples", 0, 1)?;
+            let cnt: Vec<usize> = counts.windows(2).map(|w| (w[1] - w[0]) as usize).collect();
+            let wm = WaveletTree::build_in(cur, next, &cnt, |l, nl| check("wavelet matrix", l, nl))?;
+            Ok((wm, counts))
+        };
+        let (ns, ni) = (n.div_ceil(sa_rate), n.div_ceil(isa_rate));
+        // Packed layout (n < 2^31, so width < 32): the suffix array packed to `width` bits at the
+        // start of its buffer ([0, pw) in u32 words, 2 words of slack for unaligned reads), the SA
+        // samples, the ISA samples and the round buffer in the words this frees. The BWT
+        // (n * s bytes <= n * width / 8) then overwrites the packed array as its rows are read,
+        // and the wavelet tree is built in the same buffer: the build never needs more memory
+        // than the suffix sort (text + suffix array).
+        let pw = (n * width).div_ceil(32) + 2;
+        let free_words = n.saturating_sub(pw + ns + ni);
+        let round = BWT_ROUND.min(n).min(free_words * 4 / s);
+        let (wm, counts, sa_iv, isa_iv) = match sa {
+            Sa::I32(mut v) if width >= 8 * s && round >= BWT_TASK.min(n) => {
+                let packed_words = pack_in_place(&mut v, width);
+                debug_assert!(packed_words + 2 <= pw);
+                let base = v.as_mut_ptr() as *mut u32;
+                // SAFETY: all regions lie inside v (pw + ns + ni + round * s / 4 <= n words) and
+                // are disjoint; the slack words are zeroed so the unaligned reads see defined bits.
+                let (sa_s, isa_s, tmp) = unsafe {
+                    std::ptr::write_bytes(base.add(packed_words), 0, pw - packed_words);
+                    (base.add(pw), base.add(pw + ns), base.add(pw + ns + ni) as *mut T)
+                };
+                let bytes = SyncPtr(base as *mut u8);
+                let out = BwtOut {
+                    bwt: SyncPtr(base as *mut T),
+                    tmp: SyncPtr(tmp),
+                    round,
+                    sa_s: SyncPtr(sa_s),
+                    sa_rate,
+                    isa_s: SyncPtr(isa_s),
+                    isa_len: ni,
+                    isa_rate,
+                };
+                // SAFETY: BWT elements [0, b) take bytes [0, b * s), which hold packed bits of
+                // rows < b * s * 8 / width <= b (width >= 8 s); every read of row i starts at
+                // byte i * width / 8 >= i * s and ends inside the packed words.
+                unsafe { bwt_rounds(n, |i| packed_get(bytes.get(), width, i), &r, &out) };
                 drop(r);
-                // SAFETY: the first n elements of type T were all written by `bwt_in_place`.
-                let bwt = unsafe { std::slice::from_raw_parts(v.as_ptr() as *const T, n) };
-                counts = shifted_counts(bwt, sigma);
-                // one spare slot for the wavelet tree's partition (no regrowth there)
-                let mut out = Vec::with_capacity(n + 1);
-                out.extend_from_slice(bwt);
+                // SAFETY: sample regions, fully written by `bwt_rounds` (each slot by one row).
+                let (sa_iv, isa_iv) = unsafe {
+                    (
+                        IntVec::with_width(std::slice::from_raw_parts(sa_s, ns), width),
+                        IntVec::with_width(std::slice::from_raw_parts(isa_s, ni), width),
+                    )
+                };
+                // the wavelet tree partitions between two (n + 1)-element buffers: the BWT with its
+                // spare slot, and the rest of the suffix-array buffer where it is large enough
+                let t = base as *mut T;
+                let total = n * 4 / s;
+                let (wm, counts) = if 2 * (n + 1) <= total {
+                    // SAFETY: [0, 2n + 2) elements of T lie inside v and the halves are disjoint;
+                    // the samples were copied out above.
+                    let (cur, next) = unsafe {
+                        (std::slice::from_raw_parts_mut(t, n + 1), std::slice::from_raw_parts_mut(t.add(n + 1), n + 1))
+                    };
+                    wave(cur, next)?
+                } else {
+                    let mut next = vec![T::default(); n + 1];
+                    // SAFETY: the BWT and its spare slot ((n + 1) * s <= 4 pw bytes) inside v.
+                    wave(unsafe { std::slice::from_raw_parts_mut(t, n + 1) }, &mut next)?
+                };
                 drop(v);
-                (out, IntVec::with_width(&sa_s, width), IntVec::with_width(&isa_s, width))
+                (wm, counts, sa_iv, isa_iv)
+            }
+            Sa::I32(mut v) => {
+                // Unpacked (sample rates too small for the freed space, or 16-bit symbols of a
+                // short text): the samples and the round buffer are allocated, the BWT goes over
+                // the suffix array in place.
+                let mut sa_s = vec![0u32; ns];
+                let mut isa_s = vec![0u32; ni];
+                let mut tmp = vec![T::default(); BWT_ROUND.min(n)];
+                let base = v.as_mut_ptr();
+                let out = BwtOut {
+                    bwt: SyncPtr(base as *mut T),
+                    tmp: SyncPtr(tmp.as_mut_ptr()),
+                    round: tmp.len(),
+                    sa_s: SyncPtr(sa_s.as_mut_ptr()),
+                    sa_rate,
+                    isa_s: SyncPtr(isa_s.as_mut_ptr()),
+                    isa_len: ni,
+                    isa_rate,
+                };
+                let sa_ptr = SyncPtr(base);
+                // SAFETY: BWT elements [0, b) take bytes [0, b * s) (s <= 4), over entries < b.
+                unsafe { bwt_rounds(n, |i| *sa_ptr.get().add(i) as usize, &r, &out) };
+                drop(tmp);
+                drop(r);
+                // SAFETY: the first n elements of type T were all written by `bwt_rounds`.
+                let bwt = unsafe { std::slice::from_raw_parts(base as *const T, n) };
+                // one spare slot for the wavelet tree's partition
+                let mut cur = Vec::with_capacity(n + 1);
+                cur.extend_from_slice(bwt);
+                cur.push(T::default());
+                drop(v);
+                let mut next = vec![T::default(); n + 1];
+                let (wm, counts) = wave(&mut cur, &mut next)?;
+                (wm, counts, IntVec::with_width(&sa_s, width), IntVec::with_width(&isa_s, width))
             }
             Sa::I64(v) => {
-                let mut sa_s: Vec<u64> = Vec::with_capacity(n.div_ceil(sa_rate));
-                let mut isa_s = vec![0u64; n.div_ceil(isa_rate)];
-                let mut out = vec![T::default(); n];
+                let mut sa_s: Vec<u64> = Vec::with_capacity(ns);
+                let mut isa_s = vec![0u64; ni];
+                let mut cur = vec![T::default(); n + 1];
                 for i in 0..n {
                     let p = v[i] as usize;
                     if i % sa_rate == 0 {
@@ -328,19 +474,15 @@ impl<Bv: RankBv> FmCore<Bv> {
                     if p.is_multiple_of(isa_rate) {
                         isa_s[p / isa_rate] = i as u64;
                     }
-                    let c = r[if p == 0 { n - 1 } else { p - 1 }];
-                    counts[c.into() as usize + 1] += 1;
-                    out[i] = c;
+                    cur[i] = r[if p == 0 { n - 1 } else { p - 1 }];
                 }
-                (out, IntVec::with_width(&sa_s, width), IntVec::with_width(&isa_s, width))
+                drop(v);
+                drop(r);
+                let mut next = vec![T::default(); n + 1];
+                let (wm, counts) = wave(&mut cur, &mut next)?;
+                (wm, counts, IntVec::with_width(&sa_s, width), IntVec::with_width(&isa_s, width))
             }
         };
-        for c in 1..=sigma {
-            counts[c] += counts[c - 1];
-        }
-        check("samples", 0, 1)?;
-        let cnt: Vec<usize> = counts.windows(2).map(|w| (w[1] - w[0]) as usize).collect();
-        let wm = WaveletTree::build(bwt, &cnt, |l, nl| check("wavelet matrix", l, nl))?;
         Ok(FmCore { n, sigma, c: counts.into(), wm, sa_rate, isa_rate, sa: sa_iv, isa: isa_iv })
     }
 
@@ -476,9 +618,13 @@ mod tests {
     /// Every row's SA value, every symbol's range and a few extractions against a naive suffix
     /// sort, over inputs long enough for many parallel BWT rounds and wavelet-tree chunks.
     fn check_core<T: Sym, Bv: RankBv>(codes: &[u32], sigma: usize) {
+        check_core_rates::<T, Bv>(codes, sigma, 4, 8);
+    }
+
+    fn check_core_rates<T: Sym, Bv: RankBv>(codes: &[u32], sigma: usize, sa_rate: usize, isa_rate: usize) {
         let n = codes.len();
         let r: Vec<T> = codes.iter().map(|&c| T::from_u32(c)).collect();
-        let core = FmCore::<Bv>::build(r, sigma, 4, 8, &mut |_, _, _| Ok(())).unwrap();
+        let core = FmCore::<Bv>::build(r, sigma, sa_rate, isa_rate, &mut |_, _, _| Ok(())).unwrap();
         let mut sa: Vec<usize> = (0..n).collect();
         sa.sort_by(|&a, &b| codes[a..].cmp(&codes[b..]));
         for (i, &p) in sa.iter().enumerate() {
@@ -523,6 +669,19 @@ mod tests {
         let t = text(20_000, 200, 42);
         check_core::<u8, RrrBv>(&t, 200);
         check_core::<u8, PlainBv>(&t, 200);
+    }
+
+    /// The build's three layouts: the suffix array packed in place with the samples in the space
+    /// it frees (8-bit symbols; 16-bit ones once the text needs >= 16-bit positions), and the
+    /// unpacked one (sample rates too dense for the freed space, 16-bit symbols of short texts).
+    #[test]
+    fn core_matches_naive_every_build_layout() {
+        let t = text(70_000, 300, 5); // 17-bit positions: packed for u16
+        check_core_rates::<u16, RrrBv>(&t, 300, 16, 32);
+        let t = text(9_000, 200, 3);
+        check_core_rates::<u8, PlainBv>(&t, 200, 1, 1); // samples of every row: unpacked
+        check_core_rates::<u8, RrrBv>(&t, 200, 3, 5); // packed, a small round buffer
+        check_core_rates::<u8, RrrBv>(&t, 200, 5, 1);
     }
 
     #[test]

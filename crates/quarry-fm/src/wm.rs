@@ -145,6 +145,108 @@ fn shape(counts: &[usize]) -> Shape {
     Shape { nodes, codes, level_len }
 }
 
+/// Positions per parallel task of a level's partition (a multiple of 64: tasks own whole words).
+const PART_CHUNK: usize = if cfg!(test) { 1 << 8 } else { 1 << 18 };
+
+/// One level of the build: sets bit `i` of `words` to the level's bit of `seq[i]` and, unless
+/// `last_level`, moves every element of an internal node to its child's range in `next`, stably
+/// (elements going to a leaf are dropped). Both passes run in parallel over chunks of
+/// [`PART_CHUNK`] positions: the first writes the bits, whose popcounts then give each chunk its
+/// starting offset in each child, so the second can scatter its chunk on its own.
+fn partition_level<T: Sym>(
+    seq: &[T],
+    next: &mut [T],
+    level_nodes: &[Node],
+    nodes: &[Node],
+    bit_of: &[u8],
+    words: &mut [u64],
+    last_level: bool,
+) {
+    use rayon::prelude::*;
+    let len = seq.len();
+    let nw = len.div_ceil(64);
+    // bits gather in a register, one word per 64 positions
+    words[..nw].par_chunks_mut(PART_CHUNK / 64).zip(seq.par_chunks(PART_CHUNK)).for_each(|(w, part)| {
+        for (wd, c64) in w.iter_mut().zip(part.chunks(64)) {
+            let mut acc = 0u64;
+            for (j, &c) in c64.iter().enumerate() {
+                acc |= (bit_of[c.into() as usize] as u64) << j;
+            }
+            *wd = acc;
+        }
+    });
+    if last_level {
+        return;
+    }
+    // ones before each chunk
+    let mut ones_before_chunk: Vec<usize> =
+        words[..nw].par_chunks(PART_CHUNK / 64).map(|w| w.iter().map(|x| x.count_ones() as usize).sum()).collect();
+    let mut acc = 0;
+    for o in &mut ones_before_chunk {
+        let c = *o;
+        *o = acc;
+        acc += c;
+    }
+    let words = &*words;
+    let ones_before = |x: usize| -> usize {
+        let k = x / PART_CHUNK;
+        let mut r = ones_before_chunk.get(k).copied().unwrap_or(acc);
+        if k < ones_before_chunk.len() {
+            r += words[k * PART_CHUNK / 64..x / 64].iter().map(|w| w.count_ones() as usize).sum::<usize>();
+            if x % 64 != 0 {
+                r += (words[x / 64] & ((1u64 << (x % 64)) - 1)).count_ones() as usize;
+            }
+        }
+        r
+    };
+    let out = crate::fm::SyncPtr(next.as_mut_ptr());
+    let out_len = next.len();
+    seq.par_chunks(PART_CHUNK).enumerate().for_each(|(k, part)| {
+        let lo = k * PART_CHUNK;
+        let hi = lo + part.len();
+        let mut dump = T::default(); // where elements going to a leaf are "written"
+        let dump_ptr: *mut T = &mut dump;
+        let first = level_nodes.partition_point(|nd| nd.start + nd.size <= lo);
+        for node in &level_nodes[first..] {
+            if node.start >= hi {
+                break;
+            }
+            let internal = node.child.map(|ch| ch & LEAF == 0);
+            if !(internal[0] || internal[1]) || node.size == 0 {
+                continue;
+            }
+            let (a, b) = (node.start.max(lo), (node.start + node.size).min(hi));
+            // this node's elements before `a` went to child 1 (ones) or child 0 (the rest)
+            let ones = ones_before(a) - ones_before(node.start);
+            let zeros = (a - node.start) - ones;
+            let dst = |i: usize, skipped: usize| -> *mut T {
+                if internal[i] {
+                    let st = nodes[node.child[i] as usize].start + skipped;
+                    debug_assert!(st <= out_len);
+                    // SAFETY: in bounds (the child's range lies inside `next`).
+                    unsafe { out.get().add(st) }
+                } else {
+                    dump_ptr
+                }
+            };
+            let (mut p0, mut p1) = (dst(0, zeros), dst(1, ones));
+            let (inc0, inc1) = (internal[0] as usize, internal[1] as usize);
+            // branch-free stable partition
+            for &c in &part[a - lo..b - lo] {
+                let bit = bit_of[c.into() as usize] as usize;
+                // SAFETY: every element of an internal child gets its own slot of the child's
+                // range (offsets from the popcounts), so tasks write disjoint elements; leaf
+                // children write the task's own dump slot.
+                unsafe {
+                    *(if bit == 0 { p0 } else { p1 }) = c;
+                    p0 = p0.add(inc0 & (bit ^ 1));
+                    p1 = p1.add(inc1 & bit);
+                }
+            }
+        }
+    });
+}
+
 /// Huffman-shaped wavelet tree (see the module docs).
 pub struct WaveletTree<Bv> {
     n: usize,
@@ -156,19 +258,28 @@ pub struct WaveletTree<Bv> {
 impl<Bv: RankBv> WaveletTree<Bv> {
     /// Build over `seq`, whose values are `< counts.len()` and occur `counts[c]` times (every
     /// count >= 1). `check` is called between levels and may abort.
-    pub fn build<T: Sym>(
-        seq: Vec<T>,
+    #[cfg(test)]
+    pub fn build<T: Sym>(mut seq: Vec<T>, counts: &[usize], check: impl FnMut(usize, usize) -> Result<()>) -> Result<Self> {
+        seq.push(T::default());
+        let mut next = vec![T::default(); seq.len()];
+        Self::build_in(&mut seq, &mut next, counts, check)
+    }
+
+    /// [`build`](Self::build) over `seq[..n]` with `n + 1 = seq.len()`, partitioning between
+    /// `seq` and `next` (both `n + 1` long, contents of both overwritten). Their last slot is
+    /// spare: where positions going to a leaf child are "written" by the branch-free partition.
+    pub fn build_in<T: Sym>(
+        seq: &mut [T],
+        next: &mut [T],
         counts: &[usize],
         mut check: impl FnMut(usize, usize) -> Result<()>,
     ) -> Result<Self> {
-        let n = seq.len();
+        let n = seq.len() - 1;
+        debug_assert_eq!(next.len(), n + 1);
         let sh = shape(counts);
         let nl = sh.level_len.len();
         let mut cur = seq;
-        // one spare slot (index n) in both buffers: where positions going to a leaf child are
-        // "written" by the branch-free partition
-        cur.push(T::default());
-        let mut next = vec![T::default(); n + 1];
+        let mut next = next;
         // each level's bitvector is encoded (RRR encoding is the costly part) on the rayon pool
         // while the next level is partitioned
         let slots: Vec<std::sync::Mutex<Option<Bv>>> = (0..nl).map(|_| std::sync::Mutex::new(None)).collect();
@@ -182,51 +293,12 @@ impl<Bv: RankBv> WaveletTree<Bv> {
                     *b = if clen as usize > l { ((code >> (clen as usize - 1 - l)) & 1) as u8 } else { 0 };
                 }
                 let mut words = vec![0u64; len.div_ceil(64) + 1];
-                let w = &mut words[..];
                 let mut v = first;
                 while v < sh.nodes.len() && sh.nodes[v].level == l {
-                    let node = sh.nodes[v];
-                    let seg = &cur[node.start..node.start + node.size];
-                    let internal = node.child.map(|ch| ch & LEAF == 0);
-                    if last_level || !(internal[0] || internal[1]) {
-                        let mut acc = 0u64;
-                        for (j, &c) in seg.iter().enumerate() {
-                            let pos = node.start + j;
-                            acc |= (bit_of[c.into() as usize] as u64) << (pos % 64);
-                            if pos % 64 == 63 {
-                                w[pos / 64] |= acc;
-                                acc = 0;
-                            }
-                        }
-                        if node.size > 0 {
-                            w[(node.start + node.size - 1) / 64] |= acc;
-                        }
-                    } else {
-                        // branch-free stable partition into the two children
-                        let k = node.child.map(|ch| if ch & LEAF == 0 { sh.nodes[ch as usize].start } else { n });
-                        let (mut k0, mut k1) = (k[0], k[1]);
-                        let (inc0, inc1) = (internal[0] as usize, internal[1] as usize);
-                        // bits gather in a register: a read-modify-write of the same word per element would
-                        // chain every iteration through store forwarding
-                        let mut acc = 0u64;
-                        for (j, &c) in seg.iter().enumerate() {
-                            let bit = bit_of[c.into() as usize] as usize;
-                            let pos = node.start + j;
-                            acc |= (bit as u64) << (pos % 64);
-                            if pos % 64 == 63 {
-                                w[pos / 64] |= acc;
-                                acc = 0;
-                            }
-                            next[if bit == 0 { k0 } else { k1 }] = c;
-                            k0 += inc0 & (bit ^ 1);
-                            k1 += inc1 & bit;
-                        }
-                        if node.size > 0 {
-                            w[(node.start + node.size - 1) / 64] |= acc;
-                        }
-                    }
                     v += 1;
                 }
+                let level_nodes = &sh.nodes[first..v];
+                partition_level(&cur[..len], &mut next[..n], level_nodes, &sh.nodes, &bit_of, &mut words, last_level);
                 first = v;
                 let slot = &slots[l];
                 scope.spawn(move |_| {
@@ -241,8 +313,6 @@ impl<Bv: RankBv> WaveletTree<Bv> {
             .into_iter()
             .map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner()).expect("every level encoded"))
             .collect();
-        drop(cur);
-        drop(next);
         let mut wt = WaveletTree { n, levels, nodes: sh.nodes, codes: sh.codes };
         wt.fill_ones();
         Ok(wt)
