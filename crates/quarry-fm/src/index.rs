@@ -379,9 +379,9 @@ impl Builder<'_> {
                     for t in toks {
                         ids.extend_from_slice(&t);
                     }
-                    Shard::build(ids, &tlens, &metas, opts.bitvector, opts.sa_sample_rate, opts.isa_sample_rate, &mut check)?
+                    Shard::build(ids, tlens, metas, opts.bitvector, opts.sa_sample_rate, opts.isa_sample_rate, &mut check)?
                 }
-                None => Shard::build(text, &lens, &metas, opts.bitvector, opts.sa_sample_rate, opts.isa_sample_rate, &mut check)?,
+                None => Shard::build(text, lens, metas, opts.bitvector, opts.sa_sample_rate, opts.isa_sample_rate, &mut check)?,
             }
         };
         self.cancelled()?;

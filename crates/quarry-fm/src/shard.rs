@@ -47,8 +47,8 @@ impl Shard {
     /// Build over documents given back to back in `text` with lengths `lens` (symbols).
     pub(crate) fn build<S: Copy + Into<u32> + Send + Sync>(
         text: Vec<S>,
-        lens: &[usize],
-        metas: &[Option<String>],
+        lens: Vec<usize>,
+        metas: Vec<Option<String>>,
         kind: BitvectorKind,
         sa_rate: usize,
         isa_rate: usize,
@@ -79,6 +79,17 @@ impl Shard {
         drop(present);
         let sigma = alphabet.len() + 2;
         let ndocs = lens.len();
+        // the metadata in its stored form now, and the per-document vectors dropped as soon as
+        // possible: everything still held when the suffix array is sorted adds to the peak
+        let mut meta_off = Vec::with_capacity(ndocs + 1);
+        let mut meta = Vec::new();
+        meta_off.push(0u64);
+        for m in metas {
+            if let Some(m) = m {
+                meta.extend_from_slice(m.as_bytes());
+            }
+            meta_off.push(meta.len() as u64);
+        }
         let core = if sigma <= 1 << 8 {
             Self::build_core::<S, u8>(text, lens, &alphabet, max, kind, sa_rate, isa_rate, check)?
         } else if sigma <= 1 << 16 {
@@ -89,15 +100,6 @@ impl Shard {
         let (core, starts) = core;
         let tlen = *starts.last().unwrap_or(&0) as usize;
         debug_assert_eq!(starts.len(), ndocs + 1);
-        let mut meta_off = Vec::with_capacity(ndocs + 1);
-        let mut meta = Vec::new();
-        meta_off.push(0u64);
-        for m in metas {
-            if let Some(m) = m {
-                meta.extend_from_slice(m.as_bytes());
-            }
-            meta_off.push(meta.len() as u64);
-        }
         Ok(Shard {
             core,
             tlen,
@@ -113,7 +115,7 @@ impl Shard {
     #[allow(clippy::too_many_arguments)]
     fn build_core<S: Copy + Into<u32> + Send + Sync, T: Sym>(
         text: Vec<S>,
-        lens: &[usize],
+        lens: Vec<usize>,
         alphabet: &[u32],
         max: usize,
         kind: BitvectorKind,
@@ -133,7 +135,7 @@ impl Shard {
         // its separator
         let mut starts = Vec::with_capacity(lens.len() + 1);
         let mut p = 0u64;
-        for &len in lens {
+        for &len in &lens {
             starts.push(p);
             p += len as u64 + 1;
         }
@@ -153,6 +155,7 @@ impl Shard {
         });
         drop(text);
         drop(lut);
+        drop(lens);
         // the documents read so far were many small allocations, freed by now but kept by
         // malloc in its heap; give them back before the peak (text + suffix array)
         #[cfg(all(target_os = "linux", target_env = "gnu"))]
