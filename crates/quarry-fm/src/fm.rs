@@ -241,9 +241,27 @@ fn sais_err(e: libsais::LibsaisError) -> FmError {
 }
 
 /// Threads libsais sorts with: the size of the pool the build runs on (its OpenMP threads take
-/// turns with rayon's: nothing else runs during the suffix sort), 1 without `parallel-sa`.
+/// turns with rayon's: nothing else runs during the suffix sort), 1 without `parallel-sa`, and 1
+/// when the machine is heavily oversubscribed (1-minute load average >= 1.5x the CPUs, Linux):
+/// libsais meets at an OpenMP barrier after every block of a scan, and when other jobs keep
+/// taking the cores each barrier waits out a descheduled thread (measured at load 8-12 on 2
+/// cores: 38-68 s instead of 9-12 s single-threaded).
 fn sais_threads() -> u16 {
-    if cfg!(feature = "parallel-sa") { rayon::current_num_threads().clamp(1, u16::MAX as usize) as u16 } else { 1 }
+    if !cfg!(feature = "parallel-sa") {
+        return 1;
+    }
+    let pool = rayon::current_num_threads().clamp(1, u16::MAX as usize);
+    #[cfg(target_os = "linux")]
+    {
+        let cpus = std::thread::available_parallelism().map_or(1, |c| c.get());
+        let load1 = std::fs::read_to_string("/proc/loadavg")
+            .ok()
+            .and_then(|s| s.split_whitespace().next().and_then(|x| x.parse::<f64>().ok()));
+        if load1.is_some_and(|l| l >= 1.5 * cpus as f64) {
+            return 1;
+        }
+    }
+    pool as u16
 }
 
 /// Runs a libsais builder `$b` on [`sais_threads`] threads: binds it (single- or multi-threaded,
