@@ -20,6 +20,35 @@ pub(crate) struct FmCore<Bv> {
     isa_rate: usize,
     sa: IntVec,
     isa: IntVec,
+    /// Pair table (small alphabets only, else empty): `pairs[c1 * sigma + c2]` = occurrences of
+    /// `c2` in the BWT before row `C[c1]`, for `c1 <= sigma`. The rows of a two-symbol string are
+    /// then two lookups instead of a backward step, which is a good share of a short count.
+    pairs: Buf<u32>,
+}
+
+/// Largest alphabet whose pair table is stored: `(sigma + 1) * sigma` 32-bit counts, at most
+/// 264 KB for a byte index (0.25% of a 100 MB text), and ~32k entries per extra symbol beyond.
+const PAIR_TABLE_MAX_SIGMA: usize = 258;
+
+/// The pair table of a wavelet tree over `sigma` symbols with C array `c` (empty when the
+/// alphabet is larger than [`PAIR_TABLE_MAX_SIGMA`] or the counts may not fit in 32 bits).
+fn pair_table<Bv: RankBv>(wm: &WaveletTree<Bv>, c: &[u64], sigma: usize) -> Vec<u32> {
+    let n = c[sigma];
+    if sigma > PAIR_TABLE_MAX_SIGMA || n > u32::MAX as u64 {
+        return Vec::new();
+    }
+    let mut t = vec![0u32; (sigma + 1) * sigma];
+    let mut out = Vec::new();
+    for c1 in 0..sigma {
+        // row c1 + 1 = row c1 + the symbols of the BWT range of c1
+        t.copy_within(c1 * sigma..(c1 + 1) * sigma, (c1 + 1) * sigma);
+        out.clear();
+        wm.distinct(c[c1] as usize, c[c1 + 1] as usize, &mut out);
+        for &(c2, k) in &out {
+            t[(c1 + 1) * sigma + c2 as usize] += k as u32;
+        }
+    }
+    t
 }
 
 /// Suffix array via libsais, using the narrowest text type the alphabet allows.
@@ -504,7 +533,8 @@ impl<Bv: RankBv> FmCore<Bv> {
                 (wm, counts, IntVec::with_width(&sa_s, width), IntVec::with_width(&isa_s, width))
             }
         };
-        Ok(FmCore { n, sigma, c: counts.into(), wm, sa_rate, isa_rate, sa: sa_iv, isa: isa_iv })
+        let pairs = pair_table(&wm, &counts, sigma).into();
+        Ok(FmCore { n, sigma, c: counts.into(), wm, sa_rate, isa_rate, sa: sa_iv, isa: isa_iv, pairs })
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -516,7 +546,7 @@ impl<Bv: RankBv> FmCore<Bv> {
     }
 
     pub(crate) fn size_bytes(&self) -> usize {
-        self.c.len() * 8 + self.wm.size_bytes() + self.sa.size_bytes() + self.isa.size_bytes()
+        self.c.len() * 8 + self.wm.size_bytes() + self.sa.size_bytes() + self.isa.size_bytes() + self.pairs.len() * 4
     }
 
     pub(crate) fn wm_levels(&self) -> usize {
@@ -541,6 +571,18 @@ impl<Bv: RankBv> FmCore<Bv> {
         let (ra, rb) = self.wm.rank_pair(code, r.0, r.1);
         let base = self.c[code as usize] as usize;
         (base + ra, base + rb)
+    }
+
+    /// Rows of the two-symbol string `c1 c2`: `extend(extend(full, c1), c2)`, read off the pair
+    /// table when the index has one.
+    #[inline]
+    pub(crate) fn extend_pair(&self, c1: u32, c2: u32) -> Range {
+        let (c1, c2, s) = (c1 as usize, c2 as usize, self.sigma);
+        if self.pairs.is_empty() || c1 >= s || c2 >= s {
+            return self.extend(self.extend(self.full(), c1 as u32), c2 as u32);
+        }
+        let base = self.c[c2] as usize;
+        (base + self.pairs[c1 * s + c2] as usize, base + self.pairs[(c1 + 1) * s + c2] as usize)
     }
 
     #[inline]
@@ -599,6 +641,9 @@ impl<Bv: RankBv> FmCore<Bv> {
         self.wm.write("wt", w);
         self.sa.write("sa", w);
         self.isa.write("isa", w);
+        if !self.pairs.is_empty() {
+            w.add("fm.pair", self.pairs.as_bytes());
+        }
     }
 
     pub(crate) fn read(r: &SectionReader) -> Result<Self> {
@@ -627,7 +672,35 @@ impl<Bv: RankBv> FmCore<Bv> {
         if (0..sa.len()).any(|i| sa.get(i) >= n as u64) || (0..isa.len()).any(|i| isa.get(i) >= n as u64) {
             return Err(bad("sample out of range"));
         }
-        Ok(FmCore { n, sigma, c, wm, sa_rate, isa_rate, sa, isa })
+        // optional (indexes written before it existed have none); when present, every column
+        // runs from 0 up to its symbol's count and every row step adds up to its symbol's rows,
+        // so a lookup never leaves the rows of its second symbol (the checksum covers the rest)
+        let pairs = match r.get_opt::<u32>("fm.pair")? {
+            None => Buf::owned(Vec::new()),
+            Some(p) => {
+                if p.len() != (sigma + 1) * sigma || sigma > PAIR_TABLE_MAX_SIGMA {
+                    return Err(bad("pair table size"));
+                }
+                let row = |k: usize| &p[k * sigma..(k + 1) * sigma];
+                let ends_ok = row(0).iter().all(|&x| x == 0)
+                    && row(sigma).iter().zip(&cnt).all(|(&x, &k)| x as usize == k);
+                let steps_ok = (0..sigma).all(|c1| {
+                    let mut sum = 0usize;
+                    for (&a, &b) in row(c1).iter().zip(row(c1 + 1)) {
+                        if b < a {
+                            return false;
+                        }
+                        sum += (b - a) as usize;
+                    }
+                    sum == cnt[c1]
+                });
+                if !(ends_ok && steps_ok) {
+                    return Err(bad("bad pair table"));
+                }
+                p
+            }
+        };
+        Ok(FmCore { n, sigma, c, wm, sa_rate, isa_rate, sa, isa, pairs })
     }
 }
 
@@ -656,6 +729,14 @@ mod tests {
             let first = sa.partition_point(|&p| codes[p] < c);
             let occ = codes.iter().filter(|&&x| x == c).count();
             assert_eq!(rows, (first, first + occ), "rows of {c}");
+        }
+        for c1 in 0..sigma as u32 {
+            for c2 in 0..sigma as u32 {
+                let two = core.extend(core.extend(core.full(), c1), c2);
+                let pair = core.extend_pair(c1, c2);
+                // equal, or both empty (an empty range's bounds are unspecified)
+                assert!(pair == two || (pair.0 >= pair.1 && two.0 >= two.1), "pair {c1} {c2}: {pair:?} vs {two:?}");
+            }
         }
         for (x, y) in [(0, n), (0, 1), (n - 1, n), (n / 3, n / 3 + 777), (5, 5)] {
             let mut want = codes[x..y].to_vec();

@@ -213,6 +213,11 @@ impl SectionReader {
             .ok_or_else(|| self.corrupt(format!("section {name} has a bad size or alignment")))
     }
 
+    /// A section that older files may lack: `None` when absent.
+    pub(crate) fn get_opt<T: Pod>(&self, name: &str) -> Result<Option<Buf<T>>> {
+        if self.secs.contains_key(name) { self.get(name).map(Some) } else { Ok(None) }
+    }
+
     /// A section of exactly `n` u64 values.
     pub(crate) fn u64s(&self, name: &str, n: usize) -> Result<Vec<u64>> {
         let v = self.get::<u64>(name)?;

@@ -271,8 +271,18 @@ impl Shard {
 
     /// Rows of the pattern (text order), or an empty range if a symbol is absent from this shard.
     pub(crate) fn range(&self, pat: &[u32]) -> Range {
-        let mut r = core!(self, c => c.full());
-        for &s in pat {
+        let (mut r, rest) = match pat {
+            [a, b, rest @ ..] => {
+                let (Some(a), Some(b)) = (self.code(*a), self.code(*b)) else { return (0, 0) };
+                let r = core!(self, c => c.extend_pair(a, b));
+                if r.0 >= r.1 {
+                    return (0, 0);
+                }
+                (r, rest)
+            }
+            _ => (core!(self, c => c.full()), pat),
+        };
+        for &s in rest {
             let Some(code) = self.code(s) else { return (0, 0) };
             r = core!(self, c => c.extend(r, code));
             if r.0 >= r.1 {
