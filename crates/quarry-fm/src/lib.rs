@@ -71,7 +71,9 @@
 //! its shape is a function of the symbol counts, so only the level bitvectors are stored), whose
 //! levels are either [`BitvectorKind::Plain`] (rank9-style directory) or
 //! [`BitvectorKind::Compressed`] (RRR, 127-bit blocks). SA samples every `sa_sample_rate` rows
-//! (SA order) and inverse-SA samples every `isa_sample_rate` text positions, bit-packed.
+//! (SA order) and inverse-SA samples every `isa_sample_rate` text positions, bit-packed. Byte
+//! indexes (alphabets up to 258 codes) also store a pair table, the BWT count of every symbol
+//! before each symbol's first row, so a pattern's first two symbols cost two lookups.
 //! Defaults mirror infini-gram mini's `csa_wt<wt_huff<rrr_vector<127>>, 32, 64>`.
 //!
 //! ## On-disk format (directory)
