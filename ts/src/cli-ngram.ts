@@ -67,7 +67,7 @@ export function addNgramCommands(program: Command) {
     .argument('<input...>', 'input files or directories')
     .requiredOption('-o, --output <dir>', 'index directory')
     .option('-t, --tokenizer <tokenizer.json>', 'token mode with a Hugging Face tokenizer')
-    .option('--shard-bytes <n>', 'text bytes per shard', intOption)
+    .option('--shard-bytes <n>', 'text bytes per shard (peak build memory is about 5-6x this)', intOption)
     .option('--sa-sample <n>', 'suffix-array sampling rate', intOption)
     .option('--isa-sample <n>', 'inverse suffix-array sampling rate', intOption)
     .option('--plain', 'plain bitvectors: faster queries, larger index')
