@@ -6,6 +6,18 @@
 //! results that would be subnormal come out as exactly 0, so masked `-inf`
 //! scores add nothing.
 
+/// Cody–Waite split of ln 2 (`LN2_HI` has few mantissa bits, so `n·LN2_HI` is exact), the
+/// polynomial for `exp(r)` on |r| <= ln2/2 (`1 + r + r²·(POLY[5] + r·(... + r·POLY[0]))`,
+/// Horner from the highest degree) and the input clamp, shared by both SIMD kernels.
+#[cfg(target_arch = "x86_64")]
+const LN2_HI: f32 = 0.693_359_4;
+#[cfg(target_arch = "x86_64")]
+const LN2_LO: f32 = -2.121_944_4e-4;
+#[cfg(target_arch = "x86_64")]
+const POLY: [f32; 6] = [1.987_569_1e-4, 1.398_2e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 0.5];
+#[cfg(target_arch = "x86_64")]
+const EXP_MAX_INPUT: f32 = 88.3;
+
 /// Scalar reference: `x[i] = exp(x[i] - m)`, returning the sum.
 pub fn exp_sub_sum_scalar(x: &mut [f32], m: f32) -> f32 {
     let mut s = 0f32;
@@ -18,6 +30,7 @@ pub fn exp_sub_sum_scalar(x: &mut [f32], m: f32) -> f32 {
 
 #[cfg(target_arch = "x86_64")]
 pub mod avx2 {
+    use super::{EXP_MAX_INPUT, LN2_HI, LN2_LO, POLY};
     use std::arch::x86_64::*;
 
     /// `exp` of eight lanes (see the module doc).
@@ -29,19 +42,17 @@ pub mod avx2 {
     pub fn exp(x: __m256) -> __m256 {
         let lo = _mm256_set1_ps(-87.3);
         let under = _mm256_cmp_ps::<_CMP_LT_OQ>(x, lo);
-        let x = _mm256_min_ps(_mm256_max_ps(x, lo), _mm256_set1_ps(88.3));
+        let x = _mm256_min_ps(_mm256_max_ps(x, lo), _mm256_set1_ps(EXP_MAX_INPUT));
         let n = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm256_mul_ps(
             x,
             _mm256_set1_ps(std::f32::consts::LOG2_E),
         ));
-        let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693_359_4), x);
-        let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.121_944_4e-4), r);
-        let mut y = _mm256_set1_ps(1.987_569_1e-4);
-        y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.398_2e-3));
-        y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(8.333_452e-3));
-        y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(4.166_579_6e-2));
-        y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.666_666_5e-1));
-        y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(0.5));
+        let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_HI), x);
+        let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_LO), r);
+        let mut y = _mm256_set1_ps(POLY[0]);
+        for &c in &POLY[1..] {
+            y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(c));
+        }
         let r2 = _mm256_mul_ps(r, r);
         y = _mm256_fmadd_ps(y, r2, _mm256_add_ps(r, _mm256_set1_ps(1.0)));
         let pow2 = _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127))));
@@ -103,6 +114,7 @@ pub mod avx2 {
 /// The AVX-512F twin of [`avx2`] (16 lanes, masked tails).
 #[cfg(target_arch = "x86_64")]
 pub mod avx512 {
+    use super::{EXP_MAX_INPUT, LN2_HI, LN2_LO, POLY};
     use std::arch::x86_64::*;
 
     /// `exp(x)` per lane: the AVX2 kernel's range reduction and polynomial,
@@ -115,16 +127,14 @@ pub mod avx512 {
     #[target_feature(enable = "avx512f")]
     #[inline]
     pub fn exp(x: __m512) -> __m512 {
-        let x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-110.0)), _mm512_set1_ps(88.3));
+        let x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-110.0)), _mm512_set1_ps(EXP_MAX_INPUT));
         let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm512_mul_ps(x, _mm512_set1_ps(std::f32::consts::LOG2_E)));
-        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693_359_4), x);
-        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.121_944_4e-4), r);
-        let mut y = _mm512_set1_ps(1.987_569_1e-4);
-        y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.398_2e-3));
-        y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(8.333_452e-3));
-        y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(4.166_579_6e-2));
-        y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.666_666_5e-1));
-        y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(0.5));
+        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_HI), x);
+        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_LO), r);
+        let mut y = _mm512_set1_ps(POLY[0]);
+        for &c in &POLY[1..] {
+            y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(c));
+        }
         let r2 = _mm512_mul_ps(r, r);
         y = _mm512_fmadd_ps(y, r2, _mm512_add_ps(r, _mm512_set1_ps(1.0)));
         _mm512_scalef_ps(y, n)
