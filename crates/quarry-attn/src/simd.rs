@@ -75,17 +75,36 @@ pub fn gemm(
     assert!(a.len() >= (m - 1) * lda + k, "gemm: A too short");
     assert!(k == 0 || b.len() >= (k - 1) * ldb + n, "gemm: B too short");
     assert!(c.len() >= (m - 1) * ldc + n, "gemm: C too short");
+    #[cfg(target_arch = "x86_64")]
+    let raw = RawGemm { m, n, k, a: a.as_ptr(), lda, b: b.as_ptr(), ldb, c: c.as_mut_ptr(), ldc, acc: accumulate };
     match level {
         Level::Scalar => gemm_scalar(m, n, k, a, lda, b, ldb, c, ldc, accumulate),
         // SAFETY: `Avx2` is only produced when the CPU has AVX2 and FMA, and
         // the bounds were asserted above.
         #[cfg(target_arch = "x86_64")]
-        Level::Avx2 => unsafe { avx2::gemm(m, n, k, a.as_ptr(), lda, b.as_ptr(), ldb, c.as_mut_ptr(), ldc, accumulate) },
+        Level::Avx2 => unsafe { avx2::gemm(raw) },
         // SAFETY: `Avx512` is only produced when the CPU has AVX-512F (and
         // AVX2/FMA); bounds asserted above.
         #[cfg(target_arch = "x86_64")]
-        Level::Avx512 => unsafe { avx512::gemm(m, n, k, a.as_ptr(), lda, b.as_ptr(), ldb, c.as_mut_ptr(), ldc, accumulate) },
+        Level::Avx512 => unsafe { avx512::gemm(raw) },
     }
+}
+
+/// [`gemm`]'s operands as raw pointers and strides, once its bounds are
+/// checked: what the SIMD kernels take.
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy)]
+struct RawGemm {
+    m: usize,
+    n: usize,
+    k: usize,
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    ldb: usize,
+    c: *mut f32,
+    ldc: usize,
+    acc: bool,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -176,6 +195,7 @@ pub fn exp_avx2_lanes(x: &[f32]) -> Option<Vec<f32>> {
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
+    use super::RawGemm;
     use std::arch::x86_64::*;
 
     /// Rows per micro-tile; with two 16-lane column vectors this is 24
@@ -183,19 +203,8 @@ mod avx512 {
     const MR: usize = 8;
 
     #[target_feature(enable = "avx512f")]
-    #[allow(clippy::too_many_arguments)]
-    pub unsafe fn gemm(
-        m: usize,
-        n: usize,
-        k: usize,
-        a: *const f32,
-        lda: usize,
-        b: *const f32,
-        ldb: usize,
-        c: *mut f32,
-        ldc: usize,
-        acc: bool,
-    ) {
+    pub unsafe fn gemm(g: RawGemm) {
+        let RawGemm { m, n, k, a, lda, b, ldb, c, ldc, acc } = g;
         let mut i0 = 0;
         while i0 < m {
             let rows = (m - i0).min(MR);
@@ -284,6 +293,7 @@ mod avx512 {
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
+    use super::RawGemm;
     use std::arch::x86_64::*;
 
     /// Rows per micro-tile; with two 8-lane column vectors this is 12
@@ -291,21 +301,10 @@ mod avx2 {
     const MR: usize = 6;
 
     #[target_feature(enable = "avx2,fma")]
-    #[allow(clippy::too_many_arguments)]
-    pub unsafe fn gemm(
-        m: usize,
-        n: usize,
-        k: usize,
-        a: *const f32,
-        lda: usize,
-        b: *const f32,
-        ldb: usize,
-        c: *mut f32,
-        ldc: usize,
-        acc: bool,
-    ) {
+    pub unsafe fn gemm(g: RawGemm) {
+        let RawGemm { m, n, k, a, lda, b, ldb, c, ldc, acc } = g;
         if m > 2 * MR && k > 0 {
-            unsafe { gemm_packed(m, n, k, a, lda, b, ldb, c, ldc, acc) };
+            unsafe { gemm_packed(g) };
             return;
         }
         let mut i0 = 0;
@@ -335,19 +334,8 @@ mod avx2 {
     /// channel) would otherwise be re-fetched from L2 for each row tile with
     /// a stride no prefetcher follows.
     #[target_feature(enable = "avx2,fma")]
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn gemm_packed(
-        m: usize,
-        n: usize,
-        k: usize,
-        a: *const f32,
-        lda: usize,
-        b: *const f32,
-        ldb: usize,
-        c: *mut f32,
-        ldc: usize,
-        acc: bool,
-    ) {
+    unsafe fn gemm_packed(g: RawGemm) {
+        let RawGemm { m, n, k, a, lda, b, ldb, c, ldc, acc } = g;
         let mut panel = [0.0f32; KC * 16];
         let pp = panel.as_mut_ptr();
         let mut j0 = 0;
