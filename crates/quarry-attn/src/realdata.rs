@@ -48,6 +48,16 @@ pub fn read_meta(dir: &Path) -> Result<DumpMeta> {
         tokens: field("tokens")?,
     };
     AttnShape::prefill(meta.heads, meta.kv_heads, meta.tokens, meta.head_dim).validate(true)?;
+    // The evaluations use the default softmax scale 1/sqrt(head_dim); a model that scales
+    // otherwise (Gemma's query_pre_attn_scalar) would be measured on the wrong attention.
+    if let Some(s) = v.get("attention_scale").and_then(|x| x.as_f64()) {
+        let default = 1.0 / (meta.head_dim as f64).sqrt();
+        if (s - default).abs() > 1e-6 * default {
+            return Err(AttnError::Io(format!(
+                "meta.json: attention_scale {s} is not 1/sqrt(head_dim) = {default}, which the evaluations assume"
+            )));
+        }
+    }
     Ok(meta)
 }
 

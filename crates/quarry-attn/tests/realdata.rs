@@ -49,4 +49,13 @@ fn synthetic_dump_round_trips_and_evaluates() {
     assert_eq!(read_layer(dir.path(), &meta, 0).unwrap_err().code(), "QUARRY_DIM_MISMATCH");
     std::fs::write(dir.path().join("meta.json"), "{\"layers\": 1}").unwrap();
     assert_eq!(read_meta(dir.path()).unwrap_err().code(), "QUARRY_IO");
+    // A dump whose model scales attention other than by 1/sqrt(head_dim) is refused; the
+    // default scale written out is accepted.
+    let with_scale = |s: f64| {
+        format!(r#"{{"model":"m","layers":2,"heads":{heads},"kv_heads":{kv_heads},"head_dim":{d},"tokens":{n},"attention_scale":{s}}}"#)
+    };
+    std::fs::write(dir.path().join("meta.json"), with_scale(0.125)).unwrap();
+    assert_eq!(read_meta(dir.path()).unwrap().head_dim, d);
+    std::fs::write(dir.path().join("meta.json"), with_scale(0.0625)).unwrap();
+    assert_eq!(read_meta(dir.path()).unwrap_err().code(), "QUARRY_IO");
 }
