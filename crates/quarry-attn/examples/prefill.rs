@@ -10,6 +10,9 @@
 //! cargo run -p quarry-attn --release --example prefill -- DUMP_DIR --tokens 65536 --heads 3 \
 //!     --layers 0,2 [--calib 8192] [--target 0.95] [--json out.jsonl] [--dense-only]
 //! ```
+//! Each length and layer also gets the oracle row: the fewest (query, key)
+//! pairs any selector needs for `--target` mean recall ([`oracle_density`]),
+//! a bound on every sparse method's speedup at that recall.
 //! `--dense-only` times quarry dense alone (after a warm-up on a 256-token
 //! slice, as the torch script does): the bench alternates such runs with
 //! torch's for its head-to-head rounds.
@@ -19,7 +22,7 @@
 use quarry_attn::realdata::{read_layer, read_meta};
 use quarry_attn::{
     AttnOptions, AttnShape, PrefillPattern, ScoreEstimate, build_index, build_index_per_head, dense_attention, dense_pairs,
-    recall_from_lse, relative_error, search_patterns, sparse_attention,
+    oracle_density, recall_from_lse, relative_error, search_patterns, sparse_attention,
 };
 use std::io::Write;
 use std::path::PathBuf;
@@ -45,6 +48,9 @@ fn candidates(n: usize) -> Vec<(String, PrefillPattern)> {
         ("block-topk g0.95".into(), PrefillPattern::BlockTopK { gamma: 0.95, estimate: ScoreEstimate::Pooled }),
     ]
 }
+
+/// Query rows per head the oracle density is measured on.
+const ORACLE_ROWS: usize = 256;
 
 fn slice_heads(x: &[f32], heads: usize, n_total: usize, d: usize, n: usize) -> Vec<f32> {
     (0..heads).flat_map(|h| x[h * n_total * d..h * n_total * d + n * d].iter().copied()).collect()
@@ -139,6 +145,20 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         if dense_only {
             continue;
         }
+        // The fewest pairs any selector needs for the target recall (exact top pairs of 256
+        // rows per head): at the dense kernel's cost per pair, no method reaching the target is
+        // more than 1 / density faster than dense. Its "seconds" are dense's scaled by that.
+        let t = Instant::now();
+        let oracle = oracle_density(&q, &k, &shape, &opts, target, ORACLE_ROWS)?;
+        let oracle_s = t.elapsed().as_secs_f64();
+        emit(
+            &format!("oracle@{target}: exact top pairs (bound)"),
+            (target, f64::NAN),
+            f64::NAN,
+            oracle,
+            dense_s * oracle,
+            serde_json::json!({"oracle": true, "rows_per_head": ORACLE_ROWS.min(n), "measure_seconds": oracle_s}),
+        )?;
         let cands = candidates(n);
         for (name, p) in &cands {
             let t = Instant::now();

@@ -47,7 +47,7 @@ pub use decode::{
 pub use dense::{AttnOutput, dense_attention, dense_lse, naive_attention, naive_probs};
 pub use error::{AttnError, Result};
 pub use half::f16;
-pub use metrics::{Recall, recall_from_lse, relative_error, relative_error_per_head};
+pub use metrics::{Recall, oracle_density, recall_from_lse, relative_error, relative_error_per_head};
 pub use prefill::{
     PatternChoice, PrefillPattern, ScoreEstimate, SparseIndex, build_index, build_index_per_head, dense_pairs,
     prefill_recall, search_patterns, sparse_attention, sparse_lse, sparse_prefill,

@@ -1,5 +1,9 @@
 //! Attention recall, output error and helpers.
 
+use crate::error::{Result, invalid};
+use crate::shape::{AttnOptions, AttnShape, KvSlice, check_all};
+use rayon::prelude::*;
+
 /// Attention recall: the share of the true softmax mass that the selected
 /// keys cover, per query row, averaged.
 #[derive(Debug, Clone, PartialEq)]
@@ -56,4 +60,85 @@ pub fn relative_error_per_head(out: &[f32], reference: &[f32], heads: usize) -> 
     }
     let n = out.len() / heads;
     (0..heads).map(|h| relative_error(&out[h * n..(h + 1) * n], &reference[h * n..(h + 1) * n])).collect()
+}
+
+/// The fewest query-key pairs any selector could compute and still reach a
+/// mean attention recall of `target`, as a share of the visible pairs,
+/// measured on `rows_per_head` query rows of every head spread evenly over
+/// the sequence (all rows when it is at least `q_len`).
+///
+/// Mean recall is a sum of per-row probabilities divided by the row count,
+/// so for a given number of pairs it is highest when the pairs are the
+/// largest probabilities of all rows together: the pairs are taken in that
+/// order until their mass reaches `target` per row on average. No pattern
+/// (block, column, diagonal or per-key, chosen with perfect knowledge) that
+/// reaches `target` computes fewer pairs; a method computing `density`
+/// pairs with the dense kernel's per-pair cost is at most `1 / density`
+/// times faster than dense attention.
+pub fn oracle_density<'a>(
+    q: &[f32],
+    k: impl Into<KvSlice<'a>>,
+    shape: &AttnShape,
+    opts: &AttnOptions,
+    target: f64,
+    rows_per_head: usize,
+) -> Result<f64> {
+    let k = k.into();
+    check_all(q, &k, None, shape, opts)?;
+    if !(target > 0.0 && target <= 1.0) {
+        return invalid(format!("target recall ({target}) must be in (0, 1]"));
+    }
+    if rows_per_head == 0 {
+        return invalid("rows_per_head must be > 0");
+    }
+    let (d, n) = (shape.head_dim, shape.kv_len);
+    let rows = rows_per_head.min(shape.q_len);
+    if rows == 0 || n == 0 {
+        return Ok(1.0);
+    }
+    let scale = opts.scale_for(d);
+    let dot = quarry_simd::kernels().f32_dot;
+    let keys: Vec<Vec<f32>> = (0..shape.kv_heads)
+        .map(|g| {
+            let mut x = vec![0.0f32; n * d];
+            k.read(g * n * d, &mut x);
+            x
+        })
+        .collect();
+    // Probabilities of every sampled row's visible keys (f32 is plenty to
+    // rank them; the masses are summed in f64).
+    let probs: Vec<Vec<f32>> = (0..shape.heads * rows)
+        .into_par_iter()
+        .map(|hr| {
+            let (h, r) = (hr / rows, hr % rows);
+            let i = (2 * r + 1) * shape.q_len / (2 * rows);
+            let end = if opts.causal { shape.q_pos(i) + 1 } else { n };
+            let qi = &q[(h * shape.q_len + i) * d..][..d];
+            let kh = &keys[h / shape.group()];
+            let mut p: Vec<f32> = (0..end).map(|j| dot(qi, &kh[j * d..(j + 1) * d]) * scale).collect();
+            let m = p.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let mut sum = 0.0f64;
+            for x in p.iter_mut() {
+                *x = (*x - m).exp();
+                sum += *x as f64;
+            }
+            let inv = (1.0 / sum) as f32;
+            p.iter_mut().for_each(|x| *x *= inv);
+            p
+        })
+        .collect();
+    let visible: usize = probs.iter().map(Vec::len).sum();
+    let mut all: Vec<f32> = probs.into_iter().flatten().collect();
+    all.par_sort_unstable_by(|a, b| b.total_cmp(a));
+    let need = target * (shape.heads * rows) as f64;
+    let mut mass = 0.0f64;
+    let mut taken = all.len();
+    for (c, &p) in all.iter().enumerate() {
+        mass += p as f64;
+        if mass >= need {
+            taken = c + 1;
+            break;
+        }
+    }
+    Ok(taken as f64 / visible as f64)
 }

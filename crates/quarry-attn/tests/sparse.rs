@@ -221,3 +221,61 @@ fn pattern_search_picks_the_cheapest_pattern_meeting_the_target() {
     let strict = search_patterns(&q, &k, &shape, &opts, &cands[..1], 1.0).unwrap();
     assert_eq!(strict.patterns[1], PrefillPattern::Dense);
 }
+
+/// The oracle density against a brute force over the reference probabilities
+/// (every row sampled), its limits, and a bound the sparse patterns respect.
+#[test]
+fn oracle_density_is_the_fewest_pairs_reaching_the_target() {
+    let mut r = Rng(91);
+    for (causal, heads, kv_heads, n, d) in [(true, 4, 2, 150, 16), (false, 2, 1, 97, 8), (true, 3, 3, 64, 32)] {
+        let shape = AttnShape::prefill(heads, kv_heads, n, d);
+        let opts = if causal { AttnOptions::causal() } else { AttnOptions::non_causal() };
+        let q = r.vec(heads * n * d, 1.5);
+        let k = r.vec(kv_heads * n * d, 1.0);
+        let mut all = Vec::new();
+        naive_probs(&q, &k, &shape, &opts, |_, _, p| all.extend_from_slice(p)).unwrap();
+        let visible = all.len();
+        all.sort_by(|a, b| b.total_cmp(a));
+        for target in [0.5, 0.8, 0.95, 0.99] {
+            let need = target * (heads * n) as f64;
+            let (mut mass, mut c) = (0.0, 0);
+            while mass < need {
+                mass += all[c];
+                c += 1;
+            }
+            let got = oracle_density(&q, &k, &shape, &opts, target, n).unwrap();
+            let want = c as f64 / visible as f64;
+            // f32 vs f64 probabilities may swap the order of near-equal pairs at the cut
+            assert!((got - want).abs() <= 2.0 / visible as f64, "{causal} {target}: {got} vs {want}");
+        }
+        let full = oracle_density(&q, &k, &shape, &opts, 1.0, n).unwrap();
+        assert!(full > 0.99, "{full}");
+        // a sparse pattern reaching the target computes at least the oracle's share
+        let p = PrefillPattern::BlockTopK { gamma: 0.9, estimate: ScoreEstimate::Pooled };
+        if causal {
+            let (rec, dens) = recall_and_density(&q, &k, &shape, &p);
+            let o = oracle_density(&q, &k, &shape, &opts, rec.min(1.0), n).unwrap();
+            assert!(dens >= o - 2.0 / visible as f64, "pattern density {dens} below the oracle {o} at recall {rec}");
+        }
+    }
+    // One key holding all the mass: one pair per row, and only as many rows as the mean needs
+    // (48 rows at recall 1 and 2 at 0 average 0.96 >= 0.95).
+    let (n, d) = (200, 8);
+    let shape = AttnShape::prefill(1, 1, n, d);
+    let mut k = vec![0.01f32; n * d];
+    k[0] = 10.0;
+    let mut q = vec![0.0f32; n * d];
+    for i in 0..n {
+        q[i * d] = 10.0;
+    }
+    let opts = AttnOptions::non_causal();
+    let got = oracle_density(&q, &k, &shape, &opts, 0.95, 50).unwrap();
+    assert_eq!(got, 48.0 / (50 * n) as f64);
+    // sampled rows: evenly spread, density of those rows only
+    let causal = oracle_density(&q, &k, &shape, &AttnOptions::causal(), 0.95, 4).unwrap();
+    let vis: usize = [25usize, 75, 125, 175].iter().map(|i| i + 1).sum();
+    assert_eq!(causal, 4.0 / vis as f64);
+    assert_eq!(oracle_density(&q, &k, &shape, &opts, 0.0, 4).unwrap_err().code(), "QUARRY_INVALID_ARGUMENT");
+    assert_eq!(oracle_density(&q, &k, &shape, &opts, 0.9, 0).unwrap_err().code(), "QUARRY_INVALID_ARGUMENT");
+    assert_eq!(oracle_density(&q[1..], &k, &shape, &opts, 0.9, 4).unwrap_err().code(), "QUARRY_DIM_MISMATCH");
+}
