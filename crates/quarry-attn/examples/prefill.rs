@@ -13,6 +13,7 @@
 //! Each length and layer also gets the oracle row: the fewest (query, key)
 //! pairs any selector needs for `--target` mean recall ([`oracle_density`]),
 //! a bound on every sparse method's speedup at that recall.
+//! `--oracle-only` prints just that bound at recall 0.9, 0.95 and 0.99.
 //! `--dense-only` times quarry dense alone (after a warm-up on a 256-token
 //! slice, as the torch script does): the bench alternates such runs with
 //! torch's for its head-to-head rounds.
@@ -60,7 +61,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let a: Vec<String> = std::env::args().skip(1).collect();
     let mut dir = PathBuf::from("benches/.data/model/smollm2-135m-instruct-q4_1");
     let (mut tokens, mut heads, mut layers, mut calib, mut target, mut json) = (None, None, vec![0usize], 8192usize, 0.95f64, None);
-    let mut dense_only = false;
+    let (mut dense_only, mut oracle_only) = (false, false);
     let mut i = 0;
     while i < a.len() {
         let val = || a.get(i + 1).cloned().ok_or_else(|| format!("{} needs a value", a[i]));
@@ -73,6 +74,11 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             "--json" => json = Some(PathBuf::from(val()?)),
             "--dense-only" => {
                 dense_only = true;
+                i += 1;
+                continue;
+            }
+            "--oracle-only" => {
+                oracle_only = true;
                 i += 1;
                 continue;
             }
@@ -111,6 +117,13 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             (slice_heads(&q_all, h, meta.tokens, d, c), slice_heads(&k_all, hk, meta.tokens, d, c))
         };
         drop((q_all, k_all, v_all));
+        if oracle_only {
+            for t in [0.9, 0.95, 0.99] {
+                let o = oracle_density(&q, &k, &shape, &opts, t, ORACLE_ROWS)?;
+                println!("{layer:>5}  oracle@{t}: exact top pairs need {:.4} of the pairs (<= {:.2}x over dense)", o, 1.0 / o);
+            }
+            continue;
+        }
         if dense_only {
             let w = n.min(256);
             let warm = AttnShape::prefill(h, hk, w, d);
