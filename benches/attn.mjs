@@ -60,7 +60,7 @@ const startedAt = new Date();
 const runDir = join(DATA_DIR, 'runs', `attn-${startedAt.toISOString().replace(/[:.]/g, '-')}`);
 mkdirSync(runDir, { recursive: true });
 if (args['append-run']) {
-  for (const name of ['prefill.jsonl', 'torch.jsonl', 'decode.jsonl']) {
+  for (const name of ['prefill.jsonl', 'torch.jsonl', 'decode.jsonl', ...(args['report-only'] ? ['h2h.jsonl'] : [])]) {
     const src = join(args['append-run'], name);
     if (existsSync(src)) writeFileSync(join(runDir, name), readFileSync(src));
   }
@@ -84,20 +84,24 @@ function readJsonl(f) {
   return readFileSync(f, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
 }
 
+// --report-only (with --append-run): no measurements, the report of that run
+// is written again (e.g. after a change to the report itself).
+const measure = !args['report-only'];
+if (!measure && !args['append-run']) throw new Error('--report-only needs --append-run DIR');
 const timings = {};
 sample('start');
-if (!args['skip-setup']) timings.setup = run('sh', ['benches/model/setup.sh', ...MODEL.setupArgs], 'model setup');
+if (measure && !args['skip-setup']) timings.setup = run('sh', ['benches/model/setup.sh', ...MODEL.setupArgs], 'model setup');
 const gguf = join(MODEL_DIR, 'dl', MODEL.gguf);
 let sotu = join(ROOT, 'node_modules', '@stdlib', 'datasets-sotu', 'data');
 if (!existsSync(join(sotu, '2021_joseph_r_biden_d.txt'))) sotu = join(MODEL_DIR, 'dl', 'sotu', 'package', 'data');
-if (!args['no-long-dump']) {
+if (measure && !args['no-long-dump']) {
   // Idempotent: returns at once when the dump with these layers is complete.
   // SmolLM2's first 4096 tokens are checked against its 4096-token dump.
   const prefix = modelKey === 'smollm2' ? ['--prefix-dump', SHORT] : [];
   timings.longDump = run(PY, ['benches/model/dump_long.py', '--gguf', gguf, '--name', MODEL.name, '--sotu-dir', sotu, '--tokens', String(longTokens),
     '--layers', longLayers, '--threads', String(threads), ...prefix, '--out', LONG], 'long dump');
 }
-timings.build = run('cargo', ['build', '--release', '-p', 'quarry-attn', '--examples'], 'cargo build');
+if (measure) timings.build = run('cargo', ['build', '--release', '-p', 'quarry-attn', '--examples'], 'cargo build');
 const EX = (name) => join(ROOT, 'target', 'release', 'examples', name);
 
 const longMeta = existsSync(join(LONG, 'meta.json')) ? JSON.parse(readFileSync(join(LONG, 'meta.json'), 'utf8')) : null;
@@ -110,7 +114,7 @@ const prefillJson = join(runDir, 'prefill.jsonl');
 const torchJson = join(runDir, 'torch.jsonl');
 const headsFor = MODEL.headsFor;
 for (const n of lengths) {
-  if (!longMeta || longMeta.tokens < n || !layers.length) continue;
+  if (!measure || !longMeta || longMeta.tokens < n || !layers.length) continue;
   const common = ['--tokens', String(n), '--heads', String(headsFor(n)), '--layers', layers.join(',')];
   timings[`torch ${n}`] = run(PY, ['benches/attn_torch_real.py', LONG, ...common, '--threads', String(threads), '--json', torchJson], `torch sdpa ${n}`);
   timings[`prefill ${n}`] = run(EX('prefill'), [LONG, ...common, '--calib', '8192', '--json', prefillJson], `quarry prefill ${n}`);
@@ -122,7 +126,7 @@ for (const n of lengths) {
 const h2hJson = join(runDir, 'h2h.jsonl');
 const H2H_ROUNDS = Number(args['h2h-rounds'] ?? MODEL.h2hRounds);
 for (const n of lengths.filter((x) => x <= 32768)) {
-  if (!longMeta || longMeta.tokens < n || !layers.length || !H2H_ROUNDS) continue;
+  if (!measure || !longMeta || longMeta.tokens < n || !layers.length || !H2H_ROUNDS) continue;
   const common = ['--tokens', String(n), '--heads', String(headsFor(n)), '--layers', layers.join(',')];
   const rounds = n <= 8192 ? H2H_ROUNDS : Math.max(1, Math.ceil(H2H_ROUNDS / 2));
   for (let r = 0; r < rounds; r++) {
@@ -139,13 +143,20 @@ for (const n of lengths.filter((x) => x <= 32768)) {
 // ---- decode ----
 const decodeJson = join(runDir, 'decode.jsonl');
 if (!args['append-run'] && MODEL.decode4k) timings['decode 4k'] = run(EX('decode'), [SHORT, '--layers', '2,10,18,26', '--json', decodeJson], 'decode 4k (depth)');
-if (longMeta && layers.length) {
+if (measure && longMeta && layers.length) {
   if (longMeta.tokens >= 32768) timings['decode 32k'] = run(EX('decode'), [LONG, '--tokens', '32768', '--layers', layers.join(','), '--json', decodeJson], 'decode 32k');
   timings['decode 128k'] = run(EX('decode'), [LONG, '--tokens', String(longMeta.tokens), '--tile-to', '131072', '--needle', '1000',
     '--layers', layers.join(','), '--reps', '3', '--json', decodeJson], 'decode 128k');
 }
 sample('end');
-const wallS = (Date.now() - startedAt.getTime()) / 1e3;
+let wallS = (Date.now() - startedAt.getTime()) / 1e3;
+if (!measure && existsSync(join(args['append-run'], 'summary.json'))) {
+  // the measured run's own figures
+  const old = JSON.parse(readFileSync(join(args['append-run'], 'summary.json'), 'utf8'));
+  wallS = old.wallS;
+  Object.assign(timings, old.timings);
+  loadSamples.splice(0, loadSamples.length, ...old.loadSamples);
+}
 
 // ---- report ----
 const pre = readJsonl(prefillJson);
@@ -191,6 +202,10 @@ if (pre.length) {
       const dense = rows[0].dense_seconds;
       if (t) p(`| ${n} | ${layer} | torch SDPA (flash, enable_gqa; check vs f64 ${t.check_rel_err_f64.toExponential(1)}) | ${f(t.seconds, 2)} | ${f(dense / t.seconds, 2)}× | 1 | 1 | — | 1 |`);
       for (const r of rows) {
+        if (r.extra?.oracle) {
+          p(`| ${n} | ${layer} | ${r.method} | — | ≤ ${f(1 / r.density, 2)}× | ${f(r.recall, 2)} | — | — | ${f(r.density, 3)} |`);
+          continue;
+        }
         p(`| ${n} | ${layer} | ${r.method}${r.extra?.choice ? ` → ${r.extra.choice.join(', ')}` : ''} | ${f(r.seconds, 2)} | ${f(r.speedup, 2)}× | ${f(r.recall, 4)} | ${f(r.recall_min_head, 4)} | ${r.out_err.toExponential(2)} | ${f(r.density, 3)} |`);
       }
     }
@@ -210,6 +225,10 @@ if (pre.length) {
     const methods = [...new Set(rows.map((r) => r.method))];
     for (const m of methods) {
       const rs = rows.filter((r) => r.method === m);
+      if (rs[0].extra?.oracle) {
+        p(`| ${n} | ${m} | ≤ ${f(1 / mean(rs.map((r) => r.density)), 2)}× | ${f(rs[0].recall, 2)} | — | — | ${f(mean(rs.map((r) => r.density)), 3)} |`);
+        continue;
+      }
       const sp = mean(rs.map((r) => r.dense_seconds)) / mean(rs.map((r) => r.seconds));
       p(`| ${n} | ${m} | ${f(sp, 2)}× | ${f(mean(rs.map((r) => r.recall)), 4)} | ${f(Math.min(...rs.map((r) => r.recall_min_head)), 4)} | ${mean(rs.map((r) => r.out_err)).toExponential(2)} | ${f(mean(rs.map((r) => r.density)), 3)} |`);
     }
@@ -265,6 +284,13 @@ for (const n of lengths) {
     return { m, recall: mean(rs.map((r) => r.recall)), worst: Math.min(...rs.map((r) => r.recall)), sp: mean(rs.map((r) => r.dense_seconds)) / mean(rs.map((r) => r.seconds)) };
   });
   for (const x of byM) p(`- ${x.m} at ${n}: ${f(x.sp, 2)}× over quarry dense at recall ${f(x.recall, 4)} (worst layer ${f(x.worst, 4)}) → goal (≥ 5× at ≥ 0.95) ${x.sp >= 5 && x.worst >= 0.95 ? 'met' : 'not met'}.`);
+  // The oracle: fewest pairs any selector needs for the target recall, per layer.
+  const orc = pre.filter((r) => r.tokens === n && r.extra?.oracle);
+  if (orc.length) {
+    p(`  Bound for any selector (\`oracle_density\`: the largest probabilities of 256 rows per head taken until their mean recall reaches ${orc[0].recall}): ` +
+      orc.map((r) => `layer ${r.layer} needs ${pct(r.density)} of the pairs (≤ ${f(1 / r.density, 2)}× over dense)`).join('; ') +
+      `; ≥ 5× at ≥ 0.95 needs ≤ 20% on every layer → ${orc.every((r) => r.density <= 0.2) ? 'possible on these heads' : 'impossible on these heads for any selector computing pairs at the dense kernel\'s cost'}.`);
+  }
 }
 for (const n of [...new Set(dec.map((r) => r.tokens))]) {
   const rs = dec.filter((r) => r.tokens === n && r.method.startsWith('retrieval'));
@@ -289,6 +315,7 @@ for (const n of [...new Set(dec.map((r) => r.tokens))]) {
 p();
 p(`Step times (s): ${Object.entries(timings).map(([k, v]) => `${k} ${v.toFixed(0)}`).join(', ')}. Load average samples: ${loadSamples.map((s) => `${s.what} ${s.load[0]}`).join('; ')}.`);
 p(`Raw JSON of this run: \`${relative(ROOT, runDir)}/\` (git-ignored).`);
+if (!measure) p(`Report written again (\`--report-only\`) from the measurements of \`${relative(ROOT, args['append-run'])}/\`${existsSync(join(args['append-run'], 'summary.json')) ? '' : ' (no summary.json there: wall time, step times and load averages above are of the rewrite, not of the measurement)'}.`);
 const report = L.join('\n');
 writeFileSync(join(runDir, 'report.md'), report);
 writeFileSync(join(runDir, 'summary.json'), JSON.stringify({ command, startedAt, wallS, timings, loadSamples }));
