@@ -15,6 +15,7 @@
 //   node benches/attn.mjs [--model smollm2|gemma3] [--lengths 8192,32768,65536] [--long-layers 0,2,10,18]
 //                         [--no-long-dump] [--skip-setup] [--no-write] [--threads 2]
 //                         [--layers 2] [--append-run benches/.data/runs/attn-...] [--h2h-rounds 5]
+//                         [--report-only --append-run DIR]
 // --layers restricts the long-dump layers measured; --append-run starts from
 // the JSON lines of an earlier run (e.g. one over layers dumped before), so
 // the report covers both.
