@@ -75,6 +75,10 @@ pub fn relative_error_per_head(out: &[f32], reference: &[f32], heads: usize) -> 
 /// reaches `target` computes fewer pairs; a method computing `density`
 /// pairs with the dense kernel's per-pair cost is at most `1 / density`
 /// times faster than dense attention.
+///
+/// Memory: the probabilities of the sampled rows, up to
+/// `heads × rows_per_head × kv_len` f32 (100 MB for 3 heads × 256 rows at
+/// 64k keys), plus one f32 copy of the keys.
 pub fn oracle_density<'a>(
     q: &[f32],
     k: impl Into<KvSlice<'a>>,
