@@ -2,7 +2,9 @@
 
 use crate::error::{Result, invalid};
 use crate::shape::{AttnOptions, AttnShape, KvSlice, check_all};
+use crate::simd::{self, Level};
 use rayon::prelude::*;
+use std::borrow::Cow;
 
 /// Attention recall: the share of the true softmax mass that the selected
 /// keys cover, per query row, averaged.
@@ -101,14 +103,17 @@ pub fn oracle_density<'a>(
         return Ok(1.0);
     }
     let scale = opts.scale_for(d);
+    let level = Level::resolve(opts.kernel);
     let dot = quarry_simd::kernels().f32_dot;
-    let keys: Vec<Vec<f32>> = (0..shape.kv_heads)
-        .map(|g| {
-            let mut x = vec![0.0f32; n * d];
-            k.read(g * n * d, &mut x);
-            x
-        })
-        .collect();
+    // f32 keys are read in place; f16 ones widened once
+    let keys: Cow<[f32]> = match k {
+        KvSlice::F32(s) => Cow::Borrowed(s),
+        KvSlice::F16(_) => {
+            let mut x = vec![0.0f32; k.len()];
+            k.read(0, &mut x);
+            Cow::Owned(x)
+        }
+    };
     // Probabilities of every sampled row's visible keys (f32 is plenty to
     // rank them; the masses are summed in f64).
     let probs: Vec<Vec<f32>> = (0..shape.heads * rows)
@@ -118,15 +123,10 @@ pub fn oracle_density<'a>(
             let i = (2 * r + 1) * shape.q_len / (2 * rows);
             let end = if opts.causal { shape.q_pos(i) + 1 } else { n };
             let qi = &q[(h * shape.q_len + i) * d..][..d];
-            let kh = &keys[h / shape.group()];
+            let kh = &keys[h / shape.group() * n * d..][..n * d];
             let mut p: Vec<f32> = (0..end).map(|j| dot(qi, &kh[j * d..(j + 1) * d]) * scale).collect();
-            let m = p.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let mut sum = 0.0f64;
-            for x in p.iter_mut() {
-                *x = (*x - m).exp();
-                sum += *x as f64;
-            }
-            let inv = (1.0 / sum) as f32;
+            let m = simd::row_max(level, &p);
+            let inv = 1.0 / simd::exp_sub_sum(level, &mut p, m);
             p.iter_mut().for_each(|x| *x *= inv);
             p
         })
