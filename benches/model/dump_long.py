@@ -116,7 +116,6 @@ class Capture:
         self.on_layer = on_layer
         self.want = set(layers)
         self.last = max(layers)
-        self.layer_types: dict[int, str] = {}
 
     @staticmethod
     def _np(t):
@@ -125,7 +124,6 @@ class Capture:
     def attention(self, module, query, key, value, attention_mask, scaling=None, dropout=0.0,
                   sliding_window=None, **kwargs):
         i = module.layer_idx
-        self.layer_types[i] = f"sliding window {sliding_window}" if sliding_window else "full"
         if i in self.want:
             self.on_layer(i, {"q": self._np(query), "k": self._np(key), "v": self._np(value)})
             if i == self.last:
