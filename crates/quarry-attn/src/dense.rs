@@ -3,14 +3,18 @@
 
 use crate::error::Result;
 use crate::kernel::{Ctx, PreparedKv, dense_job};
+use crate::simd::{Level, PANEL};
 
 /// Dense runs use query tiles of twice the options' block (at most 256) and
 /// key ranges of twice the tile: the block sizes the sparse methods'
 /// selection units, while for dense attention larger tiles mean fewer
 /// online-softmax rescales and longer GEMMs (measured ~10% faster at 8k-64k).
+/// Blocks are validated multiples of 16 (= [`PANEL`]), so every range starts
+/// on a panel of the packed K and V.
 fn dense_tiles(opts: &AttnOptions) -> (AttnOptions, usize) {
     let tiled = opts.with_block((2 * opts.block).min(256));
     let span = 2 * tiled.block;
+    debug_assert!(span.is_multiple_of(PANEL));
     (tiled, span)
 }
 use crate::shape::{AttnOptions, AttnShape, KvSlice, check_all};
@@ -41,7 +45,7 @@ pub fn dense_attention<'a>(
 ) -> Result<AttnOutput> {
     let (k, v) = (k.into(), v.into());
     check_all(q, &k, Some(&v), shape, opts)?;
-    let kv = PreparedKv::new(&k, Some(&v), shape);
+    let kv = PreparedKv::for_dense(&k, Some(&v), shape, Level::resolve(opts.kernel));
     let (tiled, span) = dense_tiles(opts);
     let ctx = Ctx::new(&tiled, shape, q, &kv, true).with_key_span(span);
     let (output, lse) = ctx.run(|_, t, job| dense_job(shape, opts.causal, tiled.block, span, t, job));
@@ -53,7 +57,7 @@ pub fn dense_attention<'a>(
 pub fn dense_lse<'a>(q: &[f32], k: impl Into<KvSlice<'a>>, shape: &AttnShape, opts: &AttnOptions) -> Result<Vec<f32>> {
     let k = k.into();
     check_all(q, &k, None, shape, opts)?;
-    let kv = PreparedKv::new(&k, None, shape);
+    let kv = PreparedKv::for_dense(&k, None, shape, Level::resolve(opts.kernel));
     let (tiled, span) = dense_tiles(opts);
     let ctx = Ctx::new(&tiled, shape, q, &kv, false).with_key_span(span);
     Ok(ctx.run(|_, t, job| dense_job(shape, opts.causal, tiled.block, span, t, job)).1)

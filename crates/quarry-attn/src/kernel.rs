@@ -10,19 +10,79 @@
 //! attention is the job "all aligned blocks up to the diagonal".
 
 use crate::shape::{AttnOptions, AttnShape, KvSlice};
-use crate::simd::{self, Level};
+use crate::simd::{self, Level, PANEL};
 use rayon::prelude::*;
 use std::borrow::Cow;
 
 /// K transposed and V widened to f32, ready for the tile engine.
 pub(crate) struct PreparedKv<'a> {
+    /// `[kv_heads][head_dim][ld]` (empty when `panels` holds K).
     pub kt: Vec<f32>,
     /// Row stride of `kt` (>= kv_len, padded).
     pub ld: usize,
+    /// `[kv_heads][kv_len][head_dim]` (empty when `panels` holds V).
     pub v: Cow<'a, [f32]>,
+    /// K and V packed for [`simd::gemm_panels`] (dense runs on AVX2).
+    pub panels: Option<PanelKv>,
+}
+
+/// K and V of a dense run in the layout [`simd::gemm_panels`] reads, packed
+/// once per call: every query tile multiplies by the same key ranges, and
+/// the GEMM would otherwise copy each range's B into panels for every tile.
+pub(crate) struct PanelKv {
+    /// `[kv_heads][ceil(kv_len/16)][head_dim][16]`: panel `j` is keys
+    /// `16j..16j+16` transposed (a `head_dim × 16` block), zero-padded.
+    pub k: Vec<f32>,
+    /// `[kv_heads][ceil(head_dim/16)][kv_len][16]`: panel `j` is channels
+    /// `16j..16j+16` of every key, zero-padded (empty without V).
+    pub v: Vec<f32>,
+}
+
+impl PanelKv {
+    fn new(k: &KvSlice, v: Option<&KvSlice>, shape: &AttnShape) -> Self {
+        let (n, d) = (shape.kv_len, shape.head_dim);
+        let (n16, d16) = (n.div_ceil(PANEL), d.div_ceil(PANEL));
+        let mut kp = vec![0.0f32; shape.kv_heads * n16 * d * PANEL];
+        kp.par_chunks_mut((n16 * d * PANEL).max(1)).enumerate().for_each(|(g, dst)| {
+            let mut row = vec![0.0f32; d];
+            for j in 0..n {
+                k.read((g * n + j) * d, &mut row);
+                let panel = &mut dst[j / PANEL * d * PANEL + j % PANEL..];
+                for (c, &x) in row.iter().enumerate() {
+                    panel[c * PANEL] = x;
+                }
+            }
+        });
+        let mut vp = vec![0.0f32; if v.is_some() { shape.kv_heads * d16 * n * PANEL } else { 0 }];
+        if let Some(v) = v {
+            vp.par_chunks_mut((d16 * n * PANEL).max(1)).enumerate().for_each(|(g, dst)| {
+                let mut row = vec![0.0f32; d];
+                for j in 0..n {
+                    v.read((g * n + j) * d, &mut row);
+                    for (c, &x) in row.iter().enumerate() {
+                        dst[(c / PANEL * n + j) * PANEL + c % PANEL] = x;
+                    }
+                }
+            });
+        }
+        PanelKv { k: kp, v: vp }
+    }
 }
 
 impl<'a> PreparedKv<'a> {
+    /// For a dense run (key ranges starting at multiples of [`PANEL`], no
+    /// columns): K and V packed into panels on the levels that multiply
+    /// them with [`simd::gemm_panels`] (AVX2, scalar); AVX-512 keeps its own
+    /// wider tiles over [`PreparedKv::new`]'s layout.
+    pub fn for_dense(k: &KvSlice, v: Option<&KvSlice<'a>>, shape: &AttnShape, level: Level) -> Self {
+        #[cfg(target_arch = "x86_64")]
+        if level == Level::Avx512 {
+            return Self::new(k, v, shape);
+        }
+        let _ = level;
+        PreparedKv { kt: Vec::new(), ld: 0, v: Cow::Owned(Vec::new()), panels: Some(PanelKv::new(k, v.map(|v| v as &KvSlice), shape)) }
+    }
+
     pub fn new(k: &KvSlice, v: Option<&KvSlice<'a>>, shape: &AttnShape) -> Self {
         let n = shape.kv_len;
         let d = shape.head_dim;
@@ -55,7 +115,7 @@ impl<'a> PreparedKv<'a> {
             }
             None => Cow::Owned(Vec::new()),
         };
-        PreparedKv { kt, ld, v }
+        PreparedKv { kt, ld, v, panels: None }
     }
 }
 
@@ -209,15 +269,24 @@ impl<'a> Ctx<'a> {
         if self.with_output {
             sc.o[..rows * d].fill(0.0);
         }
-        let kt = &self.kv.kt[g * d * self.kv.ld..(g + 1) * d * self.kv.ld];
+        let n = sh.kv_len;
+        let kt = if self.kv.panels.is_some() { &[][..] } else { &self.kv.kt[g * d * self.kv.ld..(g + 1) * d * self.kv.ld] };
         let ld = self.kv.ld;
-        let vh: &[f32] = if self.with_output { &self.kv.v[g * sh.kv_len * d..(g + 1) * sh.kv_len * d] } else { &[] };
+        let vh: &[f32] = if self.with_output && self.kv.panels.is_none() { &self.kv.v[g * n * d..(g + 1) * n * d] } else { &[] };
         let first_pos = if self.causal { sh.q_pos(r0) } else { usize::MAX };
+        debug_assert!(self.kv.panels.is_none() || job.cols.is_empty(), "packed K/V serve dense jobs (ranges only)");
 
         for &[s, e] in &job.ranges {
             let (s, e) = (s as usize, e as usize);
             let w = e - s;
-            simd::gemm(level, rows, w, d, &sc.qbuf, d, &kt[s..], ld, &mut sc.s, ks, false);
+            match &self.kv.panels {
+                Some(p) => {
+                    debug_assert_eq!(s % PANEL, 0);
+                    let kp = &p.k[(g * n.div_ceil(PANEL) + s / PANEL) * d * PANEL..];
+                    simd::gemm_panels(level, rows, w, d, &sc.qbuf, d, kp, d * PANEL, &mut sc.s, ks, false);
+                }
+                None => simd::gemm(level, rows, w, d, &sc.qbuf, d, &kt[s..], ld, &mut sc.s, ks, false),
+            }
             // Only tiles crossing the diagonal need the mask.
             if self.causal && e - 1 > first_pos {
                 for i in 0..rows {
@@ -232,7 +301,13 @@ impl<'a> Ctx<'a> {
             }
             self.update(rows, w, sc);
             if self.with_output {
-                simd::gemm(level, rows, d, w, &sc.s, ks, &vh[s * d..], d, &mut sc.o, d, true);
+                match &self.kv.panels {
+                    Some(p) => {
+                        let vp = &p.v[(g * d.div_ceil(PANEL) * n + s) * PANEL..];
+                        simd::gemm_panels(level, rows, d, w, &sc.s, ks, vp, n * PANEL, &mut sc.o, d, true);
+                    }
+                    None => simd::gemm(level, rows, d, w, &sc.s, ks, &vh[s * d..], d, &mut sc.o, d, true),
+                }
             }
         }
 

@@ -90,6 +90,64 @@ pub fn gemm(
     }
 }
 
+/// Columns of one B panel of [`gemm_panels`].
+pub const PANEL: usize = 16;
+
+/// [`gemm`] with B already in the panel layout the AVX2 kernel copies B
+/// into: column panels of [`PANEL`] columns, element `(p, j)` of B at
+/// `b[(j / PANEL)·panel_stride + p·PANEL + j % PANEL]`. An operand used in
+/// many products (the keys and values of a dense run) is packed once
+/// instead of once per product. Columns of the last panel past `n` are not
+/// read by the product (they may hold anything).
+///
+/// # Panics
+/// When a slice is too short for its strides (internal callers size them).
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_panels(
+    level: Level,
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    lda: usize,
+    b: &[f32],
+    panel_stride: usize,
+    c: &mut [f32],
+    ldc: usize,
+    accumulate: bool,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(a.len() >= (m - 1) * lda + k, "gemm_panels: A too short");
+    assert!(b.len() >= (n - 1) / PANEL * panel_stride + k * PANEL, "gemm_panels: B too short");
+    assert!(c.len() >= (m - 1) * ldc + n, "gemm_panels: C too short");
+    match level {
+        Level::Scalar => gemm_panels_scalar(m, n, k, a, lda, b, panel_stride, c, ldc, accumulate),
+        // SAFETY: `Avx2` and `Avx512` are only produced when the CPU has
+        // AVX2 and FMA (AVX-512 machines run the AVX2 panels); bounds
+        // asserted above.
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx2 | Level::Avx512 => unsafe {
+            avx2::gemm_panels(RawGemm { m, n, k, a: a.as_ptr(), lda, b: b.as_ptr(), ldb: panel_stride, c: c.as_mut_ptr(), ldc, acc: accumulate })
+        },
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn gemm_panels_scalar(m: usize, n: usize, k: usize, a: &[f32], lda: usize, b: &[f32], panel_stride: usize, c: &mut [f32], ldc: usize, accumulate: bool) {
+    for i in 0..m {
+        for j in 0..n {
+            let bj = &b[j / PANEL * panel_stride + j % PANEL..];
+            let mut sum = if accumulate { c[i * ldc + j] } else { 0.0 };
+            for p in 0..k {
+                sum = a[i * lda + p].mul_add(bj[p * PANEL], sum);
+            }
+            c[i * ldc + j] = sum;
+        }
+    }
+}
+
 /// [`gemm`]'s operands as raw pointers and strides, once its bounds are
 /// checked: what the SIMD kernels take.
 #[cfg(target_arch = "x86_64")]
@@ -371,6 +429,35 @@ mod avx2 {
         }
     }
 
+    /// [`super::gemm_panels`]: [`gemm_packed`] without the copy (`ldb` is
+    /// the panel stride).
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn gemm_panels(g: RawGemm) {
+        let RawGemm { m, n, k, a, lda, b, ldb, c, ldc, acc } = g;
+        let mut j0 = 0;
+        while j0 < n {
+            let cols = (n - j0).min(16);
+            let panel = unsafe { b.add(j0 / 16 * ldb) };
+            let mut p0 = 0;
+            // At least one pass, so that `k == 0` still writes C.
+            loop {
+                let kc = (k - p0).min(KC);
+                let acc_here = acc || p0 > 0;
+                let mut i0 = 0;
+                while i0 < m {
+                    let rows = (m - i0).min(MR);
+                    unsafe { tile_rows(rows, kc, a.add(i0 * lda + p0), lda, panel.add(16 * p0), 16, c.add(i0 * ldc + j0), ldc, cols, acc_here) };
+                    i0 += MR;
+                }
+                p0 += kc;
+                if p0 >= k {
+                    break;
+                }
+            }
+            j0 += 16;
+        }
+    }
+
     #[target_feature(enable = "avx2,fma")]
     #[inline]
     unsafe fn lane_mask(valid: usize) -> __m256i {
@@ -577,6 +664,38 @@ mod tests {
                     let mut c = init.clone();
                     gemm(level, m, n, k, &a, lda, &b, ldb, &mut c, ldc, acc);
                     for (x, y) in c.iter().zip(&c_ref) {
+                        assert!((x - y).abs() < 1e-4, "{} {m}x{n}x{k}: {x} vs {y}", level.name());
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn gemm_panels_equals_gemm() {
+        // B packed into 16-column panels (with a gap between panels and
+        // garbage in the columns past n) gives what `gemm` gives on the
+        // row-major B, on every level.
+        let mut s = 11u64;
+        for &(m, n, k) in &[(1, 1, 1), (6, 16, 8), (7, 17, 5), (13, 33, 64), (5, 3, 0), (64, 64, 64), (25, 47, 64), (13, 33, 300), (40, 20, 513), (19, 16, 256), (128, 256, 256)] {
+            let (lda, ldb, ldc) = (k + 3, n + 5, n + 2);
+            let a: Vec<f32> = (0..m * lda).map(|_| lcg(&mut s)).collect();
+            let b: Vec<f32> = (0..k.max(1) * ldb).map(|_| lcg(&mut s)).collect();
+            let stride = k * PANEL + 7;
+            let mut panels: Vec<f32> = (0..n.div_ceil(PANEL) * stride).map(|_| 1e30).collect();
+            for p in 0..k {
+                for j in 0..n {
+                    panels[j / PANEL * stride + p * PANEL + j % PANEL] = b[p * ldb + j];
+                }
+            }
+            let init: Vec<f32> = (0..m * ldc).map(|_| lcg(&mut s)).collect();
+            for acc in [false, true] {
+                let mut want = init.clone();
+                gemm(Level::Scalar, m, n, k, &a, lda, &b, ldb, &mut want, ldc, acc);
+                for level in available_levels() {
+                    let mut c = init.clone();
+                    gemm_panels(level, m, n, k, &a, lda, &panels, stride, &mut c, ldc, acc);
+                    for (x, y) in c.iter().zip(&want) {
                         assert!((x - y).abs() < 1e-4, "{} {m}x{n}x{k}: {x} vs {y}", level.name());
                     }
                 }
