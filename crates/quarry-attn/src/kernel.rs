@@ -42,26 +42,28 @@ impl PanelKv {
     fn new(k: &KvSlice, v: Option<&KvSlice>, shape: &AttnShape) -> Self {
         let (n, d) = (shape.kv_len, shape.head_dim);
         let (n16, d16) = (n.div_ceil(PANEL), d.div_ceil(PANEL));
+        // One task per panel (heads × key panels for K, heads × channel
+        // panels for V): a model with one KV head still packs on every core.
         let mut kp = vec![0.0f32; shape.kv_heads * n16 * d * PANEL];
-        kp.par_chunks_mut((n16 * d * PANEL).max(1)).enumerate().for_each(|(g, dst)| {
+        kp.par_chunks_mut((d * PANEL).max(1)).enumerate().with_min_len(16).for_each(|(i, panel)| {
+            let (g, j0) = (i / n16, i % n16 * PANEL);
             let mut row = vec![0.0f32; d];
-            for j in 0..n {
+            for j in j0..(j0 + PANEL).min(n) {
                 k.read((g * n + j) * d, &mut row);
-                let panel = &mut dst[j / PANEL * d * PANEL + j % PANEL..];
                 for (c, &x) in row.iter().enumerate() {
-                    panel[c * PANEL] = x;
+                    panel[c * PANEL + j - j0] = x;
                 }
             }
         });
         let mut vp = vec![0.0f32; if v.is_some() { shape.kv_heads * d16 * n * PANEL } else { 0 }];
         if let Some(v) = v {
-            vp.par_chunks_mut((d16 * n * PANEL).max(1)).enumerate().for_each(|(g, dst)| {
-                let mut row = vec![0.0f32; d];
+            vp.par_chunks_mut((n * PANEL).max(1)).enumerate().for_each(|(i, panel)| {
+                let (g, c0) = (i / d16, i % d16 * PANEL);
+                let w = (d - c0).min(PANEL);
+                let mut row = vec![0.0f32; w];
                 for j in 0..n {
-                    v.read((g * n + j) * d, &mut row);
-                    for (c, &x) in row.iter().enumerate() {
-                        dst[(c / PANEL * n + j) * PANEL + c % PANEL] = x;
-                    }
+                    v.read((g * n + j) * d + c0, &mut row);
+                    panel[j * PANEL..j * PANEL + w].copy_from_slice(&row);
                 }
             });
         }
