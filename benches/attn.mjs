@@ -41,7 +41,7 @@ const MODELS = {
     label: 'Gemma 3 270M (Q4_K_M GGUF, f32 forward), global-attention layers', gguf: 'gemma-3-270m-q4_k_m.gguf',
     name: 'gemma-3-270m-q4_k_m', longPrefix: 'gemma3-long', longLayers: '5,11,17', setupArgs: ['--gemma3'],
     // 4 query heads over 1 KV head of 256 channels: one GQA group, all heads
-    headsFor: () => 4, h2hRounds: 0, decode4k: false, marker: 'attn-gemma3',
+    headsFor: () => 4, h2hRounds: 4, decode4k: false, marker: 'attn-gemma3',
   },
 };
 const modelKey = String(args.model ?? 'smollm2');

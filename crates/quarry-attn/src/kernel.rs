@@ -7,7 +7,10 @@
 //! of key *ranges* (consecutive keys, at most `block` long, at any offset)
 //! plus a list of single key *columns*, which are gathered into a panel of
 //! at most `block` keys and then go through exactly the same steps. Dense
-//! attention is the job "all aligned blocks up to the diagonal".
+//! attention is the job "all aligned blocks up to the diagonal"; as those
+//! ranges start on multiples of 16 keys, a dense run (AVX2 or scalar) packs
+//! K and V once into the 16-column panels the GEMM multiplies by
+//! ([`PanelKv`], [`simd::gemm_panels`]) instead of transposing K.
 
 use crate::shape::{AttnOptions, AttnShape, KvSlice};
 use crate::simd::{self, Level, PANEL};
@@ -82,7 +85,7 @@ impl<'a> PreparedKv<'a> {
             return Self::new(k, v, shape);
         }
         let _ = level;
-        PreparedKv { kt: Vec::new(), ld: 0, v: Cow::Owned(Vec::new()), panels: Some(PanelKv::new(k, v.map(|v| v as &KvSlice), shape)) }
+        PreparedKv { kt: Vec::new(), ld: 0, v: Cow::Owned(Vec::new()), panels: Some(PanelKv::new(k, v, shape)) }
     }
 
     pub fn new(k: &KvSlice, v: Option<&KvSlice<'a>>, shape: &AttnShape) -> Self {
