@@ -10,10 +10,10 @@
 //! attention is the job "all aligned blocks up to the diagonal"; as those
 //! ranges start on multiples of 16 keys, a dense run (AVX2 or scalar) packs
 //! K and V once into the 16-column panels the GEMM multiplies by
-//! ([`PanelKv`], [`simd::gemm_panels`]) instead of transposing K.
+//! ([`PanelKv`], [`BMatrix::Panels`]) instead of transposing K.
 
 use crate::shape::{AttnOptions, AttnShape, KvSlice};
-use crate::simd::{self, Level, PANEL};
+use crate::simd::{self, BMatrix, Level, PANEL};
 use rayon::prelude::*;
 use std::borrow::Cow;
 
@@ -25,11 +25,11 @@ pub(crate) struct PreparedKv<'a> {
     pub ld: usize,
     /// `[kv_heads][kv_len][head_dim]` (empty when `panels` holds V).
     pub v: Cow<'a, [f32]>,
-    /// K and V packed for [`simd::gemm_panels`] (dense runs on AVX2).
+    /// K and V packed for [`BMatrix::Panels`] (dense runs on AVX2).
     pub panels: Option<PanelKv>,
 }
 
-/// K and V of a dense run in the layout [`simd::gemm_panels`] reads, packed
+/// K and V of a dense run in the layout [`BMatrix::Panels`] reads, packed
 /// once per call: every query tile multiplies by the same key ranges, and
 /// the GEMM would otherwise copy each range's B into panels for every tile.
 pub(crate) struct PanelKv {
@@ -77,7 +77,7 @@ impl PanelKv {
 impl<'a> PreparedKv<'a> {
     /// For a dense run (key ranges starting at multiples of [`PANEL`], no
     /// columns): K and V packed into panels on the levels that multiply
-    /// them with [`simd::gemm_panels`] (AVX2, scalar); AVX-512 keeps its own
+    /// them with [`BMatrix::Panels`] (AVX2, scalar); AVX-512 keeps its own
     /// wider tiles over [`PreparedKv::new`]'s layout.
     pub fn for_dense(k: &KvSlice, v: Option<&KvSlice<'a>>, shape: &AttnShape, level: Level) -> Self {
         #[cfg(target_arch = "x86_64")]
@@ -284,14 +284,14 @@ impl<'a> Ctx<'a> {
         for &[s, e] in &job.ranges {
             let (s, e) = (s as usize, e as usize);
             let w = e - s;
-            match &self.kv.panels {
+            let kb = match &self.kv.panels {
                 Some(p) => {
                     debug_assert_eq!(s % PANEL, 0);
-                    let kp = &p.k[(g * n.div_ceil(PANEL) + s / PANEL) * d * PANEL..];
-                    simd::gemm_panels(level, rows, w, d, &sc.qbuf, d, kp, d * PANEL, &mut sc.s, ks, false);
+                    BMatrix::Panels(&p.k[(g * n.div_ceil(PANEL) + s / PANEL) * d * PANEL..], d * PANEL)
                 }
-                None => simd::gemm(level, rows, w, d, &sc.qbuf, d, &kt[s..], ld, &mut sc.s, ks, false),
-            }
+                None => BMatrix::Rows(&kt[s..], ld),
+            };
+            simd::gemm(level, rows, w, d, &sc.qbuf, d, kb, &mut sc.s, ks, false);
             // Only tiles crossing the diagonal need the mask.
             if self.causal && e - 1 > first_pos {
                 for i in 0..rows {
@@ -306,13 +306,11 @@ impl<'a> Ctx<'a> {
             }
             self.update(rows, w, sc);
             if self.with_output {
-                match &self.kv.panels {
-                    Some(p) => {
-                        let vp = &p.v[(g * d.div_ceil(PANEL) * n + s) * PANEL..];
-                        simd::gemm_panels(level, rows, d, w, &sc.s, ks, vp, n * PANEL, &mut sc.o, d, true);
-                    }
-                    None => simd::gemm(level, rows, d, w, &sc.s, ks, &vh[s * d..], d, &mut sc.o, d, true),
-                }
+                let vb = match &self.kv.panels {
+                    Some(p) => BMatrix::Panels(&p.v[(g * d.div_ceil(PANEL) * n + s) * PANEL..], n * PANEL),
+                    None => BMatrix::Rows(&vh[s * d..], d),
+                };
+                simd::gemm(level, rows, d, w, &sc.s, ks, vb, &mut sc.o, d, true);
             }
         }
 
@@ -331,7 +329,7 @@ impl<'a> Ctx<'a> {
                     sc.vbuf[jj * d..(jj + 1) * d].copy_from_slice(&vh[j * d..(j + 1) * d]);
                 }
             }
-            simd::gemm(level, rows, w, d, &sc.qbuf, d, &sc.panel, b, &mut sc.s, ks, false);
+            simd::gemm(level, rows, w, d, &sc.qbuf, d, BMatrix::Rows(&sc.panel, b), &mut sc.s, ks, false);
             if self.causal && chunk.iter().any(|&j| j as usize > first_pos) {
                 for i in 0..rows {
                     let pos = sh.q_pos(r0 + i);
@@ -344,7 +342,7 @@ impl<'a> Ctx<'a> {
             }
             self.update(rows, w, sc);
             if self.with_output {
-                simd::gemm(level, rows, d, w, &sc.s, ks, &sc.vbuf, d, &mut sc.o, d, true);
+                simd::gemm(level, rows, d, w, &sc.s, ks, BMatrix::Rows(&sc.vbuf, d), &mut sc.o, d, true);
             }
         }
 

@@ -404,7 +404,7 @@ fn vs_estimate(
     let mut i0 = 0;
     while i0 < lq {
         let rows = (lq - i0).min(CH);
-        simd::gemm(level, rows, n, d, &qs[i0 * d..], d, kt, kv.ld, &mut s, n, false);
+        simd::gemm(level, rows, n, d, &qs[i0 * d..], d, simd::BMatrix::Rows(kt, kv.ld), &mut s, n, false);
         for i in 0..rows {
             let pos = shape.q_pos(r0 + i0 + i);
             let end = if opts.causal { pos + 1 } else { n };

@@ -51,86 +51,62 @@ pub fn best() -> Level {
     }
 }
 
-/// Row-major matrix product over raw strides: `C[m×n] (=|+=) A[m×k] · B[k×n]`.
+/// Columns of one B panel ([`BMatrix::Panels`]).
+pub const PANEL: usize = 16;
+
+/// The B operand of [`gemm`]: its elements and where element `(p, j)` (row
+/// `p < k`, column `j < n`) lies.
+#[derive(Clone, Copy)]
+pub enum BMatrix<'a> {
+    /// Row-major with row stride `ld`: `b[p·ld + j]`.
+    Rows(&'a [f32], usize),
+    /// Column panels of [`PANEL`] columns, `stride` apart:
+    /// `b[(j / PANEL)·stride + p·PANEL + j % PANEL]`, the layout the AVX2
+    /// kernel copies a row-major B into. An operand used in many products
+    /// (the keys and values of a dense run) is packed once instead of once
+    /// per product. Columns of the last panel past `n` are not read.
+    Panels(&'a [f32], usize),
+}
+
+/// Matrix product over raw strides: `C[m×n] (=|+=) A[m×k] · B[k×n]`, A and
+/// C row-major.
 ///
 /// # Panics
 /// When a slice is too short for its strides (internal callers size them).
 #[allow(clippy::too_many_arguments)]
-pub fn gemm(
-    level: Level,
-    m: usize,
-    n: usize,
-    k: usize,
-    a: &[f32],
-    lda: usize,
-    b: &[f32],
-    ldb: usize,
-    c: &mut [f32],
-    ldc: usize,
-    accumulate: bool,
-) {
+pub fn gemm(level: Level, m: usize, n: usize, k: usize, a: &[f32], lda: usize, b: BMatrix, c: &mut [f32], ldc: usize, accumulate: bool) {
     if m == 0 || n == 0 {
         return;
     }
     assert!(a.len() >= (m - 1) * lda + k, "gemm: A too short");
-    assert!(k == 0 || b.len() >= (k - 1) * ldb + n, "gemm: B too short");
+    let (bs, ldb, panels) = match b {
+        BMatrix::Rows(bs, ld) => {
+            assert!(k == 0 || bs.len() >= (k - 1) * ld + n, "gemm: B too short");
+            (bs, ld, false)
+        }
+        BMatrix::Panels(bs, stride) => {
+            assert!(bs.len() >= (n - 1) / PANEL * stride + k * PANEL, "gemm: B panels too short");
+            (bs, stride, true)
+        }
+    };
     assert!(c.len() >= (m - 1) * ldc + n, "gemm: C too short");
     #[cfg(target_arch = "x86_64")]
-    let raw = RawGemm { m, n, k, a: a.as_ptr(), lda, b: b.as_ptr(), ldb, c: c.as_mut_ptr(), ldc, acc: accumulate };
+    let raw = RawGemm { m, n, k, a: a.as_ptr(), lda, b: bs.as_ptr(), ldb, c: c.as_mut_ptr(), ldc, acc: accumulate };
     match level {
-        Level::Scalar => gemm_scalar(m, n, k, a, lda, b, ldb, c, ldc, accumulate),
-        // SAFETY: `Avx2` is only produced when the CPU has AVX2 and FMA, and
-        // the bounds were asserted above.
+        Level::Scalar if panels => gemm_panels_scalar(m, n, k, a, lda, bs, ldb, c, ldc, accumulate),
+        Level::Scalar => gemm_scalar(m, n, k, a, lda, bs, ldb, c, ldc, accumulate),
+        // SAFETY: `Avx2` and `Avx512` are only produced when the CPU has AVX2
+        // and FMA (AVX-512 machines run the AVX2 panel kernel); bounds
+        // asserted above.
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx2 | Level::Avx512 if panels => unsafe { avx2::gemm_panels(raw) },
+        // SAFETY: as above.
         #[cfg(target_arch = "x86_64")]
         Level::Avx2 => unsafe { avx2::gemm(raw) },
         // SAFETY: `Avx512` is only produced when the CPU has AVX-512F (and
         // AVX2/FMA); bounds asserted above.
         #[cfg(target_arch = "x86_64")]
         Level::Avx512 => unsafe { avx512::gemm(raw) },
-    }
-}
-
-/// Columns of one B panel of [`gemm_panels`].
-pub const PANEL: usize = 16;
-
-/// [`gemm`] with B already in the panel layout the AVX2 kernel copies B
-/// into: column panels of [`PANEL`] columns, element `(p, j)` of B at
-/// `b[(j / PANEL)·panel_stride + p·PANEL + j % PANEL]`. An operand used in
-/// many products (the keys and values of a dense run) is packed once
-/// instead of once per product. Columns of the last panel past `n` are not
-/// read by the product (they may hold anything).
-///
-/// # Panics
-/// When a slice is too short for its strides (internal callers size them).
-#[allow(clippy::too_many_arguments)]
-pub fn gemm_panels(
-    level: Level,
-    m: usize,
-    n: usize,
-    k: usize,
-    a: &[f32],
-    lda: usize,
-    b: &[f32],
-    panel_stride: usize,
-    c: &mut [f32],
-    ldc: usize,
-    accumulate: bool,
-) {
-    if m == 0 || n == 0 {
-        return;
-    }
-    assert!(a.len() >= (m - 1) * lda + k, "gemm_panels: A too short");
-    assert!(b.len() >= (n - 1) / PANEL * panel_stride + k * PANEL, "gemm_panels: B too short");
-    assert!(c.len() >= (m - 1) * ldc + n, "gemm_panels: C too short");
-    match level {
-        Level::Scalar => gemm_panels_scalar(m, n, k, a, lda, b, panel_stride, c, ldc, accumulate),
-        // SAFETY: `Avx2` and `Avx512` are only produced when the CPU has
-        // AVX2 and FMA (AVX-512 machines run the AVX2 panels); bounds
-        // asserted above.
-        #[cfg(target_arch = "x86_64")]
-        Level::Avx2 | Level::Avx512 => unsafe {
-            avx2::gemm_panels(RawGemm { m, n, k, a: a.as_ptr(), lda, b: b.as_ptr(), ldb: panel_stride, c: c.as_mut_ptr(), ldc, acc: accumulate })
-        },
     }
 }
 
@@ -429,8 +405,8 @@ mod avx2 {
         }
     }
 
-    /// [`super::gemm_panels`]: [`gemm_packed`] without the copy (`ldb` is
-    /// the panel stride).
+    /// [`super::gemm`] of [`super::BMatrix::Panels`]: [`gemm_packed`]
+    /// without the copy (`ldb` is the panel stride).
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn gemm_panels(g: RawGemm) {
         let RawGemm { m, n, k, a, lda, b, ldb, c, ldc, acc } = g;
@@ -645,7 +621,7 @@ mod tests {
             let init: Vec<f32> = (0..m * ldc).map(|_| lcg(&mut s)).collect();
             for acc in [false, true] {
                 let mut c_ref = init.clone();
-                gemm(Level::Scalar, m, n, k, &a, lda, &b, ldb, &mut c_ref, ldc, acc);
+                gemm(Level::Scalar, m, n, k, &a, lda, BMatrix::Rows(&b, ldb), &mut c_ref, ldc, acc);
                 // naive f64 check of the scalar kernel
                 for i in 0..m {
                     for j in 0..n {
@@ -662,7 +638,7 @@ mod tests {
                 }
                 for level in available_levels() {
                     let mut c = init.clone();
-                    gemm(level, m, n, k, &a, lda, &b, ldb, &mut c, ldc, acc);
+                    gemm(level, m, n, k, &a, lda, BMatrix::Rows(&b, ldb), &mut c, ldc, acc);
                     for (x, y) in c.iter().zip(&c_ref) {
                         assert!((x - y).abs() < 1e-4, "{} {m}x{n}x{k}: {x} vs {y}", level.name());
                     }
@@ -672,7 +648,7 @@ mod tests {
     }
 
     #[test]
-    fn gemm_panels_equals_gemm() {
+    fn gemm_on_panels_equals_gemm_on_rows() {
         // B packed into 16-column panels (with a gap between panels and
         // garbage in the columns past n) gives what `gemm` gives on the
         // row-major B, on every level.
@@ -691,10 +667,10 @@ mod tests {
             let init: Vec<f32> = (0..m * ldc).map(|_| lcg(&mut s)).collect();
             for acc in [false, true] {
                 let mut want = init.clone();
-                gemm(Level::Scalar, m, n, k, &a, lda, &b, ldb, &mut want, ldc, acc);
+                gemm(Level::Scalar, m, n, k, &a, lda, BMatrix::Rows(&b, ldb), &mut want, ldc, acc);
                 for level in available_levels() {
                     let mut c = init.clone();
-                    gemm_panels(level, m, n, k, &a, lda, &panels, stride, &mut c, ldc, acc);
+                    gemm(level, m, n, k, &a, lda, BMatrix::Panels(&panels, stride), &mut c, ldc, acc);
                     for (x, y) in c.iter().zip(&want) {
                         assert!((x - y).abs() < 1e-4, "{} {m}x{n}x{k}: {x} vs {y}", level.name());
                     }
