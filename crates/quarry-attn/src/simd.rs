@@ -110,6 +110,7 @@ pub fn gemm(level: Level, m: usize, n: usize, k: usize, a: &[f32], lda: usize, b
     }
 }
 
+/// Scalar [`gemm`] of a [`BMatrix::Panels`] operand.
 #[allow(clippy::too_many_arguments)]
 fn gemm_panels_scalar(m: usize, n: usize, k: usize, a: &[f32], lda: usize, b: &[f32], panel_stride: usize, c: &mut [f32], ldc: usize, accumulate: bool) {
     for i in 0..m {
