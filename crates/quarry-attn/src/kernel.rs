@@ -32,6 +32,8 @@ pub(crate) struct PreparedKv<'a> {
 /// K and V of a dense run in the layout [`BMatrix::Panels`] reads, packed
 /// once per call: every query tile multiplies by the same key ranges, and
 /// the GEMM would otherwise copy each range's B into panels for every tile.
+/// Memory: K takes the place of its transposed copy; V is an f32 copy the
+/// unpacked path did not need for f32 inputs.
 pub(crate) struct PanelKv {
     /// `[kv_heads][ceil(kv_len/16)][head_dim][16]`: panel `j` is keys
     /// `16j..16j+16` transposed (a `head_dim × 16` block), zero-padded.
