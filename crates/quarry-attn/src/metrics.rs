@@ -80,7 +80,7 @@ pub fn relative_error_per_head(out: &[f32], reference: &[f32], heads: usize) -> 
 ///
 /// Memory: the probabilities of the sampled rows, up to
 /// `heads × rows_per_head × kv_len` f32 (100 MB for 3 heads × 256 rows at
-/// 64k keys), plus one f32 copy of the keys.
+/// 64k keys), plus an f32 copy of f16 keys (f32 keys are read in place).
 pub fn oracle_density<'a>(
     q: &[f32],
     k: impl Into<KvSlice<'a>>,

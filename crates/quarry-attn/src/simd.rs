@@ -393,16 +393,23 @@ mod avx2 {
                     }
                 }
                 // Later depth chunks add to what the first one wrote.
-                let acc_here = acc || p0 > 0;
-                let mut i0 = 0;
-                while i0 < m {
-                    let rows = (m - i0).min(MR);
-                    unsafe { tile_rows(rows, kc, a.add(i0 * lda + p0), lda, pp, 16, c.add(i0 * ldc + j0), ldc, cols, acc_here) };
-                    i0 += MR;
-                }
+                unsafe { panel_product(m, kc, a.add(p0), lda, pp, c.add(j0), ldc, cols, acc || p0 > 0) };
                 p0 += kc;
             }
             j0 += 16;
+        }
+    }
+
+    /// Every row tile of A (`m` rows, depth `kc`) times one contiguous
+    /// `kc × 16` panel of B (`cols` of its columns valid), into C.
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn panel_product(m: usize, kc: usize, a: *const f32, lda: usize, panel: *const f32, c: *mut f32, ldc: usize, cols: usize, acc: bool) {
+        let mut i0 = 0;
+        while i0 < m {
+            let rows = (m - i0).min(MR);
+            unsafe { tile_rows(rows, kc, a.add(i0 * lda), lda, panel, 16, c.add(i0 * ldc), ldc, cols, acc) };
+            i0 += MR;
         }
     }
 
@@ -419,13 +426,7 @@ mod avx2 {
             // At least one pass, so that `k == 0` still writes C.
             loop {
                 let kc = (k - p0).min(KC);
-                let acc_here = acc || p0 > 0;
-                let mut i0 = 0;
-                while i0 < m {
-                    let rows = (m - i0).min(MR);
-                    unsafe { tile_rows(rows, kc, a.add(i0 * lda + p0), lda, panel.add(16 * p0), 16, c.add(i0 * ldc + j0), ldc, cols, acc_here) };
-                    i0 += MR;
-                }
+                unsafe { panel_product(m, kc, a.add(p0), lda, panel.add(16 * p0), c.add(j0), ldc, cols, acc || p0 > 0) };
                 p0 += kc;
                 if p0 >= k {
                     break;
