@@ -25,10 +25,15 @@
 //! convert; they are masked in place rather than shifted, and the power of
 //! two that leaves is divided out once per result.
 //!
+//! GEAR chunks are KIVI chunks plus rank-r factors and sparse outliers: the
+//! KIVI kernels run over their uniform part and `GearTerms` adds the rest
+//! per chunk (`A·(B·q)` for scores, `(Σ p·A)·B` for sums, one correction per
+//! outlier).
+//!
 //! Used when AVX2 is present, `head_dim` is a multiple of 32 and the method
-//! is f32, f16, q8_0, q4_0, or KIVI / RotateKV with 2-, 4- or 8-bit codes
-//! and groups that are a multiple of 32 channels; everything else (and the
-//! attention-statistics methods MiKV/H2O) takes the tile-decoding path in
+//! is f32, f16, q8_0, q4_0, or KIVI / GEAR / RotateKV with 2-, 4- or 8-bit
+//! codes and groups that are a multiple of 32 channels; everything else (and
+//! the attention-statistics methods MiKV/H2O) takes the tile-decoding path in
 //! `cache.rs`. Both are tested against naive attention over `dequantize()`.
 
 use crate::codec::{Codec, Head};
@@ -185,15 +190,20 @@ pub(crate) fn job(codec: &Codec, head: &Head, c0: usize, c1: usize, q: &[f32], g
             Keys::Rows(token_asym_side(kr, d, cfg.group_size, cfg.bits)?),
             token_asym_side(vr, d, cfg.group_size, cfg.bits)?,
         ),
-        Method::Kivi => {
+        Method::Kivi | Method::Gear => {
             let enc = code_enc(cfg.bits)?;
             if !t.is_multiple_of(32) {
                 return None;
             }
-            (Keys::KiviChunks(enc), token_asym_block_side(vr, t, d, cfg.group_size, cfg.bits)?)
+            let mut vside = token_asym_block_side(vr, t, d, cfg.group_size, cfg.bits)?;
+            // GEAR chunks are a KIVI chunk followed by the low-rank factors
+            // and the outliers (added below by `GearTerms`)
+            vside.seg_bytes = vb;
+            (Keys::KiviChunks(enc), vside)
         }
         _ => return None,
     };
+    let gear = (cfg.method == Method::Gear).then(|| GearTerms::new(codec, c1 - c0));
     let dp = d;
     let mut sc = vec![0f32; g * n];
     let mut jb = 0;
@@ -218,6 +228,9 @@ pub(crate) fn job(codec: &Codec, head: &Head, c0: usize, c1: usize, q: &[f32], g
             }
         }
         jb += jn;
+    }
+    if let Some(gt) = &gear {
+        gt.add_to_scores(kr, q, g, scale, &mut sc);
     }
     // Softmax weights per query head.
     let mut m = vec![f32::NEG_INFINITY; g];
@@ -246,7 +259,169 @@ pub(crate) fn job(codec: &Codec, head: &Head, c0: usize, c1: usize, q: &[f32], g
         }
         jb += jn;
     }
+    if let Some(gt) = &gear {
+        gt.add_to_values(vr, &sc, g, &mut acc);
+    }
     Some(JobState { m, l, acc })
+}
+
+/// GEAR's terms beyond its KIVI-layout part, added to the fused scores and
+/// sums chunk by chunk (`codec.d == codec.dp`). A chunk's vectors are
+/// `x = deq + A·B (+ exact outliers replacing their channel)`, so
+/// `q·x = q·deq + A·(B·q) + Σ_out q_c·(x_c − deq_c − (A·B)_c)` and
+/// `Σ p·x = Σ p·deq + (Σ p·A)·B + Σ_out p·(x_c − …)`: the rank-r factors are
+/// read once per chunk (f16 → f32), never expanded to `t × d`. (No
+/// `mul_add` in its scalar loops: without FMA enabled at compile time that is
+/// a call to libm's software `fmaf`.)
+struct GearTerms {
+    t: usize,
+    d: usize,
+    r: usize,
+    bits: u8,
+    group: usize,
+    nout: usize,
+    nch: usize,
+    /// Record bytes and the offset of the factors in a key / value record.
+    kb: usize,
+    vb: usize,
+    kq: usize,
+    vq: usize,
+}
+
+impl GearTerms {
+    fn new(codec: &Codec, nch: usize) -> GearTerms {
+        let (t, d, bits, group) = (codec.t, codec.d, codec.cfg.bits, codec.cfg.group_size);
+        let (kb, vb) = codec.rec_bytes();
+        GearTerms {
+            t,
+            d,
+            r: codec.cfg.rank,
+            bits,
+            group,
+            nout: codec.nout,
+            nch,
+            kb,
+            vb,
+            kq: quant::channel_asym_bytes(t, d, bits),
+            vq: quant::token_asym_block_bytes(t, d, group, bits),
+        }
+    }
+
+    /// `Aᵀ` (`r × t`) and `B` (`r × d`) of a record whose factors start at
+    /// `q` (`A` is stored `t × r`; `tmp` holds `t·r` floats).
+    fn factors(&self, rec: &[u8], q: usize, tmp: &mut [f32], at: &mut [f32], b: &mut [f32]) {
+        let (t, d, r) = (self.t, self.d, self.r);
+        f16_bytes_to_f32(&rec[q..q + 2 * t * r], tmp);
+        for i in 0..t {
+            for k in 0..r {
+                at[k * t + i] = tmp[i * r + k];
+            }
+        }
+        f16_bytes_to_f32(&rec[q + 2 * t * r..q + 2 * (t + d) * r], b);
+    }
+
+    /// Row `i`'s outliers `(channel, exact value)` that `quant::outliers_apply`
+    /// leaves in place: channels inside the row, the last entry of a channel.
+    fn outliers(&self, rec: &[u8], q: usize, i: usize, mut f: impl FnMut(usize, f32)) {
+        let n = self.nout;
+        let o = &rec[q + 2 * (self.t + self.d) * self.r + i * n * quant::OUTLIER_BYTES..];
+        let chan = |k: usize| u16::from_le_bytes([o[6 * k], o[6 * k + 1]]) as usize;
+        for k in 0..n {
+            let c = chan(k);
+            if c < self.d && !(k + 1..n).any(|k2| chan(k2) == c) {
+                f(c, f32::from_le_bytes([o[6 * k + 2], o[6 * k + 3], o[6 * k + 4], o[6 * k + 5]]));
+            }
+        }
+    }
+
+    /// `(A·B)` at row `i`, channel `c`.
+    fn low_rank_at(&self, at: &[f32], b: &[f32], i: usize, c: usize) -> f32 {
+        (0..self.r).map(|k| at[k * self.t + i] * b[k * self.d + c]).sum()
+    }
+
+    /// Scores `sc` (`g` rows of `nch·t`, scaled by `scale`) of the prepared
+    /// queries `q` (`g × d`) over key records `kr`.
+    fn add_to_scores(&self, kr: &[u8], q: &[f32], g: usize, scale: f32, sc: &mut [f32]) {
+        let (t, d, r) = (self.t, self.d, self.r);
+        let n = self.nch * t;
+        let (mut tmp, mut at, mut b) = (vec![0f32; t * r], vec![0f32; r * t], vec![0f32; r * d]);
+        let mut zs = vec![0f32; 2 * d];
+        for ci in 0..self.nch {
+            let rec = &kr[ci * self.kb..(ci + 1) * self.kb];
+            self.factors(rec, self.kq, &mut tmp, &mut at, &mut b);
+            for j in 0..g {
+                let qj = &q[j * d..(j + 1) * d];
+                let s = &mut sc[j * n + ci * t..j * n + (ci + 1) * t];
+                for k in 0..r {
+                    let bq = scale * kernels::dot(&b[k * d..(k + 1) * d], qj);
+                    kernels::axpy(bq, &at[k * t..(k + 1) * t], s);
+                }
+            }
+            if self.nout == 0 {
+                continue;
+            }
+            // the uniform part: per-channel zeros then scales over the chunk
+            f16_bytes_to_f32(&rec[..4 * d], &mut zs);
+            let codes = &rec[4 * d..self.kq];
+            for i in 0..t {
+                self.outliers(rec, self.kq, i, |c, x| {
+                    let code = crate::pack::code_at(self.bits, codes, c * t + i) as f32;
+                    let delta = x - (code * zs[d + c] + zs[c] + self.low_rank_at(&at, &b, i, c));
+                    for j in 0..g {
+                        sc[j * n + ci * t + i] += scale * q[j * d + c] * delta;
+                    }
+                });
+            }
+        }
+    }
+
+    /// Unnormalised sums `acc` (`g × d`) of the weights `p` (`g` rows of
+    /// `nch·t`) over value records `vr`.
+    fn add_to_values(&self, vr: &[u8], p: &[f32], g: usize, acc: &mut [f32]) {
+        let (t, d, r) = (self.t, self.d, self.r);
+        let n = self.nch * t;
+        let (mut tmp, mut at, mut b) = (vec![0f32; t * r], vec![0f32; r * t], vec![0f32; r * d]);
+        let (rb, pbytes) = (crate::pack::row_bytes(self.bits, d), 4 * (d / self.group) * t);
+        let mut zs = vec![0f32; pbytes / 2];
+        for ci in 0..self.nch {
+            let rec = &vr[ci * self.vb..(ci + 1) * self.vb];
+            self.factors(rec, self.vq, &mut tmp, &mut at, &mut b);
+            for j in 0..g {
+                let pj = &p[j * n + ci * t..j * n + (ci + 1) * t];
+                for k in 0..r {
+                    let u = kernels::dot(pj, &at[k * t..(k + 1) * t]);
+                    kernels::axpy(u, &b[k * d..(k + 1) * d], &mut acc[j * d..(j + 1) * d]);
+                }
+            }
+            if self.nout == 0 {
+                continue;
+            }
+            // the uniform part: per token and channel group, (zero, scale)
+            f16_bytes_to_f32(&rec[..pbytes], &mut zs);
+            for i in 0..t {
+                self.outliers(rec, self.vq, i, |c, x| {
+                    let pair = 2 * ((c / self.group) * t + i);
+                    let code = crate::pack::code_at(self.bits, &rec[pbytes + i * rb..pbytes + (i + 1) * rb], c) as f32;
+                    let delta = x - (code * zs[pair + 1] + zs[pair] + self.low_rank_at(&at, &b, i, c));
+                    for j in 0..g {
+                        acc[j * d + c] += p[j * n + ci * t + i] * delta;
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// Little-endian f16 bytes to f32 (F16C when the bytes are 2-aligned).
+fn f16_bytes_to_f32(src: &[u8], out: &mut [f32]) {
+    match bytemuck::try_cast_slice::<u8, half::f16>(src) {
+        Ok(h) => kernels::f16_to_f32(h, out),
+        Err(_) => {
+            for (o, b) in out.iter_mut().zip(src.chunks_exact(2)) {
+                *o = half::f16::from_le_bytes([b[0], b[1]]).to_f32();
+            }
+        }
+    }
 }
 
 macro_rules! dispatch {

@@ -50,6 +50,31 @@ pub fn pack(bits: u8, codes: &[u8], out: &mut [u8]) {
     }
 }
 
+/// Code `i` of a packed row, read on its own (for the few codes a fused
+/// kernel needs one at a time, e.g. at the channel of a sparse outlier).
+#[inline]
+pub fn code_at(bits: u8, packed: &[u8], i: usize) -> u8 {
+    // one instance per width, so the block arithmetic is shifts and masks
+    match bits {
+        2 => code_at_w::<2>(packed, i),
+        4 => code_at_w::<4>(packed, i),
+        8 => code_at_w::<8>(packed, i),
+        _ => {
+            let p = &packed[(i / 32) * 12..(i / 32 + 1) * 12];
+            let (byte, shift) = (3 * (i % 32) / 8, 3 * (i % 32) % 8);
+            let hi = if byte + 1 < 12 { p[byte + 1] } else { 0 };
+            ((u16::from_le_bytes([p[byte], hi]) >> shift) & 7) as u8
+        }
+    }
+}
+
+#[inline]
+fn code_at_w<const B: usize>(packed: &[u8], i: usize) -> u8 {
+    let bb = 4 * B;
+    let m = i % 32;
+    (packed[(i / 32) * bb + m % bb] >> ((m / bb) * B)) & ((1u16 << B) - 1) as u8
+}
+
 /// Scalar reference: unpack `out.len()` codes (a multiple of 32) as f32.
 pub fn unpack_f32_scalar(bits: u8, packed: &[u8], out: &mut [f32]) {
     let bb = 4 * bits as usize;

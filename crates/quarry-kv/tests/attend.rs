@@ -174,8 +174,8 @@ fn h2o_evicts_and_mikv_keeps_low_precision() {
 
 /// Methods and widths with a fused AVX2 kernel (`src/fused.rs`), used when
 /// `head_dim` is a multiple of 32 and value groups are whole 32-channel
-/// blocks; 3-bit KIVI (no fused kernel) is here as a control.
-const FUSED: [(Method, u8); 11] = [
+/// blocks; 3-bit KIVI and GEAR (no fused kernel) are here as controls.
+const FUSED: [(Method, u8); 15] = [
     (Method::F32, 32),
     (Method::F16, 16),
     (Method::Q8_0, 8),
@@ -187,6 +187,10 @@ const FUSED: [(Method, u8); 11] = [
     (Method::Rotate, 2),
     (Method::Rotate, 4),
     (Method::Rotate, 8),
+    (Method::Gear, 2),
+    (Method::Gear, 3),
+    (Method::Gear, 4),
+    (Method::Gear, 8),
 ];
 
 #[test]

@@ -46,6 +46,7 @@ proptest! {
         prop_assert_eq!(&a, &b);
         for i in 0..n {
             prop_assert_eq!(a[i], if i < codes.len() { codes[i] as f32 } else { 0.0 });
+            prop_assert_eq!(pack::code_at(bits, &packed, i) as f32, a[i]);
         }
     }
 
