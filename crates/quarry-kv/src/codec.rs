@@ -465,6 +465,29 @@ impl<'a> Codec<'a> {
                 }
                 true
             }
+            Method::KvQuant => {
+                // as `decode_side`, a tile of one-token records at a time
+                let c = self.calib();
+                let (b, nb, nout) = (self.bits(), dp / 32, self.nout);
+                let rb = pack::row_bytes(b, d);
+                let base = self.head * dp;
+                pack::unpack_tile(b, false, kr, rows, kb, 0, nb, 4 * b as usize, ko);
+                pack::unpack_tile(b, false, vr, rows, vb, 4, nb, 4 * b as usize, vo);
+                for i in 0..rows {
+                    let (krow, vrow) = (&mut ko[i * dp..(i + 1) * dp], &mut vo[i * dp..(i + 1) * dp]);
+                    crate::kernels::lut(&mut krow[..d], &c.k_cb);
+                    crate::kernels::affine(krow, &c.k_scale[base..base + dp], &c.k_zero[base..base + dp]);
+                    quant::outliers_apply(&kr[i * kb + rb..], nout, &mut krow[..d]);
+                    let r = &vr[i * vb..];
+                    let z = f16::from_le_bytes([r[0], r[1]]).to_f32();
+                    let s = f16::from_le_bytes([r[2], r[3]]).to_f32();
+                    crate::kernels::lut(&mut vrow[..d], &c.v_cb);
+                    crate::kernels::affine1(&mut vrow[..d], s, z);
+                    vrow[d..].fill(0.0);
+                    quant::outliers_apply(&r[4 + rb..], nout, &mut vrow[..d]);
+                }
+                true
+            }
             Method::F16 | Method::H2o if d == dp => {
                 match (bytemuck::try_cast_slice::<u8, f16>(kr), bytemuck::try_cast_slice::<u8, f16>(vr)) {
                     (Ok(k16), Ok(v16)) => {
@@ -530,9 +553,7 @@ impl<'a> Codec<'a> {
                 let rb = pack::row_bytes(b, d);
                 if is_key {
                     pack::unpack_f32(b, &r[..rb], &mut o[..dp]);
-                    for x in o[..d].iter_mut() {
-                        *x = c.k_cb[*x as usize];
-                    }
+                    crate::kernels::lut(&mut o[..d], &c.k_cb);
                     let base = self.head * dp;
                     crate::kernels::affine(&mut o[..dp], &c.k_scale[base..base + dp], &c.k_zero[base..base + dp]);
                     quant::outliers_apply(&r[rb..], self.nout, &mut o[..d]);
@@ -540,9 +561,7 @@ impl<'a> Codec<'a> {
                     let z = f16::from_le_bytes([r[0], r[1]]).to_f32();
                     let s = f16::from_le_bytes([r[2], r[3]]).to_f32();
                     pack::unpack_f32(b, &r[4..4 + rb], &mut o[..dp]);
-                    for x in o[..d].iter_mut() {
-                        *x = c.v_cb[*x as usize];
-                    }
+                    crate::kernels::lut(&mut o[..d], &c.v_cb);
                     crate::kernels::affine1(&mut o[..d], s, z);
                     o[d..dp].fill(0.0);
                     quant::outliers_apply(&r[4 + rb..], self.nout, &mut o[..d]);

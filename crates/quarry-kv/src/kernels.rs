@@ -153,6 +153,28 @@ pub fn exp_shift_sum_scalar(x: &mut [f32], m: f32) -> f32 {
     quarry_simd::softmax::exp_sub_sum_scalar(x, m)
 }
 
+/// `x[i] = table[x[i]]`: codes unpacked as f32 (small non-negative
+/// integers) replaced by their codebook values (KVQuant). Codes are clamped
+/// to the table, so any input reads inside it.
+pub fn lut(x: &mut [f32], table: &[f32]) {
+    assert!(!table.is_empty() && table.len() <= 1 << 24);
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: AVX2 present; the table is non-empty.
+        unsafe { x86::lut(x, table) };
+        return;
+    }
+    lut_scalar(x, table)
+}
+
+/// Scalar reference of [`lut`].
+pub fn lut_scalar(x: &mut [f32], table: &[f32]) {
+    for v in x {
+        // `as` saturates: negative and NaN codes read entry 0
+        *v = table[(*v as usize).min(table.len() - 1)];
+    }
+}
+
 /// Widen f16 to f32.
 #[inline]
 pub fn f16_to_f32(src: &[f16], dst: &mut [f32]) {
@@ -399,6 +421,38 @@ mod x86 {
             r = r.max(v);
         }
         r
+    }
+
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn lut(x: &mut [f32], table: &[f32]) {
+        let n = x.len();
+        let top = _mm256_set1_ps((table.len() - 1) as f32);
+        let small = (table.len() <= 16).then(|| {
+            let mut t = [0f32; 16];
+            t[..table.len()].copy_from_slice(table);
+            // SAFETY: 16 floats, read as two vectors.
+            unsafe { [_mm256_loadu_ps(t.as_ptr()), _mm256_loadu_ps(t.as_ptr().add(8))] }
+        });
+        let mut i = 0;
+        unsafe {
+            while i + 8 <= n {
+                // clamped as floats first, as `lut_scalar`'s saturating cast:
+                // max_ps returns its second operand (0) for NaN
+                let c = _mm256_min_ps(_mm256_max_ps(_mm256_loadu_ps(x.as_ptr().add(i)), _mm256_setzero_ps()), top);
+                let idx = _mm256_cvttps_epi32(c);
+                let v = if let Some([lo, hi]) = small {
+                    // codebooks of up to 16 entries (4-bit codes): two
+                    // in-register permutes, much faster than a gather here
+                    let upper = _mm256_castsi256_ps(_mm256_cmpgt_epi32(idx, _mm256_set1_epi32(7)));
+                    _mm256_blendv_ps(_mm256_permutevar8x32_ps(lo, idx), _mm256_permutevar8x32_ps(hi, idx), upper)
+                } else {
+                    _mm256_i32gather_ps::<4>(table.as_ptr(), idx)
+                };
+                _mm256_storeu_ps(x.as_mut_ptr().add(i), v);
+                i += 8;
+            }
+        }
+        super::lut_scalar(&mut x[i..], table);
     }
 
     #[target_feature(enable = "avx2,f16c")]

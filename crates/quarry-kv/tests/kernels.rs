@@ -98,3 +98,31 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn lut_matches_scalar(codes in proptest::collection::vec(0u32..300, 0..90), bits in 1u32..9) {
+        let table: Vec<f32> = (0..1u32 << bits).map(|i| (i as f32 * 0.37).sin()).collect();
+        let mut a: Vec<f32> = codes.iter().map(|&c| c as f32).collect();
+        let mut b = a.clone();
+        kernels::lut(&mut a, &table);
+        kernels::lut_scalar(&mut b, &table);
+        prop_assert_eq!(&a, &b);
+        for (x, &c) in a.iter().zip(&codes) {
+            prop_assert_eq!(*x, table[(c as usize).min(table.len() - 1)]);
+        }
+    }
+}
+
+#[test]
+fn lut_clamps_bad_codes() {
+    let table = [10.0f32, 20.0, 30.0, 40.0];
+    let x = vec![-1.0f32, f32::NAN, 2.9, 3.0, 4.0, 1e10, f32::INFINITY, f32::NEG_INFINITY, 0.5, 1.0, 2.0];
+    let (mut a, mut b) = (x.clone(), x.clone());
+    kernels::lut(&mut a, &table);
+    kernels::lut_scalar(&mut b, &table);
+    assert_eq!(a, b);
+    assert_eq!(a, vec![10.0, 10.0, 30.0, 40.0, 40.0, 40.0, 40.0, 10.0, 10.0, 20.0, 30.0]);
+}
