@@ -263,22 +263,35 @@ impl KvCache {
         if stats {
             let n_sinks: Vec<usize> = lyr.heads.iter().map(|hd| hd.sink_k.len() / d).collect();
             let lyr = &mut self.layers[layer];
+            let mut e = Vec::new();
             for (job, p) in jobs.iter().zip(&partials) {
                 let mg = &merged[job.head];
                 let head = &mut lyr.heads[job.head];
-                let weight = |r: usize| -> f32 {
-                    (0..g).map(|j| if mg.l[j] > 0.0 { (p.scores[r * g + j] - mg.m[j]).exp() / mg.l[j] } else { 0.0 }).sum()
-                };
+                // each row's attention probability, summed over the query heads
+                let rows = p.scores.len() / g;
+                let mut weight = vec![0f32; rows];
+                for j in 0..g {
+                    if mg.l[j] <= 0.0 {
+                        continue;
+                    }
+                    e.clear();
+                    e.extend(p.scores.iter().skip(j).step_by(g).map(|s| s - mg.m[j]));
+                    kernels::exp_inplace(&mut e);
+                    let inv = 1.0 / mg.l[j];
+                    for (w, x) in weight.iter_mut().zip(&e) {
+                        *w += x * inv;
+                    }
+                }
                 match job.chunks {
                     None => {
                         let ns = n_sinks[job.head];
-                        for i in 0..head.tail_imp.len() {
-                            head.tail_imp[i] += weight(ns + i);
+                        for (i, imp) in head.tail_imp.iter_mut().enumerate() {
+                            *imp += weight[ns + i];
                         }
                     }
                     Some((c0, c1)) => {
-                        for (r, row) in (c0 * t..c1 * t).enumerate() {
-                            head.imp[row] += weight(r);
+                        for (imp, w) in head.imp[c0 * t..c1 * t].iter_mut().zip(&weight) {
+                            *imp += w;
                         }
                     }
                 }
@@ -532,10 +545,8 @@ fn run_job(codec: &Codec, head: &Head, job: &Job, q: &[f32], g: usize, scale: f3
             }
         }
         Some((c0, c1)) => {
-            if !stats
-                && let Some(f) = fused::job(codec, head, c0, c1, q, g, scale)
-            {
-                return Partial { m: f.m, l: f.l, acc: f.acc, scores: Vec::new() };
+            if let Some(f) = fused::job(codec, head, c0, c1, q, g, scale, stats) {
+                return Partial { m: f.m, l: f.l, acc: f.acc, scores: f.scores };
             }
             let per_tile = (TILE_ROWS / t).max(1);
             let ns = head.sink_k.len() / d;
@@ -597,4 +608,57 @@ fn process_tile(q: &[f32], k: &[f32], v: &[f32], n: usize, dp: usize, g: usize, 
         st.l[j] += kernels::exp_shift_sum(s, m_new);
     }
     kernels::accum_tile(sc, v, n, dp, g, &mut st.acc);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The attention statistics MiKV and H2O keep (fused kernels where the
+    /// CPU has them): what one `attend` adds to a record row equals the row's
+    /// attention probability summed over its query-head group, computed
+    /// naively (f64) from `dequantize()`.
+    #[test]
+    fn importance_gain_equals_naive_attention_probabilities() {
+        let (kvh, g, d, n) = (2, 3, 64, 700);
+        let f = |i: usize| ((i as f32) * 0.7311).sin() * 2.0 + ((i % 61) as f32 * 0.05);
+        let k: Vec<f32> = (0..kvh * n * d).map(f).collect();
+        let v: Vec<f32> = (0..kvh * n * d).map(|i| f(i + 12345)).collect();
+        let q: Vec<f32> = (0..kvh * g * d).map(|i| 0.3 * f(i + 999)).collect();
+        for m in [Method::MiKv, Method::H2o] {
+            let mut cache = KvCache::new(KvConfig::new(1, kvh, d, m)).unwrap();
+            cache.append(0, &k, &v).unwrap();
+            let before: Vec<Vec<f32>> = cache.layers[0].heads.iter().map(|h| h.imp.clone()).collect();
+            cache.attend(0, &q, None).unwrap();
+            let (dk, _) = cache.dequantize(0).unwrap();
+            let keep = cache.retained(0).unwrap();
+            let scale = 1.0 / (d as f64).sqrt();
+            for (h, head) in cache.layers[0].heads.iter().enumerate() {
+                let mut gain = vec![0f64; n];
+                for j in 0..g {
+                    let qj = &q[(h * g + j) * d..(h * g + j + 1) * d];
+                    let s: Vec<f64> = (0..n)
+                        .map(|t| {
+                            if !keep[h * n + t] {
+                                return f64::NEG_INFINITY;
+                            }
+                            (0..d).map(|c| qj[c] as f64 * dk[(h * n + t) * d + c] as f64).sum::<f64>() * scale
+                        })
+                        .collect();
+                    let mx = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                    let z: f64 = s.iter().map(|x| (x - mx).exp()).sum();
+                    for t in 0..n {
+                        gain[t] += (s[t] - mx).exp() / z;
+                    }
+                }
+                let ns = head.sink_k.len() / d;
+                assert!(head.rows > 100, "{m:?}: rows {}", head.rows);
+                for r in 0..head.rows {
+                    let pos = if m == Method::H2o { head.pos[r] as usize } else { ns + r };
+                    let got = (head.imp[r] - before[h][r]) as f64;
+                    assert!((got - gain[pos]).abs() <= 1e-5 + 1e-4 * gain[pos], "{m:?} head {h} row {r}: {got} vs {}", gain[pos]);
+                }
+            }
+        }
+    }
 }

@@ -28,13 +28,16 @@
 //! GEAR chunks are KIVI chunks plus rank-r factors and sparse outliers: the
 //! KIVI kernels run over their uniform part and `GearTerms` adds the rest
 //! per chunk (`A·(B·q)` for scores, `(Σ p·A)·B` for sums, one correction per
-//! outlier).
+//! outlier). MiKV rows are RotateKV-layout rows; the ones with an f16
+//! high-precision copy are rescored on it and their weights moved from the
+//! codes to the copy. H2O rows are f16 rows. For these two the job also
+//! returns its raw scores (their attention statistics).
 //!
 //! Used when AVX2 is present, `head_dim` is a multiple of 32 and the method
-//! is f32, f16, q8_0, q4_0, or KIVI / GEAR / RotateKV with 2-, 4- or 8-bit
-//! codes and groups that are a multiple of 32 channels; everything else (and
-//! the attention-statistics methods MiKV/H2O) takes the tile-decoding path in
-//! `cache.rs`. Both are tested against naive attention over `dequantize()`.
+//! is f32, f16, q8_0, q4_0, H2O, or KIVI / GEAR / RotateKV / MiKV with 2-, 4-
+//! or 8-bit codes and groups that are a multiple of 32 channels; everything
+//! else (KVQuant, 3-bit codes) takes the tile-decoding path in `cache.rs`.
+//! Both are tested against naive attention over `dequantize()`.
 
 use crate::codec::{Codec, Head};
 use crate::config::Method;
@@ -166,12 +169,17 @@ pub(crate) struct JobState {
     pub m: Vec<f32>,
     pub l: Vec<f32>,
     pub acc: Vec<f32>,
+    /// Raw scaled scores `[row][query head]`, when asked for (the attention
+    /// statistics of MiKV/H2O); else empty.
+    pub scores: Vec<f32>,
 }
 
 /// Attention of the `g` prepared query rows `q` (`g × dp`) over chunks
 /// `c0..c1` of `head`, or `None` when this method/shape has no fused
-/// kernel (the caller then takes the tile-decoding path).
-pub(crate) fn job(codec: &Codec, head: &Head, c0: usize, c1: usize, q: &[f32], g: usize, scale: f32) -> Option<JobState> {
+/// kernel (the caller then takes the tile-decoding path). `want_scores`:
+/// also return the raw scores.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn job(codec: &Codec, head: &Head, c0: usize, c1: usize, q: &[f32], g: usize, scale: f32, want_scores: bool) -> Option<JobState> {
     if !kernels::has_avx2() || codec.d != codec.dp || codec.cfg.rope.is_some() {
         return None;
     }
@@ -183,10 +191,10 @@ pub(crate) fn job(codec: &Codec, head: &Head, c0: usize, c1: usize, q: &[f32], g
     let vr = &head.vrec[c0 * vb..c1 * vb];
     let (keys, vside) = match cfg.method {
         Method::F32 => (Keys::Rows(plain_side(kr, E_F32, 4 * d)), plain_side(vr, E_F32, 4 * d)),
-        Method::F16 => (Keys::Rows(plain_side(kr, E_F16, 2 * d)), plain_side(vr, E_F16, 2 * d)),
+        Method::F16 | Method::H2o => (Keys::Rows(plain_side(kr, E_F16, 2 * d)), plain_side(vr, E_F16, 2 * d)),
         Method::Q8_0 => (Keys::Rows(block_side(kr, d, false)), block_side(vr, d, false)),
         Method::Q4_0 => (Keys::Rows(block_side(kr, d, true)), block_side(vr, d, true)),
-        Method::Rotate => (
+        Method::Rotate | Method::MiKv => (
             Keys::Rows(token_asym_side(kr, d, cfg.group_size, cfg.bits)?),
             token_asym_side(vr, d, cfg.group_size, cfg.bits)?,
         ),
@@ -232,6 +240,16 @@ pub(crate) fn job(codec: &Codec, head: &Head, c0: usize, c1: usize, q: &[f32], g
     if let Some(gt) = &gear {
         gt.add_to_scores(kr, q, g, scale, &mut sc);
     }
+    // MiKV: rows with a high-precision copy are scored on it instead
+    let hp = if cfg.method == Method::MiKv { high_precision_rows(head, c0, c1) } else { Vec::new() };
+    let mut row = vec![0f32; d];
+    for &(r, slot) in &hp {
+        kernels::f16_to_f32(&head.hp_k[slot * d..(slot + 1) * d], &mut row);
+        for j in 0..g {
+            sc[j * n + r] = scale * kernels::dot(&q[j * dp..j * dp + d], &row);
+        }
+    }
+    let scores = if want_scores { (0..n * g).map(|i| sc[(i % g) * n + i / g]).collect() } else { Vec::new() };
     // Softmax weights per query head.
     let mut m = vec![f32::NEG_INFINITY; g];
     let mut l = vec![0f32; g];
@@ -240,6 +258,9 @@ pub(crate) fn job(codec: &Codec, head: &Head, c0: usize, c1: usize, q: &[f32], g
         m[j] = kernels::max_of(s);
         l[j] = kernels::exp_shift_sum(s, m[j]);
     }
+    // ... and their weights go to the high-precision values (added below),
+    // not to the codes
+    let hp_w: Vec<f32> = hp.iter().flat_map(|&(r, _)| (0..g).map(move |j| (r, j))).map(|(r, j)| std::mem::take(&mut sc[j * n + r])).collect();
     let mut acc = vec![0f32; g * dp];
     let raw = vside.raw();
     let mut wbuf = if vside.affine { vec![0f32; g.min(3) * n] } else { Vec::new() };
@@ -262,7 +283,24 @@ pub(crate) fn job(codec: &Codec, head: &Head, c0: usize, c1: usize, q: &[f32], g
     if let Some(gt) = &gear {
         gt.add_to_values(vr, &sc, g, &mut acc);
     }
-    Some(JobState { m, l, acc })
+    for (&(_, slot), w) in hp.iter().zip(hp_w.chunks_exact(g)) {
+        kernels::f16_to_f32(&head.hp_v[slot * d..(slot + 1) * d], &mut row);
+        for j in 0..g {
+            kernels::axpy(w[j], &row, &mut acc[j * dp..j * dp + d]);
+        }
+    }
+    Some(JobState { m, l, acc, scores })
+}
+
+/// MiKV rows of chunks `c0..c1` (one row per chunk) that have a
+/// high-precision copy: (row in the job, f16 slot).
+fn high_precision_rows(head: &Head, c0: usize, c1: usize) -> Vec<(usize, usize)> {
+    head.hp_slot[c0..c1]
+        .iter()
+        .enumerate()
+        .filter(|&(_, &s)| s != crate::codec::NONE)
+        .map(|(r, &s)| (r, s as usize))
+        .collect()
 }
 
 /// GEAR's terms beyond its KIVI-layout part, added to the fused scores and

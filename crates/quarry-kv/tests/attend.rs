@@ -175,7 +175,7 @@ fn h2o_evicts_and_mikv_keeps_low_precision() {
 /// Methods and widths with a fused AVX2 kernel (`src/fused.rs`), used when
 /// `head_dim` is a multiple of 32 and value groups are whole 32-channel
 /// blocks; 3-bit KIVI and GEAR (no fused kernel) are here as controls.
-const FUSED: [(Method, u8); 15] = [
+const FUSED: [(Method, u8); 18] = [
     (Method::F32, 32),
     (Method::F16, 16),
     (Method::Q8_0, 8),
@@ -191,6 +191,9 @@ const FUSED: [(Method, u8); 15] = [
     (Method::Gear, 3),
     (Method::Gear, 4),
     (Method::Gear, 8),
+    (Method::MiKv, 2),
+    (Method::MiKv, 4),
+    (Method::MiKv, 8),
 ];
 
 #[test]
@@ -205,6 +208,10 @@ fn fused_kernels_match_naive_attention() {
             c.group_size = gs;
             check(c, qh, &[2048 + 4 * 32 + 37, 1, 3], (100 * i + j) as u64);
         }
+    }
+    // H2O (f16 rows, evicted ones left out by `check`'s retained mask)
+    for (j, &(kvh, qh, d)) in [(1, 1, 32), (2, 6, 64), (1, 7, 128)].iter().enumerate() {
+        check(cfg(Method::H2o, 1, kvh, d), qh, &[2048 + 37, 1, 3], 900 + j as u64);
     }
 }
 
