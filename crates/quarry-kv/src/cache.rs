@@ -426,10 +426,18 @@ fn flush(cfg: &KvConfig, calib: Option<&Calib>, h: usize, head: &mut Head) {
                 return;
             }
             let age = tail_rows - cfg.residual;
+            // the slots' importance (MiKV: of the rows with a high-precision
+            // copy; H2O: of the kept rows), for the eviction candidate
+            let most = slot_cap(cfg, head.aged + age);
+            let mut slots = if cfg.method == Method::MiKv {
+                MinTree::new(most, head.hp_row.iter().map(|&r| head.imp[r as usize]))
+            } else {
+                MinTree::new(most, head.imp.iter().copied())
+            };
             for r in 0..age {
                 let (k, v) = (head.tail_k.get(r * d, (r + 1) * d).into_owned(), head.tail_v.get(r * d, (r + 1) * d).into_owned());
                 let imp = head.tail_imp[r];
-                age_token(cfg, &codec, head, &k, &v, imp);
+                age_token(cfg, &codec, head, &k, &v, imp, &mut slots);
             }
             head.tail_k.drain_front(age * d);
             head.tail_v.drain_front(age * d);
@@ -458,12 +466,19 @@ fn to_f16(x: &[f32]) -> Vec<f16> {
     x.iter().map(|&v| f16::from_f32(v)).collect()
 }
 
-/// MiKV / H2O decision for one token leaving the recent window.
-fn age_token(cfg: &KvConfig, codec: &Codec, head: &mut Head, k: &[f32], v: &[f32], imp: f32) {
+/// Slots MiKV (high-precision copies) and H2O (kept rows) may hold once
+/// `aged` tokens have left the recent window.
+fn slot_cap(cfg: &KvConfig, aged: usize) -> usize {
+    (cfg.budget as f64 * aged as f64).floor() as usize
+}
+
+/// MiKV / H2O decision for one token leaving the recent window; `slots`
+/// holds the importance of every occupied slot.
+fn age_token(cfg: &KvConfig, codec: &Codec, head: &mut Head, k: &[f32], v: &[f32], imp: f32, slots: &mut MinTree) {
     let d = cfg.head_dim;
     let pos = (head.sink_k.len() / d + head.aged) as u32;
     head.aged += 1;
-    let cap = (cfg.budget as f64 * head.aged as f64).floor() as usize;
+    let cap = slot_cap(cfg, head.aged);
     match cfg.method {
         Method::MiKv => {
             let row = head.rows;
@@ -472,14 +487,16 @@ fn age_token(cfg: &KvConfig, codec: &Codec, head: &mut Head, k: &[f32], v: &[f32
             head.imp.push(imp);
             head.hp_slot.push(NONE);
             if head.hp_row.len() < cap {
+                slots.set(head.hp_row.len(), imp);
                 head.hp_slot[row] = head.hp_row.len() as u32;
                 head.hp_row.push(row as u32);
                 head.hp_k.extend(to_f16(k));
                 head.hp_v.extend(to_f16(v));
-            } else if let Some((s, min)) = min_slot(head.hp_row.iter().map(|&r| head.imp[r as usize]))
+            } else if let Some((s, min)) = slots.min()
                 && imp > min
             {
                 {
+                    slots.set(s, imp);
                     head.hp_slot[head.hp_row[s] as usize] = NONE;
                     head.hp_row[s] = row as u32;
                     head.hp_slot[row] = s as u32;
@@ -490,14 +507,16 @@ fn age_token(cfg: &KvConfig, codec: &Codec, head: &mut Head, k: &[f32], v: &[f32
         }
         Method::H2o => {
             if head.rows < cap {
+                slots.set(head.rows, imp);
                 codec.encode_chunk(k, v, &mut head.krec, &mut head.vrec);
                 head.rows += 1;
                 head.imp.push(imp);
                 head.pos.push(pos);
-            } else if let Some((s, min)) = min_slot(head.imp.iter().copied())
+            } else if let Some((s, min)) = slots.min()
                 && imp > min
             {
                 {
+                    slots.set(s, imp);
                     let (kb, vb) = codec.rec_bytes();
                     let (mut kr, mut vr) = (Vec::with_capacity(kb), Vec::with_capacity(vb));
                     codec.encode_chunk(k, v, &mut kr, &mut vr);
@@ -512,11 +531,47 @@ fn age_token(cfg: &KvConfig, codec: &Codec, head: &mut Head, k: &[f32], v: &[f32
     }
 }
 
-fn min_slot(it: impl Iterator<Item = f32>) -> Option<(usize, f32)> {
-    it.enumerate().fold(None, |best, (i, x)| match best {
-        Some((_, b)) if b <= x => best,
-        _ => Some((i, x)),
-    })
+/// The smallest slot value and its slot (the lowest one among equals), kept
+/// in a binary tree of minima: a change costs O(log n), where rescanning
+/// every slot for every aged token made a long prefill O(n²).
+struct MinTree {
+    leaves: usize,
+    /// Node `i` has children `2i`, `2i + 1`; leaf `s` is node `leaves + s`.
+    /// Unused slots hold `(inf, u32::MAX)`.
+    node: Vec<(f32, u32)>,
+}
+
+impl MinTree {
+    /// Room for `cap` slots (at least as many as `vals`), filled with `vals`.
+    fn new(cap: usize, vals: impl ExactSizeIterator<Item = f32>) -> MinTree {
+        let leaves = cap.max(vals.len()).max(1).next_power_of_two();
+        let mut node = vec![(f32::INFINITY, u32::MAX); 2 * leaves];
+        for (s, v) in vals.enumerate() {
+            node[leaves + s] = (v, s as u32);
+        }
+        for i in (1..leaves).rev() {
+            node[i] = Self::pick(node[2 * i], node[2 * i + 1]);
+        }
+        MinTree { leaves, node }
+    }
+
+    fn pick(a: (f32, u32), b: (f32, u32)) -> (f32, u32) {
+        if a.0 <= b.0 { a } else { b }
+    }
+
+    fn set(&mut self, slot: usize, v: f32) {
+        let mut i = self.leaves + slot;
+        self.node[i] = (v, slot as u32);
+        while i > 1 {
+            i /= 2;
+            self.node[i] = Self::pick(self.node[2 * i], self.node[2 * i + 1]);
+        }
+    }
+
+    fn min(&self) -> Option<(usize, f32)> {
+        let (v, s) = self.node[1];
+        (s != u32::MAX).then_some((s as usize, v))
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -613,6 +668,40 @@ fn process_tile(q: &[f32], k: &[f32], v: &[f32], n: usize, dp: usize, g: usize, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The tree's minimum is the linear scan's (first slot among equal
+    /// values) after any sequence of updates, ties included.
+    #[test]
+    fn min_tree_equals_a_linear_scan() {
+        let mut x: u64 = 12345;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for cap in [1usize, 2, 3, 7, 64, 100] {
+            let init = (next() % (cap as u64 + 1)) as usize;
+            let mut vals: Vec<f32> = (0..init).map(|_| (next() % 5) as f32).collect();
+            let mut t = MinTree::new(cap, vals.iter().copied());
+            for _ in 0..300 {
+                let s = (next() % cap as u64) as usize;
+                let v = (next() % 5) as f32;
+                if s < vals.len() {
+                    vals[s] = v;
+                    t.set(s, v);
+                } else if vals.len() < cap {
+                    t.set(vals.len(), v);
+                    vals.push(v);
+                }
+                let scan = vals.iter().copied().enumerate().fold(None, |best: Option<(usize, f32)>, (i, x)| match best {
+                    Some((_, b)) if b <= x => best,
+                    _ => Some((i, x)),
+                });
+                assert_eq!(t.min(), scan);
+            }
+        }
+    }
 
     /// The attention statistics MiKV and H2O keep (fused kernels where the
     /// CPU has them): what one `attend` adds to a record row equals the row's
