@@ -73,14 +73,10 @@ run(PY, [join(BENCH_DIR, 'kv_ppl.py'), '--codec', join(EX, 'codec'), '--tokens',
 const ppl = JSON.parse(readFileSync(pplJson, 'utf8'));
 
 // ---------------------------------------------------------------- speed
-const big = ['f32', 'f16', 'q8_0', 'q4_0', 'kivi-4', 'kivi-2', 'rotate-4', 'rotate-2'];
-const all = [...big, 'kvquant-4', 'kvquant-2', 'gear-4', 'gear-2', 'mikv-4', 'mikv-2', 'h2o'];
+const all = ['f32', 'f16', 'q8_0', 'q4_0', 'kivi-4', 'kivi-2', 'rotate-4', 'rotate-2', 'kvquant-4', 'kvquant-2', 'gear-4', 'gear-2', 'mikv-4', 'mikv-2', 'h2o'];
 const speedRows = [];
 for (const n of SPEED_TOKENS.split(',')) {
-  // Every method at up to 32k tokens; at 128k the methods with fused kernels
-  // and the baselines (filling a 128k cache of the others takes minutes).
-  const methods = Number(n) > 32768 ? big : all;
-  const out = run(join(EX, 'speed'), ['--tokens', n, '--threads', THREADS, '--methods', methods.join(','), '--min-ms', '250', '--json']);
+  const out = run(join(EX, 'speed'), ['--tokens', n, '--threads', THREADS, '--methods', all.join(','), '--min-ms', '250', '--json']);
   for (const l of out.split('\n')) if (l.startsWith('{')) speedRows.push(JSON.parse(l));
 }
 // The goal comparison (fused KIVI vs f32 at 32k) in three interleaved rounds
