@@ -260,7 +260,12 @@ pub(crate) fn job(codec: &Codec, head: &Head, c0: usize, c1: usize, q: &[f32], g
     }
     // ... and their weights go to the high-precision values (added below),
     // not to the codes
-    let hp_w: Vec<f32> = hp.iter().flat_map(|&(r, _)| (0..g).map(move |j| (r, j))).map(|(r, j)| std::mem::take(&mut sc[j * n + r])).collect();
+    let mut hp_w = Vec::with_capacity(hp.len() * g);
+    for &(r, _) in &hp {
+        for j in 0..g {
+            hp_w.push(std::mem::take(&mut sc[j * n + r]));
+        }
+    }
     let mut acc = vec![0f32; g * dp];
     let raw = vside.raw();
     let mut wbuf = if vside.affine { vec![0f32; g.min(3) * n] } else { Vec::new() };
