@@ -6,6 +6,7 @@
 //! ```text
 //! cargo run --release -p quarry-kv --example speed -- [--tokens 4096,32768,131072] [--threads 1,2]
 //!     [--methods f32,f16,q8_0,q4_0,kivi-4,kivi-2,...] [--min-ms 300] [--json]
+//!     [--interleave]
 //! ```
 //! Per size × method × thread count: the median and minimum of repeated
 //! `attend` calls (one decode step of one layer, all 9 query heads), in ms,
@@ -102,6 +103,10 @@ fn main() {
     let json = args.iter().any(|a| a == "--json");
     let q = data(Q_HEADS / KV_HEADS, 99);
     let f16_bpt = (KV_HEADS * D * 2 * 2) as f64;
+    if args.iter().any(|a| a == "--interleave") {
+        interleaved(&sizes, &threads, &methods, min_ms, &q, json);
+        return;
+    }
     if !json {
         println!("| tokens | method | threads | bytes/token | ×f16 | ms/step (median) | ms (min) | CPU ms/step | GB/s of cache |");
         println!("|---|---|---|---|---|---|---|---|---|");
@@ -148,6 +153,54 @@ fn main() {
                     println!("{{\"kind\":\"quantize\",\"tokens\":{n},\"method\":\"{label}\",\"threads\":{th},\"ms_median\":{med:.4},\"gb_per_s\":{gbs:.4}}}");
                 } else {
                     println!("quantize {label} threads {th}: {med:.2} ms for {n} tokens = {gbs:.3} GB/s of f32 input");
+                }
+            }
+        }
+    }
+}
+
+/// `--interleave`: the methods' steps alternate within one process (one step
+/// of each method per iteration, the order rotating), so every method runs
+/// under the same background load, and each iteration gives a paired ratio
+/// (first method's time / this method's time). A step then also starts with
+/// its cache out of the CPU caches, as each layer's does in a real decode.
+fn interleaved(sizes: &[usize], threads: &[usize], methods: &[(String, Method, u8)], min_ms: f64, q: &[f32], json: bool) {
+    for &n in sizes {
+        let (k, v) = (data(n, 1), data(n, 2));
+        let mut caches: Vec<KvCache> = methods.iter().map(|(_, m, bits)| cache_for(*m, *bits, &k, &v)).collect();
+        for &th in threads {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(th).build().unwrap();
+            let mut t: Vec<Vec<f64>> = vec![Vec::new(); methods.len()];
+            pool.install(|| {
+                for c in caches.iter_mut() {
+                    black_box(c.attend(0, black_box(q), None).unwrap()); // warm-up
+                }
+                let start = Instant::now();
+                let mut it = 0;
+                while it < 5 || (start.elapsed().as_secs_f64() * 1e3 < min_ms * methods.len() as f64 && it < 2000) {
+                    for j in 0..methods.len() {
+                        let i = (it + j) % methods.len();
+                        let s = Instant::now();
+                        black_box(caches[i].attend(0, black_box(q), None).unwrap());
+                        t[i].push(s.elapsed().as_secs_f64() * 1e3);
+                    }
+                    it += 1;
+                }
+            });
+            let median = |x: &mut Vec<f64>| {
+                x.sort_by(f64::total_cmp);
+                x[x.len() / 2]
+            };
+            for (i, (label, _, _)) in methods.iter().enumerate() {
+                let mut ratios: Vec<f64> = t[0].iter().zip(&t[i]).map(|(a, b)| a / b).collect();
+                let ratio = median(&mut ratios);
+                let reps = t[i].len();
+                let min = t[i].iter().cloned().fold(f64::INFINITY, f64::min);
+                let med = median(&mut t[i]);
+                if json {
+                    println!("{{\"kind\":\"interleaved\",\"tokens\":{n},\"method\":\"{label}\",\"threads\":{th},\"ms_median\":{med:.4},\"ms_min\":{min:.4},\"paired_ratio\":{ratio:.4},\"reps\":{reps}}}");
+                } else {
+                    println!("{n} tokens, {th} threads, {label}: median {med:.3} ms, min {min:.3} ms, median paired ratio {} / {label} = {ratio:.3} ({reps} steps)", methods[0].0);
                 }
             }
         }
