@@ -297,6 +297,36 @@ fn load_tokenizer(path: &Path, err: impl Fn(String) -> FmError) -> Result<Tokeni
     Tokenizer::from_file(path).map_err(|e| err(format!("{}: {e}", path.display())))
 }
 
+/// Token ids of the documents given back to back in `text` (lengths `lens`), tokenized in
+/// parallel without special tokens, as one buffer of `T` plus per-document token counts. The
+/// text is dropped once tokenized, and each document's ids as soon as they are copied.
+fn tokenize<T: TryFrom<u32> + Copy + Send>(tok: &Tokenizer, text: Vec<u8>, lens: &[usize]) -> Result<(Vec<T>, Vec<usize>)> {
+    let mut ranges = Vec::with_capacity(lens.len());
+    let mut at = 0usize;
+    for &l in lens {
+        ranges.push(at..at + l);
+        at += l;
+    }
+    let toks: Vec<Vec<T>> = ranges
+        .into_par_iter()
+        .map(|r| {
+            let s = std::str::from_utf8(&text[r]).map_err(|_| FmError::InvalidInput("document is not valid UTF-8".into()))?;
+            let enc = tok.encode_fast(s, false).map_err(|e| FmError::Tokenizer(e.to_string()))?;
+            enc.get_ids()
+                .iter()
+                .map(|&id| T::try_from(id).map_err(|_| FmError::Internal(format!("token id {id} beyond the vocabulary size"))))
+                .collect()
+        })
+        .collect::<Result<_>>()?;
+    drop(text);
+    let tlens: Vec<usize> = toks.iter().map(Vec::len).collect();
+    let mut ids = Vec::with_capacity(tlens.iter().sum());
+    for t in toks {
+        ids.extend_from_slice(&t);
+    }
+    Ok((ids, tlens))
+}
+
 /// Documents of the shard being collected: their bytes back to back, lengths, metadata.
 #[derive(Default)]
 struct Batch {
@@ -356,31 +386,16 @@ impl Builder<'_> {
             match &self.tokenizer {
                 Some(tok) => {
                     check("tokenize", 0, lens.len())?;
-                    let mut ranges = Vec::with_capacity(lens.len());
-                    let mut at = 0usize;
-                    for &l in &lens {
-                        ranges.push(at..at + l);
-                        at += l;
+                    let (bv, sa, isa) = (opts.bitvector, opts.sa_sample_rate, opts.isa_sample_rate);
+                    // ids in 16 bits when the vocabulary fits: half the memory until the
+                    // suffix array, whose peak is then the dense-coded ids plus the array
+                    if tok.get_vocab_size(true) <= 1 << 16 {
+                        let (ids, tlens) = tokenize::<u16>(tok, text, &lens)?;
+                        Shard::build(ids, tlens, metas, bv, sa, isa, &mut check)?
+                    } else {
+                        let (ids, tlens) = tokenize::<u32>(tok, text, &lens)?;
+                        Shard::build(ids, tlens, metas, bv, sa, isa, &mut check)?
                     }
-                    let toks: Vec<Vec<u32>> = ranges
-                        .into_par_iter()
-                        .map(|r| {
-                            let s = std::str::from_utf8(&text[r]).map_err(|_| {
-                                FmError::InvalidInput("document is not valid UTF-8".into())
-                            })?;
-                            let enc = tok
-                                .encode_fast(s, false)
-                                .map_err(|e| FmError::Tokenizer(e.to_string()))?;
-                            Ok(enc.get_ids().to_vec())
-                        })
-                        .collect::<Result<_>>()?;
-                    drop(text);
-                    let tlens: Vec<usize> = toks.iter().map(Vec::len).collect();
-                    let mut ids = Vec::with_capacity(tlens.iter().sum());
-                    for t in toks {
-                        ids.extend_from_slice(&t);
-                    }
-                    Shard::build(ids, tlens, metas, opts.bitvector, opts.sa_sample_rate, opts.isa_sample_rate, &mut check)?
                 }
                 None => Shard::build(text, lens, metas, opts.bitvector, opts.sa_sample_rate, opts.isa_sample_rate, &mut check)?,
             }
