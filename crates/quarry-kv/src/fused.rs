@@ -682,6 +682,9 @@ mod x86 {
             let nb = dp / 32;
             let mut r = 0;
             while r + 4 <= n {
+                if r + 20 <= n {
+                    prefetch_bytes(raw.ptr.add((r + 16) * raw.stride), 4 * raw.stride);
+                }
                 let mut acc = [[_mm256_setzero_ps(); 4]; J];
                 for b in 0..nb {
                     for u in 0..4 {
@@ -728,6 +731,10 @@ mod x86 {
             for b in 0..dp / 32 {
                 let mut a = [[_mm256_setzero_ps(); 4]; J];
                 for r in 0..n {
+                    // the first pass fetches whole rows ahead for all of them
+                    if b == 0 && r % 4 == 0 && r + 20 <= n {
+                        prefetch_bytes(raw.ptr.add((r + 16) * raw.stride), 4 * raw.stride);
+                    }
                     for i in 0..4 {
                         let v = piece::<E, false>(raw, r, b, i, (_mm256_setzero_ps(), _mm256_setzero_ps()));
                         for j in 0..J {
@@ -834,6 +841,11 @@ mod x86 {
             let gain: [__m256; 4] = std::array::from_fn(|i| _mm256_set1_ps(scale / piece_gain(E, i)));
             for c in 0..nch {
                 let r = rec.add(c * kb);
+                // a decode step finds its cache in DRAM (every other layer ran in between):
+                // fetch two chunks ahead
+                if c + 2 < nch {
+                    prefetch_bytes(rec.add((c + 2) * kb), kb);
+                }
                 let mut bz = [_mm256_setzero_ps(); J];
                 let mut ch = 0;
                 while ch < d {
@@ -869,6 +881,18 @@ mod x86 {
                     }
                 }
             }
+        }
+    }
+
+    /// Prefetch the cache lines of `len` bytes from `p` into L1.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn prefetch_bytes(p: *const u8, len: usize) {
+        let mut o = 0;
+        while o < len {
+            // (a prefetch never faults; the addresses lie inside the records anyway)
+            _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(o) as *const i8);
+            o += 64;
         }
     }
 
@@ -918,9 +942,17 @@ mod x86 {
                 let mut zsum = [0f32; J];
                 for sg in 0..nseg {
                     let pbase = raw.ptr.add(sg * raw.seg_bytes + *raw.poff.add(b));
+                    // the first pass over the rows also fetches whole segments (parameters and
+                    // codes) four ahead, for the passes after it
+                    if b == 0 && raw.seg_rows > 0 && sg + 4 < nseg {
+                        prefetch_bytes(raw.ptr.add((sg + 4) * raw.seg_bytes), raw.seg_bytes);
+                    }
                     let r0 = sg * seg_rows;
                     let mut r = 0;
                     while r + 8 <= seg_rows {
+                        if b == 0 && raw.seg_rows == 0 && r + 40 <= seg_rows {
+                            prefetch_bytes(raw.ptr.add((r + 32) * raw.stride), 8 * raw.stride);
+                        }
                         let g = if raw.seg_rows > 0 {
                             _mm256_loadu_si256(pbase.add(4 * r) as *const __m256i)
                         } else {
