@@ -187,16 +187,18 @@ fn interleaved(sizes: &[usize], threads: &[usize], methods: &[(String, Method, u
                     it += 1;
                 }
             });
-            let median = |x: &mut Vec<f64>| {
+            // (on copies: the step times must keep their iteration order for the pairing)
+            let median = |x: &[f64]| {
+                let mut x = x.to_vec();
                 x.sort_by(f64::total_cmp);
                 x[x.len() / 2]
             };
             for (i, (label, _, _)) in methods.iter().enumerate() {
-                let mut ratios: Vec<f64> = t[0].iter().zip(&t[i]).map(|(a, b)| a / b).collect();
-                let ratio = median(&mut ratios);
+                let ratios: Vec<f64> = t[0].iter().zip(&t[i]).map(|(a, b)| a / b).collect();
+                let ratio = median(&ratios);
                 let reps = t[i].len();
                 let min = t[i].iter().cloned().fold(f64::INFINITY, f64::min);
-                let med = median(&mut t[i]);
+                let med = median(&t[i]);
                 if json {
                     println!("{{\"kind\":\"interleaved\",\"tokens\":{n},\"method\":\"{label}\",\"threads\":{th},\"ms_median\":{med:.4},\"ms_min\":{min:.4},\"paired_ratio\":{ratio:.4},\"reps\":{reps}}}");
                 } else {
