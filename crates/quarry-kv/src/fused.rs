@@ -213,7 +213,11 @@ pub(crate) fn job(codec: &Codec, head: &Head, c0: usize, c1: usize, q: &[f32], g
     };
     let gear = (cfg.method == Method::Gear).then(|| GearTerms::new(codec, c1 - c0));
     let dp = d;
-    let mut sc = vec![0f32; g * n];
+    // the scores and row weights live in per-thread buffers reused from job to job (no
+    // allocation and zeroing per job); every element is written before it is read
+    let (mut sc_buf, mut wbuf) = SCRATCH.take();
+    grow(&mut sc_buf, g * n);
+    let sc = &mut sc_buf[..g * n];
     let mut jb = 0;
     while jb < g {
         let jn = (g - jb).min(3);
@@ -238,7 +242,7 @@ pub(crate) fn job(codec: &Codec, head: &Head, c0: usize, c1: usize, q: &[f32], g
         jb += jn;
     }
     if let Some(gt) = &gear {
-        gt.add_to_scores(kr, q, g, scale, &mut sc);
+        gt.add_to_scores(kr, q, g, scale, sc);
     }
     // MiKV: rows with a high-precision copy are scored on it instead
     let hp = if cfg.method == Method::MiKv { high_precision_rows(head, c0, c1) } else { Vec::new() };
@@ -268,7 +272,9 @@ pub(crate) fn job(codec: &Codec, head: &Head, c0: usize, c1: usize, q: &[f32], g
     }
     let mut acc = vec![0f32; g * dp];
     let raw = vside.raw();
-    let mut wbuf = if vside.affine { vec![0f32; g.min(3) * n] } else { Vec::new() };
+    if vside.affine {
+        grow(&mut wbuf, g.min(3) * n);
+    }
     let mut jb = 0;
     while jb < g {
         let jn = (g - jb).min(3);
@@ -286,7 +292,7 @@ pub(crate) fn job(codec: &Codec, head: &Head, c0: usize, c1: usize, q: &[f32], g
         jb += jn;
     }
     if let Some(gt) = &gear {
-        gt.add_to_values(vr, &sc, g, &mut acc);
+        gt.add_to_values(vr, sc, g, &mut acc);
     }
     for (&(_, slot), w) in hp.iter().zip(hp_w.chunks_exact(g)) {
         kernels::f16_to_f32(&head.hp_v[slot * d..(slot + 1) * d], &mut row);
@@ -294,7 +300,20 @@ pub(crate) fn job(codec: &Codec, head: &Head, c0: usize, c1: usize, q: &[f32], g
             kernels::axpy(w[j], &row, &mut acc[j * dp..j * dp + d]);
         }
     }
+    SCRATCH.set((sc_buf, wbuf));
     Some(JobState { m, l, acc, scores })
+}
+
+thread_local! {
+    /// A thread's job buffers (scores, row weights), kept between jobs.
+    static SCRATCH: std::cell::Cell<(Vec<f32>, Vec<f32>)> = const { std::cell::Cell::new((Vec::new(), Vec::new())) };
+}
+
+/// At least `n` elements (new ones zero, old ones as they were).
+fn grow(v: &mut Vec<f32>, n: usize) {
+    if v.len() < n {
+        v.resize(n, 0.0);
+    }
 }
 
 /// MiKV rows of chunks `c0..c1` (one row per chunk) that have a
