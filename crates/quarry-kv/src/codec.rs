@@ -466,25 +466,14 @@ impl<'a> Codec<'a> {
                 true
             }
             Method::KvQuant => {
-                // as `decode_side`, a tile of one-token records at a time
-                let c = self.calib();
-                let (b, nb, nout) = (self.bits(), dp / 32, self.nout);
-                let rb = pack::row_bytes(b, d);
-                let base = self.head * dp;
-                pack::unpack_tile(b, false, kr, rows, kb, 0, nb, 4 * b as usize, ko);
-                pack::unpack_tile(b, false, vr, rows, vb, 4, nb, 4 * b as usize, vo);
+                // the codes of a tile of one-token records unpacked at once, then each row as
+                // `decode_side`
+                let b = self.bits();
+                pack::unpack_tile(b, false, kr, rows, kb, 0, dp / 32, 4 * b as usize, ko);
+                pack::unpack_tile(b, false, vr, rows, vb, 4, dp / 32, 4 * b as usize, vo);
                 for i in 0..rows {
-                    let (krow, vrow) = (&mut ko[i * dp..(i + 1) * dp], &mut vo[i * dp..(i + 1) * dp]);
-                    crate::kernels::lut(&mut krow[..d], &c.k_cb);
-                    crate::kernels::affine(krow, &c.k_scale[base..base + dp], &c.k_zero[base..base + dp]);
-                    quant::outliers_apply(&kr[i * kb + rb..], nout, &mut krow[..d]);
-                    let r = &vr[i * vb..];
-                    let z = f16::from_le_bytes([r[0], r[1]]).to_f32();
-                    let s = f16::from_le_bytes([r[2], r[3]]).to_f32();
-                    crate::kernels::lut(&mut vrow[..d], &c.v_cb);
-                    crate::kernels::affine1(&mut vrow[..d], s, z);
-                    vrow[d..].fill(0.0);
-                    quant::outliers_apply(&r[4 + rb..], nout, &mut vrow[..d]);
+                    self.kvquant_key_codes(&kr[i * kb..], &mut ko[i * dp..(i + 1) * dp]);
+                    self.kvquant_value_codes(&vr[i * vb..], &mut vo[i * dp..(i + 1) * dp]);
                 }
                 true
             }
@@ -500,6 +489,28 @@ impl<'a> Codec<'a> {
             }
             _ => false,
         }
+    }
+
+    /// KVQuant key record `r` whose codes `o` (`dp` long) holds unpacked:
+    /// codebook values, the head's per-channel range, then the outliers.
+    fn kvquant_key_codes(&self, r: &[u8], o: &mut [f32]) {
+        let (c, d, dp) = (self.calib(), self.d, self.dp);
+        let base = self.head * dp;
+        crate::kernels::lut(&mut o[..d], &c.k_cb);
+        crate::kernels::affine(o, &c.k_scale[base..base + dp], &c.k_zero[base..base + dp]);
+        quant::outliers_apply(&r[pack::row_bytes(self.bits(), d)..], self.nout, &mut o[..d]);
+    }
+
+    /// KVQuant value record `r` whose codes `o` (`dp` long) holds unpacked:
+    /// codebook values, the row's (zero, scale), then the outliers.
+    fn kvquant_value_codes(&self, r: &[u8], o: &mut [f32]) {
+        let (c, d) = (self.calib(), self.d);
+        let z = f16::from_le_bytes([r[0], r[1]]).to_f32();
+        let s = f16::from_le_bytes([r[2], r[3]]).to_f32();
+        crate::kernels::lut(&mut o[..d], &c.v_cb);
+        crate::kernels::affine1(&mut o[..d], s, z);
+        o[d..].fill(0.0);
+        quant::outliers_apply(&r[4 + pack::row_bytes(self.bits(), d)..], self.nout, &mut o[..d]);
     }
 
     // ------------------------------------------------------------ decode
@@ -549,22 +560,13 @@ impl<'a> Codec<'a> {
             }
             Method::Kivi => self.decode_uniform(r, is_key, o),
             Method::KvQuant => {
-                let c = self.calib();
                 let rb = pack::row_bytes(b, d);
                 if is_key {
                     pack::unpack_f32(b, &r[..rb], &mut o[..dp]);
-                    crate::kernels::lut(&mut o[..d], &c.k_cb);
-                    let base = self.head * dp;
-                    crate::kernels::affine(&mut o[..dp], &c.k_scale[base..base + dp], &c.k_zero[base..base + dp]);
-                    quant::outliers_apply(&r[rb..], self.nout, &mut o[..d]);
+                    self.kvquant_key_codes(r, &mut o[..dp]);
                 } else {
-                    let z = f16::from_le_bytes([r[0], r[1]]).to_f32();
-                    let s = f16::from_le_bytes([r[2], r[3]]).to_f32();
                     pack::unpack_f32(b, &r[4..4 + rb], &mut o[..dp]);
-                    crate::kernels::lut(&mut o[..d], &c.v_cb);
-                    crate::kernels::affine1(&mut o[..d], s, z);
-                    o[d..dp].fill(0.0);
-                    quant::outliers_apply(&r[4 + rb..], self.nout, &mut o[..d]);
+                    self.kvquant_value_codes(r, &mut o[..dp]);
                 }
             }
             Method::Gear => {

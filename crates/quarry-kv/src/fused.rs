@@ -373,13 +373,13 @@ impl GearTerms {
     /// `q` (`A` is stored `t × r`; `tmp` holds `t·r` floats).
     fn factors(&self, rec: &[u8], q: usize, tmp: &mut [f32], at: &mut [f32], b: &mut [f32]) {
         let (t, d, r) = (self.t, self.d, self.r);
-        f16_bytes_to_f32(&rec[q..q + 2 * t * r], tmp);
+        quant::f16_decode(&rec[q..q + 2 * t * r], tmp);
         for i in 0..t {
             for k in 0..r {
                 at[k * t + i] = tmp[i * r + k];
             }
         }
-        f16_bytes_to_f32(&rec[q + 2 * t * r..q + 2 * (t + d) * r], b);
+        quant::f16_decode(&rec[q + 2 * t * r..q + 2 * (t + d) * r], b);
     }
 
     /// Row `i`'s outliers `(channel, exact value)` that `quant::outliers_apply`
@@ -387,11 +387,9 @@ impl GearTerms {
     fn outliers(&self, rec: &[u8], q: usize, i: usize, mut f: impl FnMut(usize, f32)) {
         let n = self.nout;
         let o = &rec[q + 2 * (self.t + self.d) * self.r + i * n * quant::OUTLIER_BYTES..];
-        let chan = |k: usize| u16::from_le_bytes([o[6 * k], o[6 * k + 1]]) as usize;
-        for k in 0..n {
-            let c = chan(k);
-            if c < self.d && !(k + 1..n).any(|k2| chan(k2) == c) {
-                f(c, f32::from_le_bytes([o[6 * k + 2], o[6 * k + 3], o[6 * k + 4], o[6 * k + 5]]));
+        for (k, (c, x)) in quant::outliers(o, n).enumerate() {
+            if c < self.d && !quant::outliers(o, n).skip(k + 1).any(|(c2, _)| c2 == c) {
+                f(c, x);
             }
         }
     }
@@ -423,7 +421,7 @@ impl GearTerms {
                 continue;
             }
             // the uniform part: per-channel zeros then scales over the chunk
-            f16_bytes_to_f32(&rec[..4 * d], &mut zs);
+            quant::f16_decode(&rec[..4 * d], &mut zs);
             let codes = &rec[4 * d..self.kq];
             for i in 0..t {
                 self.outliers(rec, self.kq, i, |c, x| {
@@ -459,7 +457,7 @@ impl GearTerms {
                 continue;
             }
             // the uniform part: per token and channel group, (zero, scale)
-            f16_bytes_to_f32(&rec[..pbytes], &mut zs);
+            quant::f16_decode(&rec[..pbytes], &mut zs);
             for i in 0..t {
                 self.outliers(rec, self.vq, i, |c, x| {
                     let pair = 2 * ((c / self.group) * t + i);
@@ -469,18 +467,6 @@ impl GearTerms {
                         acc[j * d + c] += p[j * n + ci * t + i] * delta;
                     }
                 });
-            }
-        }
-    }
-}
-
-/// Little-endian f16 bytes to f32 (F16C when the bytes are 2-aligned).
-fn f16_bytes_to_f32(src: &[u8], out: &mut [f32]) {
-    match bytemuck::try_cast_slice::<u8, half::f16>(src) {
-        Ok(h) => kernels::f16_to_f32(h, out),
-        Err(_) => {
-            for (o, b) in out.iter_mut().zip(src.chunks_exact(2)) {
-                *o = half::f16::from_le_bytes([b[0], b[1]]).to_f32();
             }
         }
     }

@@ -331,11 +331,16 @@ pub fn outliers_encode(x: &[f32], chans: &[usize], out: &mut [u8]) {
     }
 }
 
+/// The `n` outliers `(channel, exact value)` stored at `rec`, in order.
+pub fn outliers(rec: &[u8], n: usize) -> impl Iterator<Item = (usize, f32)> + '_ {
+    rec[..n * OUTLIER_BYTES].chunks_exact(OUTLIER_BYTES).map(|e| {
+        (u16::from_le_bytes([e[0], e[1]]) as usize, f32::from_le_bytes([e[2], e[3], e[4], e[5]]))
+    })
+}
+
 /// Overwrite the outlier channels of `row` with their exact values.
 pub fn outliers_apply(rec: &[u8], n: usize, row: &mut [f32]) {
-    for k in 0..n {
-        let c = u16::from_le_bytes([rec[k * 6], rec[k * 6 + 1]]) as usize;
-        let v = f32::from_le_bytes([rec[k * 6 + 2], rec[k * 6 + 3], rec[k * 6 + 4], rec[k * 6 + 5]]);
+    for (c, v) in outliers(rec, n) {
         if c < row.len() {
             row[c] = v;
         }
