@@ -198,6 +198,8 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
                 (1.0, 10.0, ProbeOrder::Centroid),
                 (2.0, 5.0, ProbeOrder::Centroid),
                 (2.0, 10.0, ProbeOrder::Centroid),
+                (3.0, 10.0, ProbeOrder::Centroid),
+                (3.0, 20.0, ProbeOrder::Centroid),
                 (1.0, 10.0, ProbeOrder::Bound),
                 (2.0, 100.0, ProbeOrder::Bound),
             ],
