@@ -105,6 +105,7 @@ describe('attention', () => {
       { pattern: 'a-shape', sink: full, window: full },
       { pattern: 'vertical-slash', vertical: full, slash: full },
       { pattern: 'block-topk', gamma: 1 },
+      { pattern: 'block-topk', gamma: 1, estimate: 'mean-query' },
       { pattern: 'per-head', patterns: Array.from({ length: 4 }, () => ({ pattern: 'dense' as const })) },
       { pattern: 'duo', retrievalHeads: [true, true] },
     ] as const) {
@@ -193,6 +194,7 @@ describe('attention', () => {
     expect(() => attention.dense(q, k, v, { ...shape, headDim: 0 })).toThrow(InvalidArgumentError);
     expect(() => attention.sparse(q, k, v, { ...shape, pattern: 'quest' })).toThrow(InvalidArgumentError); // decode-only method
     expect(() => attention.sparse(q, k, v, { ...shape, pattern: 'nope' } as never)).toThrow(InvalidArgumentError);
+    expect(() => attention.sparse(q, k, v, { ...shape, pattern: 'block-topk', estimate: 'nope' } as never)).toThrow(InvalidArgumentError);
     expect(() => attention.sparse(q, k, v, { ...shape, pattern: 'duo', retrievalHeads: [true] })).toThrow(DimensionMismatchError);
     expect(() => attention.recall(qDecode, k, { ...shape, indices: [n + 5] })).toThrow(InvalidArgumentError);
     expect(() => attention.dense([1, 2] as unknown as Float32Array, k, v, shape)).toThrow(InvalidArgumentError);

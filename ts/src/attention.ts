@@ -14,7 +14,7 @@
  * - prefill (any `qLen`): `a-shape` (sinks + local window, StreamingLLM),
  *   `vertical-slash` (MInference: top columns and diagonals estimated from
  *   the last `lastQ` queries), `block-topk` (FlexPrefill: query-aware blocks
- *   up to a cumulative share `gamma`, optional low-bit score estimate),
+ *   up to a cumulative share `gamma`; pooled, low-bit or mean-query estimate),
  *   `per-head` (one of those per head, e.g. from {@link searchPatterns});
  * - decode (`qLen == 1`): `streaming`, `quest` (page min/max bounds),
  *   `squeezed` (k-means key clusters), `retrieval` (RetrievalAttention: an
@@ -72,8 +72,12 @@ export interface PrefillPattern {
   lastQ?: number;
   /** block-topk: cumulative share of estimated attention kept per query block (default 0.9). */
   gamma?: number;
-  /** block-topk: block scores from f32 pooled blocks, or an 8-/4-bit estimate (SALE). */
-  estimate?: 'pooled' | 'i8' | 'i4';
+  /**
+   * block-topk: block scores from f32 pooled blocks, an 8-/4-bit estimate of them (SALE), or
+   * `mean-query`: each query block's mean query against every key, a block's score its share
+   * of that attention (finer than pooled keys, at 1/block of the dense Q·Kᵀ cost).
+   */
+  estimate?: 'pooled' | 'i8' | 'i4' | 'mean-query';
 }
 
 /** Key positions: one list for every query head, or one list per query head. */

@@ -39,6 +39,7 @@ export function prefillMethods(tokens: number): Method[] {
     },
     { label: 'block-topk (γ 0.9)', opts: { pattern: 'block-topk', gamma: 0.9 } },
     { label: 'block-topk (γ 0.9, i4 estimate)', opts: { pattern: 'block-topk', gamma: 0.9, estimate: 'i4' } },
+    { label: 'block-topk (γ 0.95, mean-query estimate)', opts: { pattern: 'block-topk', gamma: 0.95, estimate: 'mean-query' } },
   ];
 }
 

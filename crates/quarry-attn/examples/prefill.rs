@@ -47,6 +47,8 @@ fn candidates(n: usize) -> Vec<(String, PrefillPattern)> {
         ("block-topk g0.9".into(), PrefillPattern::BlockTopK { gamma: 0.9, estimate: ScoreEstimate::Pooled }),
         ("block-topk g0.9 i4 (SALE)".into(), PrefillPattern::BlockTopK { gamma: 0.9, estimate: ScoreEstimate::PooledI4 }),
         ("block-topk g0.95".into(), PrefillPattern::BlockTopK { gamma: 0.95, estimate: ScoreEstimate::Pooled }),
+        ("block-topk g0.95 mean-query".into(), PrefillPattern::BlockTopK { gamma: 0.95, estimate: ScoreEstimate::MeanQuery }),
+        ("block-topk g0.98 mean-query".into(), PrefillPattern::BlockTopK { gamma: 0.98, estimate: ScoreEstimate::MeanQuery }),
     ]
 }
 

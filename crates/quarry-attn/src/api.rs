@@ -170,9 +170,10 @@ pub fn recall<'a>(q: &[f32], k: impl Into<KvSlice<'a>>, shape: &AttnShape, opts:
 
 /// Candidates a per-head pattern search tries when the caller gives none:
 /// A-shape windows, vertical-slash budgets and block top-k thresholds from
-/// sparse to dense-ish (budgets clamp to short sequences).
+/// sparse to dense-ish, pooled and mean-query estimates (budgets clamp to
+/// short sequences).
 pub fn default_pattern_candidates() -> Vec<PrefillPattern> {
-    use crate::prefill::ScoreEstimate::Pooled;
+    use crate::prefill::ScoreEstimate::{MeanQuery, Pooled};
     let mut c = Vec::new();
     for window in [256, 1024, 4096] {
         c.push(PrefillPattern::AShape { sink: 64, window });
@@ -182,6 +183,9 @@ pub fn default_pattern_candidates() -> Vec<PrefillPattern> {
     }
     for gamma in [0.8, 0.9, 0.95] {
         c.push(PrefillPattern::BlockTopK { gamma, estimate: Pooled });
+    }
+    for gamma in [0.95, 0.98] {
+        c.push(PrefillPattern::BlockTopK { gamma, estimate: MeanQuery });
     }
     c
 }

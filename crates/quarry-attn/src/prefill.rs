@@ -27,6 +27,13 @@ pub enum ScoreEstimate {
     /// Pooled blocks quantised to 4-bit symmetric integers (-7..=7) per
     /// block (SALE-style low-bit estimate).
     PooledI4,
+    /// The tile's mean query against every key it can see; a block's score
+    /// is the log of the sum of its keys' exp-scores, i.e. its share of the
+    /// mean query's attention. Finer than pooling the keys: a block holding
+    /// a few strong keys among weak or opposite ones keeps its weight,
+    /// where the pooled key averages them away. Costs one query row per
+    /// tile against all keys (`1 / block` of dense attention's `Q·Kᵀ`).
+    MeanQuery,
 }
 
 /// A prefill sparsity pattern. Budgets larger than the sequence are clamped
@@ -366,7 +373,7 @@ fn head_jobs(
             }
         }
         PrefillPattern::BlockTopK { gamma, estimate } => {
-            block_topk_jobs(q, k, shape, opts, h, gamma, estimate, &mut jobs);
+            block_topk_jobs(q, k, kv, shape, opts, level, h, gamma, estimate, &mut jobs);
         }
     }
     jobs
@@ -446,8 +453,10 @@ fn top_indices(score: &[f64], k: usize) -> Vec<usize> {
 fn block_topk_jobs(
     q: &[f32],
     k: &KvSlice,
+    kv: Option<&PreparedKv>,
     shape: &AttnShape,
     opts: &AttnOptions,
+    level: Level,
     h: usize,
     gamma: f32,
     estimate: ScoreEstimate,
@@ -503,6 +512,10 @@ fn block_topk_jobs(
                 dot(&qq[t * d..(t + 1) * d], &kq[kb * d..(kb + 1) * d]) as f32 * qs[t] * ks[kb] * scale
             })
         }
+        ScoreEstimate::MeanQuery => {
+            let bs = mean_query_block_scores(&qbar, kv.expect("prepared keys"), shape, opts, level, g, tiles);
+            Box::new(move |t, kb| bs[t * kblocks + kb])
+        }
     };
     let mut sc: Vec<(f32, usize)> = Vec::with_capacity(kblocks);
     for (t, job) in jobs.iter_mut().enumerate() {
@@ -540,6 +553,60 @@ fn block_topk_jobs(
             (0..nb).filter(|&kb| keep[kb]).map(|kb| [kb * b, ((kb + 1) * b).min(n)]).collect();
         finish_job(&mut iv, &mut Vec::new(), vis, b, job);
     }
+}
+
+/// Block scores of [`ScoreEstimate::MeanQuery`] for KV head `g`, `[tile][key block]`:
+/// `ln Σ exp(q̄_t·k_j·scale)` over the block's keys visible to tile `t` (−∞ for blocks it
+/// cannot see), so a softmax over a tile's scores gives each block its share of the mean
+/// query's attention.
+#[allow(clippy::too_many_arguments)]
+fn mean_query_block_scores(
+    qbar: &[f32],
+    kv: &PreparedKv,
+    shape: &AttnShape,
+    opts: &AttnOptions,
+    level: Level,
+    g: usize,
+    tiles: usize,
+) -> Vec<f32> {
+    let (b, d, n) = (opts.block, shape.head_dim, shape.kv_len);
+    let kblocks = n.div_ceil(b);
+    let scale = opts.scale_for(d);
+    let qs: Vec<f32> = qbar.iter().map(|x| x * scale).collect();
+    let kt = &kv.kt[g * d * kv.ld..(g + 1) * d * kv.ld];
+    let mut out = vec![f32::NEG_INFINITY; tiles * kblocks];
+    // several tiles per product (the last one sees the most keys)
+    const CH: usize = 32;
+    let mut s = vec![0.0f32; CH * n];
+    let mut t0 = 0;
+    while t0 < tiles {
+        let rows = (tiles - t0).min(CH);
+        let cols = visible_end(shape, opts.causal, b, t0 + rows - 1);
+        simd::gemm(level, rows, cols, d, &qs[t0 * d..], d, simd::BMatrix::Rows(kt, kv.ld), &mut s, cols, false);
+        for i in 0..rows {
+            let t = t0 + i;
+            let row = &mut s[i * cols..i * cols + visible_end(shape, opts.causal, b, t)];
+            let m = simd::row_max(level, row);
+            simd::exp_sub_sum(level, row, m);
+            for (kb, keys) in row.chunks(b).enumerate() {
+                out[t * kblocks + kb] = m + lane_sum(keys).ln();
+            }
+        }
+        t0 += rows;
+    }
+    out
+}
+
+/// Sum in eight independent lanes (vectorises; a plain float sum is one dependent chain).
+fn lane_sum(x: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let mut it = x.chunks_exact(8);
+    for c in &mut it {
+        for (a, v) in acc.iter_mut().zip(c) {
+            *a += v;
+        }
+    }
+    acc.iter().sum::<f32>() + it.remainder().iter().sum::<f32>()
 }
 
 /// Symmetric per-row quantisation to integers in `-qmax..=qmax`.
@@ -672,4 +739,59 @@ pub fn search_patterns<'a>(
         }
     }
     Ok(best)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shape::KernelChoice;
+
+    /// [`mean_query_block_scores`] against f64 sums over the keys each tile sees:
+    /// causal and not, GQA, more keys than queries, partial last blocks, both kernel levels.
+    #[test]
+    fn mean_query_block_scores_match_naive() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut rnd = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+        };
+        for (causal, heads, kv_heads, q_len, kv_len, d, block) in
+            [(true, 4, 2, 300, 300, 16, 64), (true, 2, 1, 100, 260, 32, 32), (false, 2, 2, 90, 150, 8, 16)]
+        {
+            let shape = AttnShape::new(heads, kv_heads, q_len, kv_len, d);
+            let opts = if causal { AttnOptions::causal() } else { AttnOptions::non_causal() }.with_block(block);
+            let k: Vec<f32> = (0..kv_heads * kv_len * d).map(|_| 3.0 * rnd()).collect();
+            let tiles = q_len.div_ceil(block);
+            let qbar: Vec<f32> = (0..tiles * d).map(|_| 3.0 * rnd()).collect();
+            let kv = PreparedKv::new(&KvSlice::from(&k[..]), None, &shape);
+            let kblocks = kv_len.div_ceil(block);
+            let scale = opts.scale_for(d) as f64;
+            for level in [Level::Scalar, Level::resolve(KernelChoice::Auto)] {
+                for g in 0..kv_heads {
+                    let got = mean_query_block_scores(&qbar, &kv, &shape, &opts, level, g, tiles);
+                    for t in 0..tiles {
+                        let vis = visible_end(&shape, causal, block, t);
+                        let qt = &qbar[t * d..(t + 1) * d];
+                        for kb in 0..kblocks {
+                            let x = got[t * kblocks + kb] as f64;
+                            if kb * block >= vis {
+                                assert_eq!(x, f64::NEG_INFINITY, "tile {t} block {kb}");
+                                continue;
+                            }
+                            let want = (kb * block..((kb + 1) * block).min(vis))
+                                .map(|j| {
+                                    let kj = &k[(g * kv_len + j) * d..(g * kv_len + j + 1) * d];
+                                    (qt.iter().zip(kj).map(|(a, b)| *a as f64 * *b as f64).sum::<f64>() * scale).exp()
+                                })
+                                .sum::<f64>()
+                                .ln();
+                            assert!((x - want).abs() <= 1e-4 * (1.0 + want.abs()), "{level:?} tile {t} block {kb}: {x} vs {want}");
+                        }
+                    }
+                }
+            }
+        }
+    }
 }

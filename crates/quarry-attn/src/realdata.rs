@@ -152,6 +152,10 @@ impl EvalPlan {
                 ("vertical-slash".into(), PrefillPattern::VerticalSlash { vertical, slash, last_q: 64 }),
                 ("block-topk g0.9".into(), PrefillPattern::BlockTopK { gamma: 0.9, estimate: crate::ScoreEstimate::Pooled }),
                 ("block-topk g0.9 i4".into(), PrefillPattern::BlockTopK { gamma: 0.9, estimate: crate::ScoreEstimate::PooledI4 }),
+                (
+                    "block-topk g0.95 mean-query".into(),
+                    PrefillPattern::BlockTopK { gamma: 0.95, estimate: crate::ScoreEstimate::MeanQuery },
+                ),
             ],
             search_target: Some(0.95),
         }

@@ -114,6 +114,7 @@ fn every_pattern_at_full_budget_equals_dense() {
             PrefillPattern::VerticalSlash { vertical: 10 * n, slash: 0, last_q: 1000 },
             PrefillPattern::BlockTopK { gamma: 1.0, estimate: ScoreEstimate::Pooled },
             PrefillPattern::BlockTopK { gamma: 5.0, estimate: ScoreEstimate::PooledI4 },
+            PrefillPattern::BlockTopK { gamma: 1.0, estimate: ScoreEstimate::MeanQuery },
         ] {
             let out = sparse_prefill(&q, &k, &v, &shape, &opts, &p).unwrap();
             assert!((out.density - 1.0).abs() < 1e-12, "{p:?}: density {}", out.density);
@@ -175,6 +176,41 @@ fn block_topk_recall_tracks_gamma() {
     let (_, d_lo) = recall_and_density(&q, &k, &shape, &PrefillPattern::BlockTopK { gamma: 0.5, estimate: ScoreEstimate::Pooled });
     let (_, d_hi) = recall_and_density(&q, &k, &shape, &PrefillPattern::BlockTopK { gamma: 0.95, estimate: ScoreEstimate::Pooled });
     assert!(d_lo <= d_hi);
+}
+
+/// Blocks whose attention comes from a few strong keys among opposite ones: pooling the keys
+/// averages the strong key away, the mean-query estimate scores every key and keeps them.
+#[test]
+fn mean_query_estimate_keeps_blocks_pooling_averages_away() {
+    let (n, d, b) = (2048, 64, 64);
+    let shape = AttnShape::prefill(2, 2, n, d);
+    let mut r = Rng(41);
+    let mut q = r.vec(2 * n * d, 0.2);
+    let mut k = r.vec(2 * n * d, 0.2);
+    let amp = (10.0f32 * (d as f32).sqrt()).sqrt(); // a strong pair scores ~10 after scaling
+    for h in 0..2 {
+        for i in 0..n {
+            q[(h * n + i) * d] = amp;
+        }
+        for j in 0..n {
+            let blk = j / b;
+            k[(h * n + j) * d] = if blk % 5 == 2 {
+                // needle blocks: one strong key, the rest pulling the block's mean to zero
+                if j % b == 7 { amp } else { -amp / (b - 1) as f32 }
+            } else {
+                // every other block mildly above the noise on average
+                0.05 * amp
+            };
+        }
+    }
+    let mq = PrefillPattern::BlockTopK { gamma: 0.9, estimate: ScoreEstimate::MeanQuery };
+    let pooled = PrefillPattern::BlockTopK { gamma: 0.9, estimate: ScoreEstimate::Pooled };
+    let (rec_mq, dens_mq) = recall_and_density(&q, &k, &shape, &mq);
+    let (rec_p, dens_p) = recall_and_density(&q, &k, &shape, &pooled);
+    eprintln!("mean-query recall {rec_mq} density {dens_mq}; pooled recall {rec_p} density {dens_p}");
+    assert!(rec_mq >= 0.85, "mean-query recall {rec_mq}");
+    assert!(dens_mq <= 0.4, "mean-query density {dens_mq}");
+    assert!(rec_p < rec_mq - 0.2, "pooled {rec_p} vs mean-query {rec_mq}");
 }
 
 #[test]

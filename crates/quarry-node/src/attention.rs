@@ -147,7 +147,10 @@ fn prefill_pattern(p: &NativePrefillPattern) -> Result<PrefillPattern> {
                 "pooled" => ScoreEstimate::Pooled,
                 "i8" => ScoreEstimate::PooledI8,
                 "i4" => ScoreEstimate::PooledI4,
-                other => return Err(invalid_argument(format!("estimate must be 'pooled', 'i8' or 'i4', got '{other}'"))),
+                "mean-query" => ScoreEstimate::MeanQuery,
+                other => {
+                    return Err(invalid_argument(format!("estimate must be 'pooled', 'i8', 'i4' or 'mean-query', got '{other}'")));
+                }
             },
         },
         other => {
@@ -187,6 +190,7 @@ fn pattern_object(p: &PrefillPattern) -> NativePrefillPattern {
                     ScoreEstimate::Pooled => "pooled",
                     ScoreEstimate::PooledI8 => "i8",
                     ScoreEstimate::PooledI4 => "i4",
+                    ScoreEstimate::MeanQuery => "mean-query",
                 }
                 .to_string(),
             );
