@@ -155,6 +155,22 @@ impl SparseIndex {
         &self.shape
     }
 
+    /// Whether every key set is whole ranges starting on GEMM panel boundaries (no single
+    /// columns), as block top-k's are: such an index runs on K and V packed once into
+    /// panels, as dense attention does, instead of copying each range into panels per tile.
+    fn panel_aligned(&self) -> bool {
+        self.cols.is_empty() && self.ranges.iter().all(|r| r[0] as usize % simd::PANEL == 0)
+    }
+
+    /// K (and V) laid out for running this index.
+    fn prepare<'a>(&self, k: &KvSlice, v: Option<&KvSlice<'a>>, opts: &AttnOptions) -> PreparedKv<'a> {
+        if self.panel_aligned() {
+            PreparedKv::for_dense(k, v, &self.shape, Level::resolve(opts.kernel))
+        } else {
+            PreparedKv::new(k, v, &self.shape)
+        }
+    }
+
     pub fn block(&self) -> usize {
         self.block
     }
@@ -639,7 +655,7 @@ pub fn sparse_attention<'a>(
     let (k, v) = (k.into(), v.into());
     check_all(q, &k, Some(&v), shape, opts)?;
     check_index(index, shape, opts)?;
-    let kv = PreparedKv::new(&k, Some(&v), shape);
+    let kv = index.prepare(&k, Some(&v), opts);
     let (output, lse) = run_index(q, &kv, shape, opts, index, true);
     Ok(AttnOutput { output, lse, density: index.density() })
 }
@@ -678,7 +694,7 @@ pub fn sparse_lse<'a>(q: &[f32], k: impl Into<KvSlice<'a>>, shape: &AttnShape, o
     let k = k.into();
     check_all(q, &k, None, shape, opts)?;
     check_index(index, shape, opts)?;
-    let kv = PreparedKv::new(&k, None, shape);
+    let kv = index.prepare(&k, None, opts);
     Ok(run_index(q, &kv, shape, opts, index, false).1)
 }
 

@@ -6,19 +6,21 @@ use quarry_attn::*;
 
 type KeySets = Vec<(Vec<[u32; 2]>, Vec<u32>)>;
 
-fn random_sets(shape: &AttnShape, block: usize, r: &mut Rng) -> KeySets {
+/// Random key sets; `panel_aligned`: ranges only, each starting on a 16-key GEMM panel
+/// boundary (the layout block top-k produces, run on K/V packed once).
+fn random_sets(shape: &AttnShape, block: usize, r: &mut Rng, panel_aligned: bool) -> KeySets {
     let tiles = shape.q_len.div_ceil(block);
     (0..shape.heads * tiles)
         .map(|_| {
             let nr = r.below(4);
             let ranges = (0..nr)
                 .map(|_| {
-                    let s = r.below(shape.kv_len);
+                    let s = if panel_aligned { r.below(shape.kv_len) / 16 * 16 } else { r.below(shape.kv_len) };
                     let e = (s + 1 + r.below(2 * block)).min(shape.kv_len);
                     [s as u32, e as u32]
                 })
                 .collect();
-            let nc = r.below(40);
+            let nc = if panel_aligned { 0 } else { r.below(40) };
             let cols = (0..nc).map(|_| r.below(shape.kv_len) as u32).collect();
             (ranges, cols)
         })
@@ -26,11 +28,16 @@ fn random_sets(shape: &AttnShape, block: usize, r: &mut Rng) -> KeySets {
 }
 
 fn check_sparse_kernel(shape: AttnShape, opts: AttnOptions, seed: u64) {
+    check_sparse_kernel_sets(shape, opts, seed, false);
+    check_sparse_kernel_sets(shape, opts, seed, true);
+}
+
+fn check_sparse_kernel_sets(shape: AttnShape, opts: AttnOptions, seed: u64, panel_aligned: bool) {
     let mut r = Rng(seed);
     let q = r.vec(shape.q_elems(), 1.0);
     let k = r.vec(shape.kv_elems(), 1.0);
     let v = r.vec(shape.kv_elems(), 1.0);
-    let sets = random_sets(&shape, opts.block, &mut r);
+    let sets = random_sets(&shape, opts.block, &mut r, panel_aligned);
     let index = SparseIndex::from_key_sets(&shape, &opts, &sets).unwrap();
     // The normalised index means exactly the union of the given keys.
     let tiles = index.tiles();
