@@ -9,10 +9,11 @@
 //!   [`naive_attention`] (materialised f64 softmax).
 //! * **Sparse prefill** ([`sparse_prefill`], [`build_index`],
 //!   [`sparse_attention`]): A-shape (StreamingLLM), vertical-slash
-//!   (MInference), block top-k with a cumulative threshold (FlexPrefill,
-//!   optional 4/8-bit score estimate), and a per-head pattern search
-//!   ([`search_patterns`]). The sparse kernel is the dense tile engine run
-//!   over the selected key ranges and gathered columns.
+//!   (MInference), block top-k with a cumulative threshold (FlexPrefill;
+//!   pooled, 4/8-bit or mean-query block estimate), and a per-head pattern
+//!   search ([`search_patterns`]). The sparse kernel is the dense tile engine
+//!   run over the selected key ranges and gathered columns (over K/V packed
+//!   once into GEMM panels when the index is whole aligned ranges).
 //! * **Decode** ([`dense_decode`], [`sparse_decode`]) with selectors behind
 //!   [`KeySelector`]: Quest pages, Squeezed k-means clusters, streaming,
 //!   exact top-k with TidalDecode-style reuse, DuoAttention policy, and
