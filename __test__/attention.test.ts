@@ -168,6 +168,11 @@ describe('attention', () => {
     const choice = attention.searchPatterns(q, k, { ...shape, target: 0.9 });
     expect(choice.patterns).toHaveLength(shape.heads);
     choice.recall.forEach((r) => expect(r).toBeGreaterThanOrEqual(0.9));
+    // recall measured on a few query blocks only: same shape of answer, same guarantee on those blocks
+    const sampled = attention.searchPatterns(q, k, { ...shape, target: 0.9, sampleTiles: 2 });
+    expect(sampled.patterns).toHaveLength(shape.heads);
+    sampled.recall.forEach((r) => expect(r).toBeGreaterThanOrEqual(0.9));
+    expect(() => attention.searchPatterns(q, k, { ...shape, sampleTiles: -1 })).toThrow(InvalidArgumentError);
     const ph = attention.sparse(q, k, v, { ...shape, pattern: 'per-head', patterns: choice.patterns });
     expect(ph.density).toBeLessThanOrEqual(1);
     const policy = attention.duoCalibrate(q, k, { ...shape, sink: 8, window: 32, target: 0.99 });

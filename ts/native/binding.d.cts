@@ -139,7 +139,7 @@ export declare function attentionRecall(q: Float32Array, k: KvArray, options: Na
 export declare function attentionRelativeError(out: Float32Array, reference: Float32Array): number
 
 /** MInference's offline step on calibration Q/K (prefill shape). */
-export declare function attentionSearchPatterns(q: Float32Array, k: KvArray, options: NativeAttnOptions, candidates: Array<NativePrefillPattern> | undefined | null, target: number): NativePatternChoice
+export declare function attentionSearchPatterns(q: Float32Array, k: KvArray, options: NativeAttnOptions, candidates: Array<NativePrefillPattern> | undefined | null, target: number, sampleTiles?: number | undefined | null): NativePatternChoice
 
 /** Sparse attention by method, on the calling thread. */
 export declare function attentionSparse(q: Float32Array, k: KvArray, v: KvArray, options: NativeAttnOptions, method: NativeSparseMethod): NativeAttnResult

@@ -273,15 +273,19 @@ export interface PatternChoice {
  * MInference's offline step: on calibration Q/K (prefill), picks for each
  * head the candidate with the lowest density whose attention recall reaches
  * `target` (default 0.95). Default candidates: a-shape windows 256/1024/4096,
- * vertical-slash 500×1000 / 1000×3000 / 2000×6000, block-topk γ 0.8/0.9/0.95.
+ * vertical-slash 500×1000 / 1000×3000 / 2000×6000, block-topk γ 0.8/0.9/0.95
+ * (pooled) and γ 0.95/0.98 (mean-query). `sampleTiles`: measure recall on
+ * that many query blocks spread over the sequence instead of all of them,
+ * so a search at a long calibration length stays cheap.
  */
 export function searchPatterns(
   q: Float32Array,
   k: KvData,
-  opts: AttentionOptions & { candidates?: PrefillPattern[]; target?: number },
+  opts: AttentionOptions & { candidates?: PrefillPattern[]; target?: number; sampleTiles?: number },
 ): PatternChoice {
+  const tiles = uint('sampleTiles', opts.sampleTiles);
   const c = call(() =>
-    native.attentionSearchPatterns(f32('q', q), kv('k', k), nativeOptions(opts), opts.candidates?.map(nativePattern), opts.target ?? 0.95),
+    native.attentionSearchPatterns(f32('q', q), kv('k', k), nativeOptions(opts), opts.candidates?.map(nativePattern), opts.target ?? 0.95, tiles),
   );
   return c as PatternChoice;
 }

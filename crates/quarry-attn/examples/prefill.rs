@@ -23,7 +23,7 @@
 use quarry_attn::realdata::{read_layer, read_meta};
 use quarry_attn::{
     AttnOptions, AttnShape, PrefillPattern, ScoreEstimate, build_index, build_index_per_head, dense_attention, dense_pairs,
-    oracle_density, recall_from_lse, relative_error, search_patterns, sparse_attention,
+    oracle_density, recall_from_lse, relative_error, search_patterns, search_patterns_sampled, sparse_attention,
 };
 use std::io::Write;
 use std::path::PathBuf;
@@ -63,7 +63,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let a: Vec<String> = std::env::args().skip(1).collect();
     let mut dir = PathBuf::from("benches/.data/model/smollm2-135m-instruct-q4_1");
     let (mut tokens, mut heads, mut layers, mut calib, mut target, mut json) = (None, None, vec![0usize], 8192usize, 0.95f64, None);
-    let (mut dense_only, mut oracle_only) = (false, false);
+    let (mut dense_only, mut oracle_only, mut search_tiles) = (false, false, 32usize);
     let mut i = 0;
     while i < a.len() {
         let val = || a.get(i + 1).cloned().ok_or_else(|| format!("{} needs a value", a[i]));
@@ -72,6 +72,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             "--heads" => heads = Some(val()?.parse::<usize>()?),
             "--layers" => layers = val()?.split(',').map(|s| s.trim().parse()).collect::<Result<_, _>>()?,
             "--calib" => calib = val()?.parse()?,
+            "--search-tiles" => search_tiles = val()?.parse()?,
             "--target" => target = val()?.parse()?,
             "--json" => json = Some(PathBuf::from(val()?)),
             "--dense-only" => {
@@ -210,6 +211,34 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             secs,
             serde_json::json!({"choice": names, "calib_tokens": c, "calib_seconds": search_s}),
         )?;
+        // The same search at full length, recall measured on `search_tiles` query tiles
+        // spread over the sequence (MInference calibrates at the length it serves).
+        if search_tiles > 0 {
+            let cand_patterns: Vec<PrefillPattern> = cands.iter().map(|x| x.1).collect();
+            let t = Instant::now();
+            let choice = search_patterns_sampled(&q, &k, &shape, &opts, &cand_patterns, target, search_tiles)?;
+            let search_s = t.elapsed().as_secs_f64();
+            let t = Instant::now();
+            let index = build_index_per_head(&q, &k, &shape, &opts, &choice.patterns)?;
+            let sp = sparse_attention(&q, &k, &v, &shape, &opts, &index)?;
+            let secs = t.elapsed().as_secs_f64();
+            let r = recall_from_lse(&sp.lse, &dense.lse, h, n);
+            let min_head = r.per_head.iter().copied().fold(1.0, f64::min);
+            let names: Vec<String> = choice
+                .patterns
+                .iter()
+                .map(|p| cands.iter().find(|c| c.1 == *p).map_or_else(|| "dense".to_string(), |c| c.0.clone()))
+                .collect();
+            println!("       per-head choice (full length, {search_tiles} sampled tiles, {search_s:.2} s): {names:?}");
+            emit(
+                &format!("per-head search@{target} ({search_tiles} tiles at full length)"),
+                (r.mean, min_head),
+                relative_error(&sp.output, &dense.output),
+                sp.density,
+                secs,
+                serde_json::json!({"choice": names, "sample_tiles": search_tiles, "calib_seconds": search_s}),
+            )?;
+        }
     }
     Ok(())
 }

@@ -51,7 +51,7 @@ pub use half::f16;
 pub use metrics::{Recall, oracle_density, recall_from_lse, relative_error, relative_error_per_head};
 pub use prefill::{
     PatternChoice, PrefillPattern, ScoreEstimate, SparseIndex, build_index, build_index_per_head, dense_pairs,
-    prefill_recall, search_patterns, sparse_attention, sparse_lse, sparse_prefill,
+    prefill_recall, search_patterns, search_patterns_sampled, sparse_attention, sparse_lse, sparse_prefill,
 };
 pub use quarry_ann::Kind as IndexKind;
 pub use retrieval::{ProbeOrder, RetrievalIndex, RetrievalParams, RetrievalSelector, RetrievalStats};

@@ -155,6 +155,22 @@ impl SparseIndex {
         &self.shape
     }
 
+    /// The same index with only the tiles `keep` marks (every head); other tiles compute nothing.
+    fn restricted(&self, keep: &[bool]) -> SparseIndex {
+        let mut s = SparseIndex { range_ptr: vec![0], ranges: Vec::new(), col_ptr: vec![0], cols: Vec::new(), ..*self };
+        for h in 0..self.shape.heads {
+            for (t, &k) in keep.iter().enumerate() {
+                if k {
+                    s.ranges.extend_from_slice(self.ranges(h, t));
+                    s.cols.extend_from_slice(self.columns(h, t));
+                }
+                s.range_ptr.push(s.ranges.len());
+                s.col_ptr.push(s.cols.len());
+            }
+        }
+        s
+    }
+
     /// Whether every key set is whole ranges starting on GEMM panel boundaries (no single
     /// columns), as block top-k's are: such an index runs on K and V packed once into
     /// panels, as dense attention does, instead of copying each range into panels per tile.
@@ -731,11 +747,41 @@ pub fn search_patterns<'a>(
     candidates: &[PrefillPattern],
     target: f64,
 ) -> Result<PatternChoice> {
+    search_patterns_sampled(q, k, shape, opts, candidates, target, 0)
+}
+
+/// [`search_patterns`] with recall measured on `sample_tiles` query tiles
+/// spread evenly over the sequence (every tile when 0 or at least the tile
+/// count); densities are the full indexes'. The search then costs the
+/// candidates' estimates plus that share of their attention, so it can run
+/// at the length the patterns will serve (MInference calibrates on one long
+/// example) rather than on a short prefix whose attention may look different.
+pub fn search_patterns_sampled<'a>(
+    q: &[f32],
+    k: impl Into<KvSlice<'a>>,
+    shape: &AttnShape,
+    opts: &AttnOptions,
+    candidates: &[PrefillPattern],
+    target: f64,
+    sample_tiles: usize,
+) -> Result<PatternChoice> {
     let k = k.into();
     if !(0.0..=1.0).contains(&target) {
         return invalid(format!("recall target ({target}) must be in [0, 1]"));
     }
-    let full = dense_lse(q, k, shape, opts)?;
+    check_all(q, &k, None, shape, opts)?;
+    let tiles = shape.q_len.div_ceil(opts.block);
+    let keep = (sample_tiles > 0 && sample_tiles < tiles).then(|| {
+        let mut keep = vec![false; tiles];
+        for i in 0..sample_tiles {
+            keep[(2 * i + 1) * tiles / (2 * sample_tiles)] = true;
+        }
+        keep
+    });
+    let full = match &keep {
+        None => dense_lse(q, k, shape, opts)?,
+        Some(keep) => sparse_lse(q, k, shape, opts, &build_index(q, k, shape, opts, &PrefillPattern::Dense)?.restricted(keep))?,
+    };
     let mut best = PatternChoice {
         patterns: vec![PrefillPattern::Dense; shape.heads],
         recall: vec![1.0; shape.heads],
@@ -743,8 +789,16 @@ pub fn search_patterns<'a>(
     };
     for cand in candidates {
         let index = build_index(q, k, shape, opts, cand)?;
-        let sel = sparse_lse(q, k, shape, opts, &index)?;
-        let r = recall_from_lse(&sel, &full, shape.heads, shape.q_len);
+        let r = match &keep {
+            None => recall_from_lse(&sparse_lse(q, k, shape, opts, &index)?, &full, shape.heads, shape.q_len),
+            Some(keep) => {
+                // only the sampled tiles' rows, each head's mean over them
+                let sel = sparse_lse(q, k, shape, opts, &index.restricted(keep))?;
+                let rows: Vec<usize> = (0..shape.q_len).filter(|&i| keep[i / opts.block]).collect();
+                let pick = |x: &[f32]| -> Vec<f32> { (0..shape.heads).flat_map(|h| rows.iter().map(move |&i| x[h * shape.q_len + i])).collect() };
+                recall_from_lse(&pick(&sel), &pick(&full), shape.heads, rows.len())
+            }
+        };
         for h in 0..shape.heads {
             let dens = index.head_density(h);
             if r.per_head[h] >= target && dens < best.density[h] {

@@ -322,3 +322,50 @@ fn oracle_density_is_the_fewest_pairs_reaching_the_target() {
     assert_eq!(oracle_density(&q, &k, &shape, &opts, 0.9, 0).unwrap_err().code(), "QUARRY_INVALID_ARGUMENT");
     assert_eq!(oracle_density(&q[1..], &k, &shape, &opts, 0.9, 4).unwrap_err().code(), "QUARRY_DIM_MISMATCH");
 }
+
+/// The sampled search: every tile = the full search; a few tiles = the cheapest candidate
+/// meeting the target on exactly those tiles' rows (densities still the full indexes').
+#[test]
+fn sampled_pattern_search_measures_recall_on_the_sampled_tiles() {
+    let n = 1024;
+    let (q0, k0, _) = planted(1, n, 64, &Planted { columns: vec![0, 1], slashes: vec![0], strength: 10.0 }, 31);
+    let (q1, k1, _) = planted(1, n, 64, &Planted { columns: vec![0, 400, 800], slashes: vec![0, 300], strength: 10.0 }, 32);
+    let q = [q0, q1].concat();
+    let k = [k0, k1].concat();
+    let shape = AttnShape::prefill(2, 2, n, 64);
+    let opts = AttnOptions::causal();
+    let cands = [
+        PrefillPattern::AShape { sink: 64, window: 128 },
+        PrefillPattern::VerticalSlash { vertical: 64, slash: 140, last_q: 64 },
+        PrefillPattern::BlockTopK { gamma: 0.95, estimate: ScoreEstimate::Pooled },
+        PrefillPattern::BlockTopK { gamma: 0.9, estimate: ScoreEstimate::MeanQuery },
+    ];
+    let all = search_patterns(&q, &k, &shape, &opts, &cands, 0.9).unwrap();
+    assert_eq!(search_patterns_sampled(&q, &k, &shape, &opts, &cands, 0.9, 0).unwrap(), all);
+    assert_eq!(search_patterns_sampled(&q, &k, &shape, &opts, &cands, 0.9, 16).unwrap(), all);
+    let (tiles, s) = (n / 64, 3);
+    let sampled: Vec<usize> = (0..s).map(|i| (2 * i + 1) * tiles / (2 * s)).collect();
+    let full = dense_lse(&q, &k, &shape, &opts).unwrap();
+    for target in [0.8, 0.9, 0.97] {
+        let got = search_patterns_sampled(&q, &k, &shape, &opts, &cands, target, s).unwrap();
+        let mut want = (vec![PrefillPattern::Dense; 2], vec![1.0f64; 2], vec![1.0f64; 2]);
+        for c in &cands {
+            let idx = build_index(&q, &k, &shape, &opts, c).unwrap();
+            let sel = sparse_lse(&q, &k, &shape, &opts, &idx).unwrap();
+            for h in 0..2 {
+                let rows: Vec<usize> = (0..n).filter(|i| sampled.contains(&(i / 64))).collect();
+                let rec = rows.iter().map(|&i| ((sel[h * n + i] - full[h * n + i]) as f64).exp().min(1.0)).sum::<f64>() / rows.len() as f64;
+                if rec >= target && idx.head_density(h) < want.2[h] {
+                    want.0[h] = *c;
+                    want.1[h] = rec;
+                    want.2[h] = idx.head_density(h);
+                }
+            }
+        }
+        assert_eq!(got.patterns, want.0, "target {target}");
+        for h in 0..2 {
+            assert!((got.recall[h] - want.1[h]).abs() < 1e-4, "target {target} head {h}: {} vs {}", got.recall[h], want.1[h]);
+            assert_eq!(got.density[h], want.2[h]);
+        }
+    }
+}

@@ -423,6 +423,7 @@ pub fn attention_search_patterns(
     options: NativeAttnOptions,
     candidates: Option<Vec<NativePrefillPattern>>,
     target: f64,
+    sample_tiles: Option<u32>,
 ) -> Result<NativePatternChoice> {
     let (shape, opts) = shape_and_opts(&options, q.len(), kv_slice(&k).len())?;
     let cands = match candidates {
@@ -430,7 +431,8 @@ pub fn attention_search_patterns(
         Some(c) if c.is_empty() => return Err(invalid_argument("searchPatterns needs at least one candidate pattern")),
         Some(c) => c.iter().map(prefill_pattern).collect::<Result<Vec<_>>>()?,
     };
-    let c = quarry_attn::search_patterns(&q, kv_slice(&k), &shape, &opts, &cands, target).map_err(coded)?;
+    let tiles = sample_tiles.unwrap_or(0) as usize;
+    let c = quarry_attn::search_patterns_sampled(&q, kv_slice(&k), &shape, &opts, &cands, target, tiles).map_err(coded)?;
     Ok(NativePatternChoice {
         patterns: c.patterns.iter().map(pattern_object).collect(),
         recall: Float64Array::new(c.recall),
