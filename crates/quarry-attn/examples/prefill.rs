@@ -195,22 +195,21 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         let picked: Vec<usize> = choice.patterns.iter().map(|p| ccands.iter().position(|c| c == p).unwrap_or(usize::MAX)).collect();
         let full: Vec<PrefillPattern> =
             picked.iter().map(|&i| if i == usize::MAX { PrefillPattern::Dense } else { cands[i].1 }).collect();
-        let t = Instant::now();
-        let index = build_index_per_head(&q, &k, &shape, &opts, &full)?;
-        let sp = sparse_attention(&q, &k, &v, &shape, &opts, &index)?;
-        let secs = t.elapsed().as_secs_f64();
-        let r = recall_from_lse(&sp.lse, &dense.lse, h, n);
-        let min_head = r.per_head.iter().copied().fold(1.0, f64::min);
+        // A per-head plan run at full length: (mean recall, worst head), output error, density, seconds.
+        let run_plan = |patterns: &[PrefillPattern]| -> Result<((f64, f64), f64, f64, f64), Box<dyn std::error::Error>> {
+            let t = Instant::now();
+            let index = build_index_per_head(&q, &k, &shape, &opts, patterns)?;
+            let sp = sparse_attention(&q, &k, &v, &shape, &opts, &index)?;
+            let secs = t.elapsed().as_secs_f64();
+            let r = recall_from_lse(&sp.lse, &dense.lse, h, n);
+            let min_head = r.per_head.iter().copied().fold(1.0, f64::min);
+            Ok(((r.mean, min_head), relative_error(&sp.output, &dense.output), sp.density, secs))
+        };
+        let (rec, err, dens, secs) = run_plan(&full)?;
         let names: Vec<String> = picked.iter().map(|&i| if i == usize::MAX { "dense".into() } else { cands[i].0.clone() }).collect();
         println!("       per-head choice (calibrated on {c} tokens, {search_s:.2} s): {names:?}");
-        emit(
-            &format!("per-head search@{target} (calib {c})"),
-            (r.mean, min_head),
-            relative_error(&sp.output, &dense.output),
-            sp.density,
-            secs,
-            serde_json::json!({"choice": names, "calib_tokens": c, "calib_seconds": search_s}),
-        )?;
+        let extra = serde_json::json!({"choice": names, "calib_tokens": c, "calib_seconds": search_s});
+        emit(&format!("per-head search@{target} (calib {c})"), rec, err, dens, secs, extra)?;
         // The same search at full length, recall measured on `search_tiles` query tiles
         // spread over the sequence (MInference calibrates at the length it serves).
         if search_tiles > 0 {
@@ -218,26 +217,15 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             let t = Instant::now();
             let choice = search_patterns_sampled(&q, &k, &shape, &opts, &cand_patterns, target, search_tiles)?;
             let search_s = t.elapsed().as_secs_f64();
-            let t = Instant::now();
-            let index = build_index_per_head(&q, &k, &shape, &opts, &choice.patterns)?;
-            let sp = sparse_attention(&q, &k, &v, &shape, &opts, &index)?;
-            let secs = t.elapsed().as_secs_f64();
-            let r = recall_from_lse(&sp.lse, &dense.lse, h, n);
-            let min_head = r.per_head.iter().copied().fold(1.0, f64::min);
+            let (rec, err, dens, secs) = run_plan(&choice.patterns)?;
             let names: Vec<String> = choice
                 .patterns
                 .iter()
                 .map(|p| cands.iter().find(|c| c.1 == *p).map_or_else(|| "dense".to_string(), |c| c.0.clone()))
                 .collect();
             println!("       per-head choice (full length, {search_tiles} sampled tiles, {search_s:.2} s): {names:?}");
-            emit(
-                &format!("per-head search@{target} ({search_tiles} tiles at full length)"),
-                (r.mean, min_head),
-                relative_error(&sp.output, &dense.output),
-                sp.density,
-                secs,
-                serde_json::json!({"choice": names, "sample_tiles": search_tiles, "calib_seconds": search_s}),
-            )?;
+            let extra = serde_json::json!({"choice": names, "sample_tiles": search_tiles, "calib_seconds": search_s});
+            emit(&format!("per-head search@{target} ({search_tiles} tiles at full length)"), rec, err, dens, secs, extra)?;
         }
     }
     Ok(())

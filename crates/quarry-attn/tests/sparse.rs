@@ -220,21 +220,24 @@ fn mean_query_estimate_keeps_blocks_pooling_averages_away() {
     assert!(rec_p < rec_mq - 0.2, "pooled {rec_p} vs mean-query {rec_mq}");
 }
 
-#[test]
-fn pattern_search_picks_the_cheapest_pattern_meeting_the_target() {
+/// Two heads of 1024 tokens for the pattern searches: head 0 attends to sinks and its
+/// neighbours only, head 1 also to a far diagonal and three columns; three candidates.
+fn search_case() -> (Vec<f32>, Vec<f32>, AttnShape, AttnOptions, Vec<PrefillPattern>) {
     let n = 1024;
-    // Head 0: sinks + local only; head 1: far slash and columns as well.
     let (q0, k0, _) = planted(1, n, 64, &Planted { columns: vec![0, 1], slashes: vec![0], strength: 10.0 }, 31);
     let (q1, k1, _) = planted(1, n, 64, &Planted { columns: vec![0, 400, 800], slashes: vec![0, 300], strength: 10.0 }, 32);
-    let q = [q0, q1].concat();
-    let k = [k0, k1].concat();
-    let shape = AttnShape::prefill(2, 2, n, 64);
-    let opts = AttnOptions::causal();
-    let cands = [
+    let cands = vec![
         PrefillPattern::AShape { sink: 64, window: 128 },
         PrefillPattern::VerticalSlash { vertical: 64, slash: 140, last_q: 64 },
         PrefillPattern::BlockTopK { gamma: 0.95, estimate: ScoreEstimate::Pooled },
     ];
+    ([q0, q1].concat(), [k0, k1].concat(), AttnShape::prefill(2, 2, n, 64), AttnOptions::causal(), cands)
+}
+
+#[test]
+fn pattern_search_picks_the_cheapest_pattern_meeting_the_target() {
+    let (q, k, shape, opts, cands) = search_case();
+    let n = shape.q_len;
     let choice = search_patterns(&q, &k, &shape, &opts, &cands, 0.9).unwrap();
     // Each head gets the lowest-density candidate that meets the target,
     // checked against an independent evaluation of every candidate.
@@ -327,19 +330,9 @@ fn oracle_density_is_the_fewest_pairs_reaching_the_target() {
 /// meeting the target on exactly those tiles' rows (densities still the full indexes').
 #[test]
 fn sampled_pattern_search_measures_recall_on_the_sampled_tiles() {
-    let n = 1024;
-    let (q0, k0, _) = planted(1, n, 64, &Planted { columns: vec![0, 1], slashes: vec![0], strength: 10.0 }, 31);
-    let (q1, k1, _) = planted(1, n, 64, &Planted { columns: vec![0, 400, 800], slashes: vec![0, 300], strength: 10.0 }, 32);
-    let q = [q0, q1].concat();
-    let k = [k0, k1].concat();
-    let shape = AttnShape::prefill(2, 2, n, 64);
-    let opts = AttnOptions::causal();
-    let cands = [
-        PrefillPattern::AShape { sink: 64, window: 128 },
-        PrefillPattern::VerticalSlash { vertical: 64, slash: 140, last_q: 64 },
-        PrefillPattern::BlockTopK { gamma: 0.95, estimate: ScoreEstimate::Pooled },
-        PrefillPattern::BlockTopK { gamma: 0.9, estimate: ScoreEstimate::MeanQuery },
-    ];
+    let (q, k, shape, opts, mut cands) = search_case();
+    cands.push(PrefillPattern::BlockTopK { gamma: 0.9, estimate: ScoreEstimate::MeanQuery });
+    let n = shape.q_len;
     let all = search_patterns(&q, &k, &shape, &opts, &cands, 0.9).unwrap();
     assert_eq!(search_patterns_sampled(&q, &k, &shape, &opts, &cands, 0.9, 0).unwrap(), all);
     assert_eq!(search_patterns_sampled(&q, &k, &shape, &opts, &cands, 0.9, 16).unwrap(), all);
