@@ -39,7 +39,7 @@ fn main() {
 /// Candidate patterns with budgets scaled to `n` tokens.
 fn candidates(n: usize) -> Vec<(String, PrefillPattern)> {
     let vs = |v: usize, s: usize| PrefillPattern::VerticalSlash { vertical: v.max(64), slash: s.max(128), last_q: 64 };
-    vec![
+    [
         ("a-shape".into(), PrefillPattern::AShape { sink: 64, window: (n / 16).max(256) }),
         (format!("vertical-slash v{} s{}", n / 64, n / 32), vs(n / 64, n / 32)),
         (format!("vertical-slash v{} s{}", n / 64, n / 16), vs(n / 64, n / 16)),
@@ -47,9 +47,13 @@ fn candidates(n: usize) -> Vec<(String, PrefillPattern)> {
         ("block-topk g0.9".into(), PrefillPattern::BlockTopK { gamma: 0.9, estimate: ScoreEstimate::Pooled }),
         ("block-topk g0.9 i4 (SALE)".into(), PrefillPattern::BlockTopK { gamma: 0.9, estimate: ScoreEstimate::PooledI4 }),
         ("block-topk g0.95".into(), PrefillPattern::BlockTopK { gamma: 0.95, estimate: ScoreEstimate::Pooled }),
-        ("block-topk g0.95 mean-query".into(), PrefillPattern::BlockTopK { gamma: 0.95, estimate: ScoreEstimate::MeanQuery }),
-        ("block-topk g0.98 mean-query".into(), PrefillPattern::BlockTopK { gamma: 0.98, estimate: ScoreEstimate::MeanQuery }),
     ]
+    .into_iter()
+    // the mean-query estimate over a grid of thresholds, for the per-head searches to choose from
+    .chain([0.95f32, 0.96, 0.97, 0.98, 0.99].into_iter().map(|gamma| {
+        (format!("block-topk g{gamma} mean-query"), PrefillPattern::BlockTopK { gamma, estimate: ScoreEstimate::MeanQuery })
+    }))
+    .collect()
 }
 
 /// Query rows per head the oracle density is measured on.
