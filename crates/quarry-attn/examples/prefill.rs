@@ -22,7 +22,7 @@
 
 use quarry_attn::realdata::{read_layer, read_meta};
 use quarry_attn::{
-    AttnOptions, AttnShape, PrefillPattern, ScoreEstimate, build_index, build_index_per_head, dense_attention, dense_pairs,
+    AttnOptions, AttnShape, PrefillPattern, ScoreEstimate, build_index_per_head, dense_attention, dense_pairs,
     oracle_density, recall_from_lse, relative_error, search_patterns, search_patterns_sampled, sparse_attention,
 };
 use std::io::Write;
@@ -55,6 +55,9 @@ fn candidates(n: usize) -> Vec<(String, PrefillPattern)> {
     }))
     .collect()
 }
+
+/// A plan's run: (mean recall, worst head's recall), output error, density, seconds.
+type PlanRun = ((f64, f64), f64, f64, f64);
 
 /// Query rows per head the oracle density is measured on.
 const ORACLE_ROWS: usize = 256;
@@ -179,15 +182,20 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             dense_s * oracle,
             serde_json::json!({"oracle": true, "rows_per_head": ORACLE_ROWS.min(n), "measure_seconds": oracle_s}),
         )?;
-        let cands = candidates(n);
-        for (name, p) in &cands {
+        // A per-head plan run at full length.
+        let run_plan = |patterns: &[PrefillPattern]| -> Result<PlanRun, Box<dyn std::error::Error>> {
             let t = Instant::now();
-            let index = build_index(&q, &k, &shape, &opts, p)?;
+            let index = build_index_per_head(&q, &k, &shape, &opts, patterns)?;
             let sp = sparse_attention(&q, &k, &v, &shape, &opts, &index)?;
             let secs = t.elapsed().as_secs_f64();
             let r = recall_from_lse(&sp.lse, &dense.lse, h, n);
             let min_head = r.per_head.iter().copied().fold(1.0, f64::min);
-            emit(name, (r.mean, min_head), relative_error(&sp.output, &dense.output), sp.density, secs, serde_json::json!({}))?;
+            Ok(((r.mean, min_head), relative_error(&sp.output, &dense.output), sp.density, secs))
+        };
+        let cands = candidates(n);
+        for (name, p) in &cands {
+            let (rec, err, dens, secs) = run_plan(&vec![*p; h])?;
+            emit(name, rec, err, dens, secs, serde_json::json!({}))?;
         }
         // Per-head search on the calibration prefix, applied at full length.
         let c = calib.min(n);
@@ -199,16 +207,6 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         let picked: Vec<usize> = choice.patterns.iter().map(|p| ccands.iter().position(|c| c == p).unwrap_or(usize::MAX)).collect();
         let full: Vec<PrefillPattern> =
             picked.iter().map(|&i| if i == usize::MAX { PrefillPattern::Dense } else { cands[i].1 }).collect();
-        // A per-head plan run at full length: (mean recall, worst head), output error, density, seconds.
-        let run_plan = |patterns: &[PrefillPattern]| -> Result<((f64, f64), f64, f64, f64), Box<dyn std::error::Error>> {
-            let t = Instant::now();
-            let index = build_index_per_head(&q, &k, &shape, &opts, patterns)?;
-            let sp = sparse_attention(&q, &k, &v, &shape, &opts, &index)?;
-            let secs = t.elapsed().as_secs_f64();
-            let r = recall_from_lse(&sp.lse, &dense.lse, h, n);
-            let min_head = r.per_head.iter().copied().fold(1.0, f64::min);
-            Ok(((r.mean, min_head), relative_error(&sp.output, &dense.output), sp.density, secs))
-        };
         let (rec, err, dens, secs) = run_plan(&full)?;
         let names: Vec<String> = picked.iter().map(|&i| if i == usize::MAX { "dense".into() } else { cands[i].0.clone() }).collect();
         println!("       per-head choice (calibrated on {c} tokens, {search_s:.2} s): {names:?}");

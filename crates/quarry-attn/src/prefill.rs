@@ -175,7 +175,7 @@ impl SparseIndex {
     /// columns), as block top-k's are: such an index runs on K and V packed once into
     /// panels, as dense attention does, instead of copying each range into panels per tile.
     fn panel_aligned(&self) -> bool {
-        self.cols.is_empty() && self.ranges.iter().all(|r| r[0] as usize % simd::PANEL == 0)
+        self.cols.is_empty() && self.ranges.iter().all(|r| (r[0] as usize).is_multiple_of(simd::PANEL))
     }
 
     /// K (and V) laid out for running this index.
@@ -334,7 +334,10 @@ pub fn build_index_per_head<'a>(
     for p in patterns {
         p.validate()?;
     }
-    let needs_k = patterns.iter().any(|p| !matches!(p, PrefillPattern::Dense | PrefillPattern::AShape { .. }));
+    // transposed keys: for the estimates that score every key
+    let needs_k = patterns.iter().any(|p| {
+        matches!(p, PrefillPattern::VerticalSlash { .. } | PrefillPattern::BlockTopK { estimate: ScoreEstimate::MeanQuery, .. })
+    });
     let kv = if needs_k { Some(PreparedKv::new(&k, None, shape)) } else { None };
     let level = Level::resolve(opts.kernel);
     let per_head: Vec<Vec<Job>> = (0..shape.heads)
@@ -515,30 +518,35 @@ fn block_topk_jobs(
         let inv = 1.0 / (r1 - r0) as f32;
         dst.iter_mut().for_each(|x| *x *= inv);
     }
-    let mut kbar = vec![0.0f32; kblocks * d];
-    let mut row = vec![0.0f32; d];
-    for kb in 0..kblocks {
-        let s = kb * b;
-        let e = (s + b).min(n);
-        let dst = &mut kbar[kb * d..(kb + 1) * d];
-        for j in s..e {
-            k.read((g * n + j) * d, &mut row);
-            for (x, &y) in dst.iter_mut().zip(&row) {
-                *x += y;
+    // mean-pooled key blocks (the pooled estimates only)
+    let pooled_keys = || {
+        let mut kbar = vec![0.0f32; kblocks * d];
+        let mut row = vec![0.0f32; d];
+        for kb in 0..kblocks {
+            let s = kb * b;
+            let e = (s + b).min(n);
+            let dst = &mut kbar[kb * d..(kb + 1) * d];
+            for j in s..e {
+                k.read((g * n + j) * d, &mut row);
+                for (x, &y) in dst.iter_mut().zip(&row) {
+                    *x += y;
+                }
             }
+            let inv = 1.0 / (e - s) as f32;
+            dst.iter_mut().for_each(|x| *x *= inv);
         }
-        let inv = 1.0 / (e - s) as f32;
-        dst.iter_mut().for_each(|x| *x *= inv);
-    }
+        kbar
+    };
     let score: Box<dyn Fn(usize, usize) -> f32> = match estimate {
         ScoreEstimate::Pooled => {
+            let kbar = pooled_keys();
             let dot = quarry_simd::kernels().f32_dot;
             Box::new(move |t, kb| dot(&qbar[t * d..(t + 1) * d], &kbar[kb * d..(kb + 1) * d]) * scale)
         }
         ScoreEstimate::PooledI8 | ScoreEstimate::PooledI4 => {
             let qmax = if estimate == ScoreEstimate::PooledI8 { 127.0 } else { 7.0 };
             let (qq, qs) = quantize_rows(&qbar, d, qmax);
-            let (kq, ks) = quantize_rows(&kbar, d, qmax);
+            let (kq, ks) = quantize_rows(&pooled_keys(), d, qmax);
             let dot = quarry_simd::kernels().i8_dot;
             Box::new(move |t, kb| {
                 dot(&qq[t * d..(t + 1) * d], &kq[kb * d..(kb + 1) * d]) as f32 * qs[t] * ks[kb] * scale
