@@ -383,10 +383,10 @@ impl Builder<'_> {
                 }
                 Ok(())
             };
+            let (bv, sa, isa) = (opts.bitvector, opts.sa_sample_rate, opts.isa_sample_rate);
             match &self.tokenizer {
                 Some(tok) => {
                     check("tokenize", 0, lens.len())?;
-                    let (bv, sa, isa) = (opts.bitvector, opts.sa_sample_rate, opts.isa_sample_rate);
                     // ids in 16 bits when the vocabulary fits: half the memory until the
                     // suffix array, whose peak is then the dense-coded ids plus the array
                     if tok.get_vocab_size(true) <= 1 << 16 {
@@ -397,7 +397,7 @@ impl Builder<'_> {
                         Shard::build(ids, tlens, metas, bv, sa, isa, &mut check)?
                     }
                 }
-                None => Shard::build(text, lens, metas, opts.bitvector, opts.sa_sample_rate, opts.isa_sample_rate, &mut check)?,
+                None => Shard::build(text, lens, metas, bv, sa, isa, &mut check)?,
             }
         };
         self.cancelled()?;
