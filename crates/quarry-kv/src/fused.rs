@@ -821,6 +821,37 @@ mod x86 {
         }
     }
 
+    /// Codes `16h .. 16h+16` of one 32-code pack block minus the middle code
+    /// ([`code_center`]), as two 8-lane f32 vectors (pieces `2h`, `2h+1`),
+    /// each scaled by [`centered_gain`]. 2-bit codes are looked up in a
+    /// 4-entry table (`vpermilps` reads the low two bits of each lane) instead
+    /// of being masked, converted and centred: 3 instructions per 16 codes
+    /// fewer in the value sums.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn centered16<const E: u8>(p: *const u8, h: usize) -> [__m256; 2] {
+        unsafe {
+            if E == E_U2 {
+                let b = _mm256_set1_epi64x(std::ptr::read_unaligned(p as *const i64));
+                let w = _mm256_shuffle_epi8(b, spread_bytes());
+                let w = if h == 0 { w } else { _mm256_srli_epi32::<4>(w) };
+                let table = _mm256_setr_ps(-2.0, -1.0, 0.0, 1.0, -2.0, -1.0, 0.0, 1.0);
+                return [_mm256_permutevar_ps(table, w), _mm256_permutevar_ps(table, _mm256_srli_epi32::<2>(w))];
+            }
+            let x = codes16::<E>(p, h);
+            if code_center(E) == 0.0 {
+                return x;
+            }
+            let mid = |i: usize| _mm256_set1_ps(code_center(E) * piece_gain(E, 2 * h + i));
+            [_mm256_sub_ps(x[0], mid(0)), _mm256_sub_ps(x[1], mid(1))]
+        }
+    }
+
+    /// What piece `i` of [`centered16`] is multiplied by.
+    const fn centered_gain(e: u8, i: usize) -> f32 {
+        if e == E_U2 { 1.0 } else { piece_gain(e, i) }
+    }
+
     /// Scores of channel-major KIVI key chunks: per chunk the channel scales
     /// are folded into the query (`q'_c = q_c·s_c`) and the zero-points into
     /// a bias (`Σ_c q_c·z_c`); then for each 32 tokens, channel by channel,
@@ -991,14 +1022,12 @@ mod x86 {
                     zsum[j] += hsum(zs[j]);
                 }
                 for h in 0..2 {
-                    let mid: [__m256; 2] = std::array::from_fn(|i| _mm256_set1_ps(code_center(E) * piece_gain(E, 2 * h + i)));
                     let mut a = [[_mm256_setzero_ps(); 2]; J];
                     for sg in 0..nseg {
                         let cbase = raw.ptr.add(sg * raw.seg_bytes + raw.off + b * raw.bstride);
                         let wseg = w.add(sg * seg_rows);
                         for r in 0..seg_rows {
-                            let x = codes16::<E>(cbase.add(r * raw.stride), h);
-                            let x = if code_center(E) == 0.0 { x } else { [_mm256_sub_ps(x[0], mid[0]), _mm256_sub_ps(x[1], mid[1])] };
+                            let x = centered16::<E>(cbase.add(r * raw.stride), h);
                             for j in 0..J {
                                 let wr = _mm256_broadcast_ss(&*wseg.add(j * n + r));
                                 for i in 0..2 {
@@ -1011,7 +1040,7 @@ mod x86 {
                         let zv = _mm256_set1_ps(zsum[j]);
                         for i in 0..2 {
                             let o = acc.add(j * dp + 32 * b + 16 * h + 8 * i);
-                            let v = _mm256_fmadd_ps(a[j][i], _mm256_set1_ps(1.0 / piece_gain(E, 2 * h + i)), zv);
+                            let v = _mm256_fmadd_ps(a[j][i], _mm256_set1_ps(1.0 / centered_gain(E, 2 * h + i)), zv);
                             _mm256_storeu_ps(o, _mm256_add_ps(_mm256_loadu_ps(o), v));
                         }
                     }
