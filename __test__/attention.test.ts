@@ -104,6 +104,7 @@ describe('attention', () => {
     for (const m of [
       { pattern: 'a-shape', sink: full, window: full },
       { pattern: 'vertical-slash', vertical: full, slash: full },
+      { pattern: 'vertical-slash', vertical: full, slash: full, lastQ: 8, spreadQ: 16 },
       { pattern: 'block-topk', gamma: 1 },
       { pattern: 'block-topk', gamma: 1, estimate: 'mean-query' },
       { pattern: 'per-head', patterns: Array.from({ length: 4 }, () => ({ pattern: 'dense' as const })) },
@@ -200,6 +201,8 @@ describe('attention', () => {
     expect(() => attention.sparse(q, k, v, { ...shape, pattern: 'quest' })).toThrow(InvalidArgumentError); // decode-only method
     expect(() => attention.sparse(q, k, v, { ...shape, pattern: 'nope' } as never)).toThrow(InvalidArgumentError);
     expect(() => attention.sparse(q, k, v, { ...shape, pattern: 'block-topk', estimate: 'nope' } as never)).toThrow(InvalidArgumentError);
+    expect(() => attention.sparse(q, k, v, { ...shape, pattern: 'vertical-slash', spreadQ: -1 })).toThrow(InvalidArgumentError);
+    expect(() => attention.sparse(q, k, v, { ...shape, pattern: 'vertical-slash', spreadQ: 1.5 })).toThrow(InvalidArgumentError);
     expect(() => attention.sparse(q, k, v, { ...shape, pattern: 'duo', retrievalHeads: [true] })).toThrow(DimensionMismatchError);
     expect(() => attention.recall(qDecode, k, { ...shape, indices: [n + 5] })).toThrow(InvalidArgumentError);
     expect(() => attention.dense([1, 2] as unknown as Float32Array, k, v, shape)).toThrow(InvalidArgumentError);

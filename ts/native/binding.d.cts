@@ -301,6 +301,7 @@ export interface NativePrefillPattern {
   vertical?: number
   slash?: number
   lastQ?: number
+  spreadQ?: number
   gamma?: number
   estimate?: string
 }
@@ -330,6 +331,7 @@ export interface NativeSparseMethod {
   vertical?: number
   slash?: number
   lastQ?: number
+  spreadQ?: number
   gamma?: number
   estimate?: string
   recent?: number

@@ -13,7 +13,7 @@
  * Sparse methods (`pattern`):
  * - prefill (any `qLen`): `a-shape` (sinks + local window, StreamingLLM),
  *   `vertical-slash` (MInference: top columns and diagonals estimated from
- *   the last `lastQ` queries), `block-topk` (FlexPrefill: query-aware blocks
+ *   the last `lastQ` queries, plus `spreadQ` spread over the sequence), `block-topk` (FlexPrefill: query-aware blocks
  *   up to a cumulative share `gamma`; pooled, low-bit or mean-query estimate),
  *   `per-head` (one of those per head, e.g. from {@link searchPatterns});
  * - decode (`qLen == 1`): `streaming`, `quest` (page min/max bounds),
@@ -70,6 +70,12 @@ export interface PrefillPattern {
   slash?: number;
   /** vertical-slash: last queries the estimate uses (default 64). */
   lastQ?: number;
+  /**
+   * vertical-slash: queries spaced evenly over the rest of the sequence added to the estimate
+   * (default 0, MInference's: the last queries only). Heads that attend to different keys
+   * along the sequence need them; the end alone misses their columns and diagonals.
+   */
+  spreadQ?: number;
   /** block-topk: cumulative share of estimated attention kept per query block (default 0.9). */
   gamma?: number;
   /**
@@ -171,6 +177,7 @@ function nativePattern(p: PrefillPattern): Native.NativePrefillPattern {
     vertical: uint('vertical', p.vertical),
     slash: uint('slash', p.slash),
     lastQ: uint('lastQ', p.lastQ, 1),
+    spreadQ: uint('spreadQ', p.spreadQ),
     gamma: p.gamma,
     estimate: p.estimate,
   };

@@ -38,22 +38,23 @@ fn main() {
 
 /// Candidate patterns with budgets scaled to `n` tokens.
 fn candidates(n: usize) -> Vec<(String, PrefillPattern)> {
-    let vs = |v: usize, s: usize| PrefillPattern::VerticalSlash { vertical: v.max(64), slash: s.max(128), last_q: 64 };
-    [
-        ("a-shape".into(), PrefillPattern::AShape { sink: 64, window: (n / 16).max(256) }),
-        (format!("vertical-slash v{} s{}", n / 64, n / 32), vs(n / 64, n / 32)),
-        (format!("vertical-slash v{} s{}", n / 64, n / 16), vs(n / 64, n / 16)),
-        (format!("vertical-slash v{} s{}", n / 32, n / 11), vs(n / 32, n / 11)),
-        ("block-topk g0.9".into(), PrefillPattern::BlockTopK { gamma: 0.9, estimate: ScoreEstimate::Pooled }),
-        ("block-topk g0.9 i4 (SALE)".into(), PrefillPattern::BlockTopK { gamma: 0.9, estimate: ScoreEstimate::PooledI4 }),
-        ("block-topk g0.95".into(), PrefillPattern::BlockTopK { gamma: 0.95, estimate: ScoreEstimate::Pooled }),
-    ]
-    .into_iter()
-    // the mean-query estimate over a grid of thresholds, for the per-head searches to choose from
-    .chain([0.95f32, 0.96, 0.97, 0.98, 0.99].into_iter().map(|gamma| {
-        (format!("block-topk g{gamma} mean-query"), PrefillPattern::BlockTopK { gamma, estimate: ScoreEstimate::MeanQuery })
-    }))
-    .collect()
+    let vs = |v: usize, s: usize, spread_q: usize| PrefillPattern::VerticalSlash { vertical: v.max(64), slash: s.max(128), last_q: 64, spread_q };
+    let budgets = [(n / 64, n / 32), (n / 64, n / 16), (n / 32, n / 11)];
+    [("a-shape".into(), PrefillPattern::AShape { sink: 64, window: (n / 16).max(256) })]
+        .into_iter()
+        .chain(budgets.map(|(v, s)| (format!("vertical-slash v{v} s{s}"), vs(v, s, 0))))
+        // the estimate from 64 queries spread over the sequence as well as the last 64
+        .chain(budgets.map(|(v, s)| (format!("vertical-slash v{v} s{s} +spread64"), vs(v, s, 64))))
+        .chain([
+            ("block-topk g0.9".into(), PrefillPattern::BlockTopK { gamma: 0.9, estimate: ScoreEstimate::Pooled }),
+            ("block-topk g0.9 i4 (SALE)".into(), PrefillPattern::BlockTopK { gamma: 0.9, estimate: ScoreEstimate::PooledI4 }),
+            ("block-topk g0.95".into(), PrefillPattern::BlockTopK { gamma: 0.95, estimate: ScoreEstimate::Pooled }),
+        ])
+        // the mean-query estimate over a grid of thresholds, for the per-head searches to choose from
+        .chain([0.95f32, 0.96, 0.97, 0.98, 0.99].into_iter().map(|gamma| {
+            (format!("block-topk g{gamma} mean-query"), PrefillPattern::BlockTopK { gamma, estimate: ScoreEstimate::MeanQuery })
+        }))
+        .collect()
 }
 
 /// A plan's run: (mean recall, worst head's recall), output error, density, seconds.

@@ -179,7 +179,7 @@ pub fn default_pattern_candidates() -> Vec<PrefillPattern> {
         c.push(PrefillPattern::AShape { sink: 64, window });
     }
     for (vertical, slash) in [(500, 1000), (1000, 3000), (2000, 6000)] {
-        c.push(PrefillPattern::VerticalSlash { vertical, slash, last_q: 64 });
+        c.push(PrefillPattern::VerticalSlash { vertical, slash, last_q: 64, spread_q: 0 });
     }
     for gamma in [0.8, 0.9, 0.95] {
         c.push(PrefillPattern::BlockTopK { gamma, estimate: Pooled });

@@ -51,8 +51,11 @@ pub enum PrefillPattern {
     /// matter; the top `vertical` columns and top `slash` diagonals are
     /// kept. Diagonals become key ranges per query tile, columns outside them
     /// are gathered. The first [`VS_FORCED_SINKS`] columns and the nearest
-    /// [`VS_FORCED_LOCAL`] diagonals rank first.
-    VerticalSlash { vertical: usize, slash: usize, last_q: usize },
+    /// [`VS_FORCED_LOCAL`] diagonals rank first. `spread_q > 0` adds that
+    /// many queries spaced evenly over the rest of the sequence to the
+    /// estimate (0: MInference's, the last queries only): where heads attend
+    /// to different keys along the sequence, the end alone misses them.
+    VerticalSlash { vertical: usize, slash: usize, last_q: usize, spread_q: usize },
     /// FlexPrefill query-aware blocks: mean-pooled query tile · mean-pooled
     /// key block scores, softmaxed over the visible blocks of each query
     /// tile; the highest blocks are kept until their cumulative share
@@ -387,9 +390,9 @@ fn head_jobs(
                 finish_job(&mut iv, &mut Vec::new(), visible_end(shape, opts.causal, b, t), b, job);
             }
         }
-        PrefillPattern::VerticalSlash { vertical, slash, last_q } => {
+        PrefillPattern::VerticalSlash { vertical, slash, last_q, spread_q } => {
             let kv = kv.expect("prepared keys");
-            let (vcols, offsets) = vs_estimate(q, kv, shape, opts, level, h, vertical, slash, last_q);
+            let (vcols, offsets) = vs_estimate(q, kv, shape, opts, level, h, vertical, slash, last_q, spread_q);
             let n = shape.kv_len as i64;
             for (t, job) in jobs.iter_mut().enumerate() {
                 let (p0, p1) = tile_pos(t);
@@ -415,8 +418,9 @@ fn head_jobs(
 }
 
 /// MInference's estimate for head `h`: softmax of the last `last_q` queries
-/// over their visible keys, summed per column and per diagonal; returns the
-/// top columns and top diagonal offsets.
+/// (and of `spread_q` queries spaced evenly before them) over their visible
+/// keys, summed per column and per diagonal; returns the top columns and top
+/// diagonal offsets.
 #[allow(clippy::too_many_arguments)]
 fn vs_estimate(
     q: &[f32],
@@ -428,6 +432,7 @@ fn vs_estimate(
     vertical: usize,
     slash: usize,
     last_q: usize,
+    spread_q: usize,
 ) -> (Vec<u32>, Vec<i64>) {
     let d = shape.head_dim;
     let n = shape.kv_len;
@@ -435,7 +440,12 @@ fn vs_estimate(
     let g = h / shape.group();
     let scale = opts.scale_for(d);
     let r0 = shape.q_len - lq;
-    let qs: Vec<f32> = q[(h * shape.q_len + r0) * d..(h * shape.q_len + shape.q_len) * d].iter().map(|x| x * scale).collect();
+    // query rows of the estimate: `spread_q` spaced evenly over [0, r0), then the last `lq`
+    let mut rows: Vec<usize> = (0..spread_q.min(r0)).map(|i| i * r0 / spread_q.min(r0)).collect();
+    rows.dedup();
+    rows.extend(r0..shape.q_len);
+    let qs: Vec<f32> = rows.iter().flat_map(|&r| q[(h * shape.q_len + r) * d..][..d].iter().map(|x| x * scale)).collect();
+    let lq = rows.len();
     let kt = &kv.kt[g * d * kv.ld..(g + 1) * d * kv.ld];
     let mut vscore = vec![0.0f64; n];
     // Offsets pos - key span -(n-1)..=(n-1); index o + n - 1.
@@ -445,10 +455,10 @@ fn vs_estimate(
     let mut s = vec![0.0f32; CH * n];
     let mut i0 = 0;
     while i0 < lq {
-        let rows = (lq - i0).min(CH);
-        simd::gemm(level, rows, n, d, &qs[i0 * d..], d, simd::BMatrix::Rows(kt, kv.ld), &mut s, n, false);
-        for i in 0..rows {
-            let pos = shape.q_pos(r0 + i0 + i);
+        let chunk = (lq - i0).min(CH);
+        simd::gemm(level, chunk, n, d, &qs[i0 * d..], d, simd::BMatrix::Rows(kt, kv.ld), &mut s, n, false);
+        for i in 0..chunk {
+            let pos = shape.q_pos(rows[i0 + i]);
             let end = if opts.causal { pos + 1 } else { n };
             row[..end].copy_from_slice(&s[i * n..i * n + end]);
             let m = simd::row_max(level, &row[..end]);
@@ -460,7 +470,7 @@ fn vs_estimate(
                 sscore[(pos as i64 - j as i64 + n as i64 - 1) as usize] += p;
             }
         }
-        i0 += rows;
+        i0 += chunk;
     }
     for v in vscore.iter_mut().take(VS_FORCED_SINKS) {
         *v = f64::INFINITY;

@@ -117,8 +117,10 @@ fn every_pattern_at_full_budget_equals_dense() {
             PrefillPattern::AShape { sink: n, window: 0 },
             PrefillPattern::AShape { sink: 0, window: n },
             PrefillPattern::AShape { sink: 10 * n, window: 10 * n },
-            PrefillPattern::VerticalSlash { vertical: n, slash: 2 * n, last_q: 64 },
-            PrefillPattern::VerticalSlash { vertical: 10 * n, slash: 0, last_q: 1000 },
+            PrefillPattern::VerticalSlash { vertical: n, slash: 2 * n, last_q: 64, spread_q: 0 },
+            PrefillPattern::VerticalSlash { vertical: 10 * n, slash: 0, last_q: 1000, spread_q: 0 },
+            PrefillPattern::VerticalSlash { vertical: n, slash: 2 * n, last_q: 16, spread_q: 16 },
+            PrefillPattern::VerticalSlash { vertical: n, slash: 2 * n, last_q: 1, spread_q: 100_000 },
             PrefillPattern::BlockTopK { gamma: 1.0, estimate: ScoreEstimate::Pooled },
             PrefillPattern::BlockTopK { gamma: 5.0, estimate: ScoreEstimate::PooledI4 },
             PrefillPattern::BlockTopK { gamma: 1.0, estimate: ScoreEstimate::MeanQuery },
@@ -155,7 +157,7 @@ fn vertical_slash_finds_planted_columns_and_far_slash() {
     let shape = AttnShape::prefill(2, 2, n, 64);
     let plant = Planted { columns: vec![0, 333, 777, 1200, 1500], slashes: vec![0, 700], strength: 10.0 };
     let (q, k, _) = planted(2, n, 64, &plant, 22);
-    let vs = PrefillPattern::VerticalSlash { vertical: 64, slash: 140, last_q: 64 };
+    let vs = PrefillPattern::VerticalSlash { vertical: 64, slash: 140, last_q: 64, spread_q: 0 };
     let (rec, dens) = recall_and_density(&q, &k, &shape, &vs);
     assert!(rec >= 0.9, "vertical-slash recall {rec}");
     assert!(dens <= 0.4, "density {dens}");
@@ -163,6 +165,35 @@ fn vertical_slash_finds_planted_columns_and_far_slash() {
     let (rec_a, dens_a) = recall_and_density(&q, &k, &shape, &PrefillPattern::AShape { sink: 64, window: 256 });
     eprintln!("vertical-slash recall {rec} density {dens}; a-shape recall {rec_a} density {dens_a}");
     assert!(rec_a < rec - 0.1, "a-shape {rec_a} vs vertical-slash {rec}");
+}
+
+#[test]
+fn vertical_slash_spread_queries_find_columns_the_end_does_not_attend() {
+    let n = 2048;
+    let shape = AttnShape::prefill(2, 2, n, 64);
+    let opts = AttnOptions::causal();
+    let plant = Planted { columns: vec![100, 400, 900], slashes: vec![0], strength: 10.0 };
+    let (mut q, k, v) = planted(2, n, 64, &plant, 24);
+    // only the first half of the queries attend to the columns (channel 0 carries them)
+    for h in 0..2 {
+        for i in n / 2..n {
+            q[(h * n + i) * 64] = 0.0;
+        }
+    }
+    let dense = dense_attention(&q, &k, &v, &shape, &opts).unwrap();
+    // recall of the rows that see a column and attend to it: [100, n/2) of both heads
+    let first_half_recall = |spread_q| {
+        let p = PrefillPattern::VerticalSlash { vertical: 64, slash: 100, last_q: 64, spread_q };
+        let out = sparse_prefill(&q, &k, &v, &shape, &opts, &p).unwrap();
+        let rows: Vec<usize> = (0..2).flat_map(|h| (h * n + 100..h * n + n / 2)).collect();
+        (rows.iter().map(|&i| ((out.lse[i] - dense.lse[i]) as f64).exp()).sum::<f64>() / rows.len() as f64, out.density)
+    };
+    let (rec_last, _) = first_half_recall(0);
+    let (rec_spread, dens_spread) = first_half_recall(64);
+    eprintln!("rows 100..n/2: last 64 recall {rec_last}; + 64 spread recall {rec_spread} (density {dens_spread})");
+    assert!(rec_spread >= 0.9, "spread recall {rec_spread}");
+    assert!(rec_last < rec_spread - 0.3, "last-only recall {rec_last} vs spread {rec_spread}");
+    assert!(dens_spread <= 0.25, "density {dens_spread}");
 }
 
 #[test]
@@ -228,7 +259,7 @@ fn search_case() -> (Vec<f32>, Vec<f32>, AttnShape, AttnOptions, Vec<PrefillPatt
     let (q1, k1, _) = planted(1, n, 64, &Planted { columns: vec![0, 400, 800], slashes: vec![0, 300], strength: 10.0 }, 32);
     let cands = vec![
         PrefillPattern::AShape { sink: 64, window: 128 },
-        PrefillPattern::VerticalSlash { vertical: 64, slash: 140, last_q: 64 },
+        PrefillPattern::VerticalSlash { vertical: 64, slash: 140, last_q: 64, spread_q: 0 },
         PrefillPattern::BlockTopK { gamma: 0.95, estimate: ScoreEstimate::Pooled },
     ];
     ([q0, q1].concat(), [k0, k1].concat(), AttnShape::prefill(2, 2, n, 64), AttnOptions::causal(), cands)
@@ -362,3 +393,4 @@ fn sampled_pattern_search_measures_recall_on_the_sampled_tiles() {
         }
     }
 }
+

@@ -124,6 +124,7 @@ pub struct NativePrefillPattern {
     pub vertical: Option<u32>,
     pub slash: Option<u32>,
     pub last_q: Option<u32>,
+    pub spread_q: Option<u32>,
     pub gamma: Option<f64>,
     pub estimate: Option<String>,
 }
@@ -140,6 +141,7 @@ fn prefill_pattern(p: &NativePrefillPattern) -> Result<PrefillPattern> {
             vertical: p.vertical.unwrap_or(VERTICAL) as usize,
             slash: p.slash.unwrap_or(SLASH) as usize,
             last_q: p.last_q.unwrap_or(LAST_Q) as usize,
+            spread_q: p.spread_q.unwrap_or(0) as usize,
         },
         "block-topk" => PrefillPattern::BlockTopK {
             gamma: p.gamma.unwrap_or(GAMMA) as f32,
@@ -169,6 +171,7 @@ fn pattern_object(p: &PrefillPattern) -> NativePrefillPattern {
         vertical: None,
         slash: None,
         last_q: None,
+        spread_q: None,
         gamma: None,
         estimate: None,
     };
@@ -178,10 +181,11 @@ fn pattern_object(p: &PrefillPattern) -> NativePrefillPattern {
             o.sink = Some(sink as u32);
             o.window = Some(window as u32);
         }
-        PrefillPattern::VerticalSlash { vertical, slash, last_q } => {
+        PrefillPattern::VerticalSlash { vertical, slash, last_q, spread_q } => {
             o.vertical = Some(vertical as u32);
             o.slash = Some(slash as u32);
             o.last_q = Some(last_q as u32);
+            o.spread_q = Some(spread_q as u32);
         }
         PrefillPattern::BlockTopK { gamma, estimate } => {
             o.gamma = Some(gamma as f64);
@@ -208,6 +212,7 @@ pub struct NativeSparseMethod {
     pub vertical: Option<u32>,
     pub slash: Option<u32>,
     pub last_q: Option<u32>,
+    pub spread_q: Option<u32>,
     pub gamma: Option<f64>,
     pub estimate: Option<String>,
     pub recent: Option<u32>,
@@ -249,6 +254,7 @@ fn sparse_method(m: &NativeSparseMethod, shape: &AttnShape) -> Result<SparseMeth
             vertical: m.vertical,
             slash: m.slash,
             last_q: m.last_q,
+            spread_q: m.spread_q,
             gamma: m.gamma,
             estimate: m.estimate.clone(),
         })?),
