@@ -169,17 +169,20 @@ pub fn recall<'a>(q: &[f32], k: impl Into<KvSlice<'a>>, shape: &AttnShape, opts:
 }
 
 /// Candidates a per-head pattern search tries when the caller gives none:
-/// A-shape windows, vertical-slash budgets and block top-k thresholds from
-/// sparse to dense-ish, pooled and mean-query estimates (budgets clamp to
-/// short sequences).
+/// A-shape windows, vertical-slash budgets (estimated from the last 64
+/// queries, and with 64 more spread over the sequence) and block top-k
+/// thresholds from sparse to dense-ish, pooled and mean-query estimates
+/// (budgets clamp to short sequences).
 pub fn default_pattern_candidates() -> Vec<PrefillPattern> {
     use crate::prefill::ScoreEstimate::{MeanQuery, Pooled};
     let mut c = Vec::new();
     for window in [256, 1024, 4096] {
         c.push(PrefillPattern::AShape { sink: 64, window });
     }
-    for (vertical, slash) in [(500, 1000), (1000, 3000), (2000, 6000)] {
-        c.push(PrefillPattern::VerticalSlash { vertical, slash, last_q: 64, spread_q: 0 });
+    for spread_q in [0, 64] {
+        for (vertical, slash) in [(500, 1000), (1000, 3000), (2000, 6000)] {
+            c.push(PrefillPattern::VerticalSlash { vertical, slash, last_q: 64, spread_q });
+        }
     }
     for gamma in [0.8, 0.9, 0.95] {
         c.push(PrefillPattern::BlockTopK { gamma, estimate: Pooled });
