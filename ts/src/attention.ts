@@ -13,8 +13,9 @@
  * Sparse methods (`pattern`):
  * - prefill (any `qLen`): `a-shape` (sinks + local window, StreamingLLM),
  *   `vertical-slash` (MInference: top columns and diagonals estimated from
- *   the last `lastQ` queries, plus `spreadQ` spread over the sequence), `block-topk` (FlexPrefill: query-aware blocks
- *   up to a cumulative share `gamma`; pooled, low-bit or mean-query estimate),
+ *   the last `lastQ` queries, plus `spreadQ` spread over the sequence),
+ *   `block-topk` (FlexPrefill: query-aware blocks up to a cumulative share
+ *   `gamma`; pooled, low-bit or mean-query estimate),
  *   `per-head` (one of those per head, e.g. from {@link searchPatterns});
  * - decode (`qLen == 1`): `streaming`, `quest` (page min/max bounds),
  *   `squeezed` (k-means key clusters), `retrieval` (RetrievalAttention: an

@@ -440,12 +440,11 @@ fn vs_estimate(
     let g = h / shape.group();
     let scale = opts.scale_for(d);
     let r0 = shape.q_len - lq;
-    // query rows of the estimate: `spread_q` spaced evenly over [0, r0), then the last `lq`
-    let mut rows: Vec<usize> = (0..spread_q.min(r0)).map(|i| i * r0 / spread_q.min(r0)).collect();
-    rows.dedup();
-    rows.extend(r0..shape.q_len);
+    // query rows of the estimate: `spread_q` spaced evenly over [0, r0) (distinct: the step is
+    // at least 1), then the last `lq`
+    let m = spread_q.min(r0);
+    let rows: Vec<usize> = (0..m).map(|i| i * r0 / m).chain(r0..shape.q_len).collect();
     let qs: Vec<f32> = rows.iter().flat_map(|&r| q[(h * shape.q_len + r) * d..][..d].iter().map(|x| x * scale)).collect();
-    let lq = rows.len();
     let kt = &kv.kt[g * d * kv.ld..(g + 1) * d * kv.ld];
     let mut vscore = vec![0.0f64; n];
     // Offsets pos - key span -(n-1)..=(n-1); index o + n - 1.
@@ -454,8 +453,8 @@ fn vs_estimate(
     const CH: usize = 8;
     let mut s = vec![0.0f32; CH * n];
     let mut i0 = 0;
-    while i0 < lq {
-        let chunk = (lq - i0).min(CH);
+    while i0 < rows.len() {
+        let chunk = (rows.len() - i0).min(CH);
         simd::gemm(level, chunk, n, d, &qs[i0 * d..], d, simd::BMatrix::Rows(kt, kv.ld), &mut s, n, false);
         for i in 0..chunk {
             let pos = shape.q_pos(rows[i0 + i]);

@@ -185,7 +185,7 @@ fn vertical_slash_spread_queries_find_columns_the_end_does_not_attend() {
     let first_half_recall = |spread_q| {
         let p = PrefillPattern::VerticalSlash { vertical: 64, slash: 100, last_q: 64, spread_q };
         let out = sparse_prefill(&q, &k, &v, &shape, &opts, &p).unwrap();
-        let rows: Vec<usize> = (0..2).flat_map(|h| (h * n + 100..h * n + n / 2)).collect();
+        let rows: Vec<usize> = (0..2).flat_map(|h| h * n + 100..h * n + n / 2).collect();
         (rows.iter().map(|&i| ((out.lse[i] - dense.lse[i]) as f64).exp()).sum::<f64>() / rows.len() as f64, out.density)
     };
     let (rec_last, _) = first_half_recall(0);
