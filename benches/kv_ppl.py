@@ -173,17 +173,15 @@ class FakeQuant:
                 dk, dv, nbytes = self.codec.roundtrip(name, bits, k_pre[0].detach().float().numpy(), v, self.theta)
                 dk_t = torch.from_numpy(dk.copy())[None]
                 # Same rotation transformers applied to the real keys.
-                _, key = self._orig_rope(dk_t, dk_t, cos, sin)
+                _, key_hat = self._orig_rope(dk_t, dk_t, cos, sin)
             else:
                 dk, dv, nbytes = self.codec.roundtrip(name, bits, key[0].detach().float().numpy(), v, 0.0)
                 key_hat = torch.from_numpy(dk.copy())[None]
-                if self.decode_time:
-                    self.bytes += nbytes
-                    value_hat = torch.from_numpy(dv.copy())[None]
-                    return decode_time_attention(module, query, key, value, key_hat, value_hat, RESIDUAL[name], attention_mask)
-                key = key_hat
-            value = torch.from_numpy(dv.copy())[None]
             self.bytes += nbytes
+            value_hat = torch.from_numpy(dv.copy())[None]
+            if self.decode_time:
+                return decode_time_attention(module, query, key, value, key_hat, value_hat, RESIDUAL[name], attention_mask)
+            key, value = key_hat, value_hat
         return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
 
 

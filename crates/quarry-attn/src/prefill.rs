@@ -449,28 +449,16 @@ fn vs_estimate(
     let mut vscore = vec![0.0f64; n];
     // Offsets pos - key span -(n-1)..=(n-1); index o + n - 1.
     let mut sscore = vec![0.0f64; 2 * n - 1];
-    let mut row = vec![0.0f32; n];
-    const CH: usize = 8;
-    let mut s = vec![0.0f32; CH * n];
-    let mut i0 = 0;
-    while i0 < rows.len() {
-        let chunk = (rows.len() - i0).min(CH);
-        simd::gemm(level, chunk, n, d, &qs[i0 * d..], d, simd::BMatrix::Rows(kt, kv.ld), &mut s, n, false);
-        for i in 0..chunk {
-            let pos = shape.q_pos(rows[i0 + i]);
-            let end = if opts.causal { pos + 1 } else { n };
-            row[..end].copy_from_slice(&s[i * n..i * n + end]);
-            let m = simd::row_max(level, &row[..end]);
-            let sum = simd::exp_sub_sum(level, &mut row[..end], m);
-            let inv = 1.0 / sum as f64;
-            for (j, &p) in row[..end].iter().enumerate() {
-                let p = p as f64 * inv;
-                vscore[j] += p;
-                sscore[(pos as i64 - j as i64 + n as i64 - 1) as usize] += p;
-            }
+    let pos: Vec<usize> = rows.iter().map(|&r| shape.q_pos(r)).collect();
+    let ends: Vec<usize> = pos.iter().map(|&p| if opts.causal { p + 1 } else { n }).collect();
+    exp_score_rows(level, &qs, d, kt, kv.ld, &ends, 8, |i, row, _, sum| {
+        let inv = 1.0 / sum as f64;
+        for (j, &p) in row.iter().enumerate() {
+            let p = p as f64 * inv;
+            vscore[j] += p;
+            sscore[(pos[i] as i64 - j as i64 + n as i64 - 1) as usize] += p;
         }
-        i0 += chunk;
-    }
+    });
     for v in vscore.iter_mut().take(VS_FORCED_SINKS) {
         *v = f64::INFINITY;
     }
@@ -624,26 +612,44 @@ fn mean_query_block_scores(
     let qs: Vec<f32> = qbar.iter().map(|x| x * scale).collect();
     let kt = &kv.kt[g * d * kv.ld..(g + 1) * d * kv.ld];
     let mut out = vec![f32::NEG_INFINITY; tiles * kblocks];
-    // several tiles per product (the last one sees the most keys)
-    const CH: usize = 32;
-    let mut s = vec![0.0f32; CH * n];
-    let mut t0 = 0;
-    while t0 < tiles {
-        let rows = (tiles - t0).min(CH);
-        let cols = visible_end(shape, opts.causal, b, t0 + rows - 1);
-        simd::gemm(level, rows, cols, d, &qs[t0 * d..], d, simd::BMatrix::Rows(kt, kv.ld), &mut s, cols, false);
-        for i in 0..rows {
-            let t = t0 + i;
-            let row = &mut s[i * cols..i * cols + visible_end(shape, opts.causal, b, t)];
-            let m = simd::row_max(level, row);
-            simd::exp_sub_sum(level, row, m);
-            for (kb, keys) in row.chunks(b).enumerate() {
-                out[t * kblocks + kb] = m + lane_sum(keys).ln();
-            }
+    let ends: Vec<usize> = (0..tiles).map(|t| visible_end(shape, opts.causal, b, t)).collect();
+    exp_score_rows(level, &qs, d, kt, kv.ld, &ends, 32, |t, row, m, _| {
+        for (kb, keys) in row.chunks(b).enumerate() {
+            out[t * kblocks + kb] = m + lane_sum(keys).ln();
         }
-        t0 += rows;
-    }
+    });
     out
+}
+
+/// Rows of `qs · Kᵀ` (`qs`: pre-scaled query rows of `d`, `kt`: transposed keys with leading
+/// dimension `ld`), `chunk` rows per GEMM over the keys the chunk's rows see; row `i` spans
+/// keys `[0, ends[i])`. `f(i, row, m, sum)` gets the row as `exp(score − m)` with `m` its
+/// maximum and `sum` their total.
+#[allow(clippy::too_many_arguments)]
+fn exp_score_rows(
+    level: Level,
+    qs: &[f32],
+    d: usize,
+    kt: &[f32],
+    ld: usize,
+    ends: &[usize],
+    chunk: usize,
+    mut f: impl FnMut(usize, &[f32], f32, f32),
+) {
+    let mut s = vec![0.0f32; chunk * ends.iter().copied().max().unwrap_or(0)];
+    let mut i0 = 0;
+    while i0 < ends.len() {
+        let rows = (ends.len() - i0).min(chunk);
+        let cols = ends[i0..i0 + rows].iter().copied().max().unwrap_or(0);
+        simd::gemm(level, rows, cols, d, &qs[i0 * d..], d, simd::BMatrix::Rows(kt, ld), &mut s, cols, false);
+        for i in 0..rows {
+            let row = &mut s[i * cols..i * cols + ends[i0 + i]];
+            let m = simd::row_max(level, row);
+            let sum = simd::exp_sub_sum(level, row, m);
+            f(i0 + i, row, m, sum);
+        }
+        i0 += rows;
+    }
 }
 
 /// Sum in eight independent lanes (vectorises; a plain float sum is one dependent chain).
@@ -795,10 +801,22 @@ pub fn search_patterns_sampled<'a>(
         }
         keep
     });
-    let full = match &keep {
+    // the sampled tiles' rows, and per head the LSE of those rows only
+    let rows: Vec<usize> = match &keep {
+        None => (0..shape.q_len).collect(),
+        Some(keep) => (0..shape.q_len).filter(|&i| keep[i / opts.block]).collect(),
+    };
+    let pick = |x: Vec<f32>| -> Vec<f32> {
+        if keep.is_none() {
+            return x;
+        }
+        let x = &x;
+        (0..shape.heads).flat_map(|h| rows.iter().map(move |&i| x[h * shape.q_len + i])).collect()
+    };
+    let full = pick(match &keep {
         None => dense_lse(q, k, shape, opts)?,
         Some(keep) => sparse_lse(q, k, shape, opts, &build_index(q, k, shape, opts, &PrefillPattern::Dense)?.restricted(keep))?,
-    };
+    });
     let mut best = PatternChoice {
         patterns: vec![PrefillPattern::Dense; shape.heads],
         recall: vec![1.0; shape.heads],
@@ -806,16 +824,11 @@ pub fn search_patterns_sampled<'a>(
     };
     for cand in candidates {
         let index = build_index(q, k, shape, opts, cand)?;
-        let r = match &keep {
-            None => recall_from_lse(&sparse_lse(q, k, shape, opts, &index)?, &full, shape.heads, shape.q_len),
-            Some(keep) => {
-                // only the sampled tiles' rows, each head's mean over them
-                let sel = sparse_lse(q, k, shape, opts, &index.restricted(keep))?;
-                let rows: Vec<usize> = (0..shape.q_len).filter(|&i| keep[i / opts.block]).collect();
-                let pick = |x: &[f32]| -> Vec<f32> { (0..shape.heads).flat_map(|h| rows.iter().map(move |&i| x[h * shape.q_len + i])).collect() };
-                recall_from_lse(&pick(&sel), &pick(&full), shape.heads, rows.len())
-            }
+        let sel = match &keep {
+            None => sparse_lse(q, k, shape, opts, &index)?,
+            Some(keep) => sparse_lse(q, k, shape, opts, &index.restricted(keep))?,
         };
+        let r = recall_from_lse(&pick(sel), &full, shape.heads, rows.len());
         for h in 0..shape.heads {
             let dens = index.head_density(h);
             if r.per_head[h] >= target && dens < best.density[h] {
