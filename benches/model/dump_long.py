@@ -58,7 +58,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 import transformers
-from transformers import AttentionInterface, AutoModelForCausalLM, AutoTokenizer
+from transformers import AttentionInterface, AutoConfig, AutoModelForCausalLM, AutoTokenizer
 from transformers.masking_utils import AttentionMaskInterface
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -141,10 +141,14 @@ def main() -> None:
     ap.add_argument("--name", required=True, help="model_name in meta.json (e.g. smollm2-135m-instruct-q4_1)")
     ap.add_argument("--prefix-dump", default=None,
                     help="a dump (dump_activations.py) of the same text start to compare the first tokens with")
+    ap.add_argument("--yarn", type=float, default=None,
+                    help="extend the context by this factor with YaRN RoPE scaling (transformers' 'yarn' rope type, "
+                         "original window = the model's context length); default: plain RoPE, extrapolated")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     layers = sorted({int(x) for x in args.layers.split(",") if x.strip()})
-    settings = {"tokens": args.tokens, "dumped_layers": layers, "complete": True, "pre": False}
+    settings = {"tokens": args.tokens, "dumped_layers": layers, "complete": True, "pre": False,
+                "yarn_factor": args.yarn}
 
     meta_path = os.path.join(args.out, "meta.json")
     if os.path.exists(meta_path):
@@ -152,7 +156,7 @@ def main() -> None:
             old = json.load(f)
         # Up to date when complete with the same tokens and pre-RoPE setting
         # and every wanted layer present (a dump with more layers serves too).
-        same = all(old.get(k) == settings[k] for k in ("tokens", "complete", "pre"))
+        same = all(old.get(k) == settings[k] for k in ("tokens", "complete", "pre", "yarn_factor"))
         if same and set(layers) <= set(old.get("dumped_layers", [])):
             log(f"{args.out} is up to date ({args.tokens} tokens, layers {old['dumped_layers']})")
             return
@@ -167,7 +171,20 @@ def main() -> None:
     tok = AutoTokenizer.from_pretrained(gdir, gguf_file=gfile)
     timings["load_tokenizer_s"] = time.time() - t0
     t0 = time.time()
-    model = AutoModelForCausalLM.from_pretrained(gdir, gguf_file=gfile, dtype=torch.float32, attn_implementation=IMPL)
+    config = AutoConfig.from_pretrained(gdir, gguf_file=gfile)
+    trained_window = config.max_position_embeddings
+    if args.yarn is not None:
+        # YaRN (Peng et al. 2023) interpolates the low RoPE frequencies by the
+        # factor, keeps the high ones, and scales q.k by its mscale: the model
+        # sees relative distances in its trained range past its window.
+        base = getattr(config, "rope_parameters", None) or {"rope_theta": config.rope_theta}
+        if base.get("rope_type", "default") != "default" or "rope_theta" not in base:
+            raise SystemExit(f"--yarn needs a model with one plain RoPE (this one: {base})")
+        config.rope_parameters = {"rope_type": "yarn", "rope_theta": base["rope_theta"], "factor": args.yarn,
+                                  "original_max_position_embeddings": config.max_position_embeddings}
+        config.max_position_embeddings = int(config.max_position_embeddings * args.yarn)
+    model = AutoModelForCausalLM.from_pretrained(gdir, gguf_file=gfile, config=config, dtype=torch.float32,
+                                                 attn_implementation=IMPL)
     model.eval()
     timings["load_model_s"] = time.time() - t0
     cfg = model.config
@@ -177,7 +194,7 @@ def main() -> None:
     layer_types = getattr(cfg, "layer_types", None) or ["full_attention"] * cfg.num_hidden_layers
     # Gemma 3 keeps one RoPE per layer type (local layers theta 1e4, global 1e6).
     rope_by_type = {t: rope.get(t, rope) for t in set(layer_types)}
-    if any(r.get("rope_type", "default") != "default" for r in rope_by_type.values()):
+    if args.yarn is None and any(r.get("rope_type", "default") != "default" for r in rope_by_type.values()):
         raise SystemExit(f"rope scaling {rope} is not the plain RoPE the dump format documents")
     wanted_types = {layer_types[l] for l in layers}
     if len(wanted_types) != 1:
@@ -218,11 +235,17 @@ def main() -> None:
         "kv_heads": kv_heads,
         "head_dim": d,
         "hidden_size": cfg.hidden_size,
-        "context_length": cfg.max_position_embeddings,
+        "context_length": trained_window,
         "tokens": len(ids),
         "rope_theta": float(rope["rope_theta"]),
-        "rope": "half-split (GPT-NeoX / HF rotate_half), positions 0..tokens-1, no scaling; positions past "
-                "context_length extrapolate the same formula (the model is outside its trained window there)",
+        "rope": ("half-split (GPT-NeoX / HF rotate_half), positions 0..tokens-1, no scaling; positions past "
+                 "context_length extrapolate the same formula (the model is outside its trained window there)")
+        if args.yarn is None else
+        (f"half-split, YaRN-scaled by transformers (factor {args.yarn}, original window "
+         f"{trained_window}, attention factor "
+         f"{float(getattr(getattr(model.model, 'rotary_emb', None), 'attention_scaling', float('nan'))):.4f} "
+         "folded into the dumped q and k)"),
+        "yarn_factor": args.yarn,
         # Gemma 3 scales by query_pre_attn_scalar^-1/2 (= 1/sqrt(head_dim) for the 270M model).
         "attention_scale": float(getattr(cfg, "query_pre_attn_scalar", None) or d) ** -0.5,
         "attention_engine": "torch scaled_dot_product_attention(is_causal=True, enable_gqa=True), no mask tensor",

@@ -39,7 +39,9 @@ fn main() {
 /// Candidate patterns with budgets scaled to `n` tokens.
 fn candidates(n: usize) -> Vec<(String, PrefillPattern)> {
     let vs = |v: usize, s: usize, spread_q: usize| PrefillPattern::VerticalSlash { vertical: v.max(64), slash: s.max(128), last_q: 64, spread_q };
-    let budgets = [(n / 64, n / 32), (n / 64, n / 16), (n / 32, n / 11)];
+    // MInference's 64k-scale budgets (v1024 s2048 .. v2048 s5957) and two smaller ones for heads
+    // whose lines are few (the per-head searches pick per head).
+    let budgets = [(n / 256, n / 128), (n / 128, n / 64), (n / 64, n / 32), (n / 64, n / 16), (n / 32, n / 11)];
     [("a-shape".into(), PrefillPattern::AShape { sink: 64, window: (n / 16).max(256) })]
         .into_iter()
         .chain(budgets.map(|(v, s)| (format!("vertical-slash v{v} s{s}"), vs(v, s, 0))))
@@ -229,6 +231,23 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             println!("       per-head choice (full length, {search_tiles} sampled tiles, {search_s:.2} s): {names:?}");
             let extra = serde_json::json!({"choice": names, "sample_tiles": search_tiles, "calib_seconds": search_s});
             emit(&format!("per-head search@{target} ({search_tiles} tiles at full length)"), rec, err, dens, secs, extra)?;
+            // The same search over the vertical-slash candidates alone: MInference's
+            // offline step choosing each head's vertical and slash budgets.
+            let vs_cands: Vec<&(String, PrefillPattern)> =
+                cands.iter().filter(|c| matches!(c.1, PrefillPattern::VerticalSlash { .. })).collect();
+            let vs_patterns: Vec<PrefillPattern> = vs_cands.iter().map(|c| c.1).collect();
+            let t = Instant::now();
+            let choice = search_patterns_sampled(&q, &k, &shape, &opts, &vs_patterns, target, search_tiles)?;
+            let search_s = t.elapsed().as_secs_f64();
+            let (rec, err, dens, secs) = run_plan(&choice.patterns)?;
+            let names: Vec<String> = choice
+                .patterns
+                .iter()
+                .map(|p| vs_cands.iter().find(|c| c.1 == *p).map_or_else(|| "dense".to_string(), |c| c.0.clone()))
+                .collect();
+            println!("       vertical-slash budgets per head (full length, {search_tiles} sampled tiles, {search_s:.2} s): {names:?}");
+            let extra = serde_json::json!({"choice": names, "sample_tiles": search_tiles, "calib_seconds": search_s});
+            emit(&format!("vertical-slash per-head budgets@{target} ({search_tiles} tiles)"), rec, err, dens, secs, extra)?;
         }
     }
     Ok(())

@@ -2,9 +2,9 @@
 //! dense and sparse prefill.
 //!
 //! K is transposed once per call into `[kv_heads][head_dim][ld]` so that any
-//! run of up to `block` consecutive keys is a row-major `head_dim × w`
+//! run of up to `key_span` consecutive keys is a row-major `head_dim × w`
 //! matrix: a query tile times it is one [`simd::gemm`]. A tile job is a list
-//! of key *ranges* (consecutive keys, at most `block` long, at any offset)
+//! of key *ranges* (consecutive keys, at most `key_span` long, at any offset)
 //! plus a list of single key *columns*, which are gathered into a panel of
 //! at most `block` keys and then go through exactly the same steps. Dense
 //! attention is the job "all aligned blocks up to the diagonal"; as those
@@ -132,10 +132,10 @@ pub(crate) struct Ctx<'a> {
     pub shape: AttnShape,
     pub causal: bool,
     pub scale: f32,
-    /// Query rows per tile, and the longest key run of a sparse job.
+    /// Query rows per tile, and the most single columns gathered at once.
     pub block: usize,
-    /// Longest key range of a job (the row stride of the score tile): the
-    /// block for sparse jobs; dense runs use wider ranges (fewer online
+    /// Longest key range of a job (the row stride of the score tile): four
+    /// blocks for sparse jobs, two tiles for dense runs (fewer online
     /// softmax rescales, longer GEMMs).
     pub key_span: usize,
     pub q: &'a [f32],

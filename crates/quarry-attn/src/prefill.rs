@@ -86,7 +86,7 @@ impl PrefillPattern {
 }
 
 /// Which keys each (query head, query tile) computes: disjoint key ranges of
-/// at most `block` consecutive keys, and single key columns outside them.
+/// at most four blocks of consecutive keys, and single key columns outside them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SparseIndex {
     shape: AttnShape,
@@ -275,8 +275,14 @@ pub fn dense_pairs(shape: &AttnShape, causal: bool) -> u64 {
     }
 }
 
+/// Longest key range of a sparse job: four blocks, so long runs of selected keys (windows,
+/// merged diagonals, neighbouring blocks) go through fewer online-softmax steps and longer GEMMs.
+fn key_span(block: usize) -> usize {
+    4 * block
+}
+
 /// Merges intervals (clipped to `[0, vis_end)`), splits them into chunks of
-/// at most `block` keys and keeps the columns outside them.
+/// at most [`key_span`] keys and keeps the columns outside them.
 fn finish_job(iv: &mut Vec<[usize; 2]>, cols: &mut Vec<u32>, vis_end: usize, block: usize, job: &mut Job) {
     for r in iv.iter_mut() {
         r[1] = r[1].min(vis_end);
@@ -290,10 +296,11 @@ fn finish_job(iv: &mut Vec<[usize; 2]>, cols: &mut Vec<u32>, vis_end: usize, blo
             _ => merged.push(r),
         }
     }
+    let span = key_span(block);
     for &[s, e] in &merged {
         let mut a = s;
         while a < e {
-            let b = (a + block).min(e);
+            let b = (a + span).min(e);
             job.ranges.push([a as u32, b as u32]);
             a = b;
         }
@@ -721,7 +728,7 @@ fn check_index(index: &SparseIndex, shape: &AttnShape, opts: &AttnOptions) -> Re
 }
 
 fn run_index(q: &[f32], kv: &PreparedKv, shape: &AttnShape, opts: &AttnOptions, index: &SparseIndex, with_output: bool) -> (Vec<f32>, Vec<f32>) {
-    let ctx = Ctx::new(opts, shape, q, kv, with_output);
+    let ctx = Ctx::new(opts, shape, q, kv, with_output).with_key_span(key_span(opts.block));
     ctx.run(|h, t, job| {
         job.ranges.extend_from_slice(index.ranges(h, t));
         job.cols.extend_from_slice(index.columns(h, t));
