@@ -105,6 +105,7 @@ describe('attention', () => {
       { pattern: 'a-shape', sink: full, window: full },
       { pattern: 'vertical-slash', vertical: full, slash: full },
       { pattern: 'vertical-slash', vertical: full, slash: full, lastQ: 8, spreadQ: 16 },
+      { pattern: 'vertical-slash', vertical: full, slash: full, slashLines: true },
       { pattern: 'block-topk', gamma: 1 },
       { pattern: 'block-topk', gamma: 1, estimate: 'mean-query' },
       { pattern: 'per-head', patterns: Array.from({ length: 4 }, () => ({ pattern: 'dense' as const })) },
@@ -126,6 +127,15 @@ describe('attention', () => {
       expect(attention.relativeError(s.output, denseDecode), m.pattern).toBeLessThan(1e-5);
       expect(s.selection?.[0].length).toBe(n);
     }
+  });
+
+  it('slashLines computes scattered diagonals as lines: fewer pairs than their bands', () => {
+    const vs = { ...shape, pattern: 'vertical-slash', vertical: 8, slash: 110 } as const;
+    const bands = attention.sparse(q, k, v, vs);
+    const lines = attention.sparse(q, k, v, { ...vs, slashLines: true });
+    expect(lines.density).toBeGreaterThan(0);
+    expect(lines.density).toBeLessThan(bands.density);
+    expect(lines.output.every(Number.isFinite)).toBe(true);
   });
 
   it('partial selections equal plain-JS attention over exactly those keys', () => {
@@ -203,6 +213,7 @@ describe('attention', () => {
     expect(() => attention.sparse(q, k, v, { ...shape, pattern: 'block-topk', estimate: 'nope' } as never)).toThrow(InvalidArgumentError);
     expect(() => attention.sparse(q, k, v, { ...shape, pattern: 'vertical-slash', spreadQ: -1 })).toThrow(InvalidArgumentError);
     expect(() => attention.sparse(q, k, v, { ...shape, pattern: 'vertical-slash', spreadQ: 1.5 })).toThrow(InvalidArgumentError);
+    expect(() => attention.sparse(q, k, v, { ...shape, pattern: 'vertical-slash', slashLines: 'yes' } as never)).toThrow(InvalidArgumentError);
     expect(() => attention.sparse(q, k, v, { ...shape, pattern: 'duo', retrievalHeads: [true] })).toThrow(DimensionMismatchError);
     expect(() => attention.recall(qDecode, k, { ...shape, indices: [n + 5] })).toThrow(InvalidArgumentError);
     expect(() => attention.dense([1, 2] as unknown as Float32Array, k, v, shape)).toThrow(InvalidArgumentError);

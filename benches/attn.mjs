@@ -1,6 +1,7 @@
 // `npm run bench:attn`: sparse attention on real-model heads (SmolLM2-135M
-// Q/K/V dumps; `--model gemma3`: Gemma 3 270M's global-attention layers, a
-// model trained on a 32k window). Sets up what it needs
+// Q/K/V dumps; `--model smollm2-yarn8`: the same model with YaRN RoPE scaling ×8;
+// `--model gemma3`: Gemma 3 270M's global-attention layers, a model trained on
+// a 32k window). Sets up what it needs
 // (benches/model/setup.sh, the long 64k-token dump), builds quarry-attn's
 // examples, then
 //   * prefill table at 8k / 32k / 64k tokens: quarry dense vs PyTorch CPU
@@ -12,7 +13,7 @@
 // and writes the tables to benches/RESULTS.md ("Sparse attention" section,
 // or "Sparse attention, Gemma 3 270M", replaced on each run). See benches/ATTN.md.
 //
-//   node benches/attn.mjs [--model smollm2|gemma3] [--lengths 8192,32768,65536] [--long-layers 0,2,10,18]
+//   node benches/attn.mjs [--model smollm2|smollm2-yarn8|gemma3] [--lengths 8192,32768,65536] [--long-layers 0,2,10,18]
 //                         [--no-long-dump] [--skip-setup] [--no-write] [--threads 2]
 //                         [--layers 2] [--append-run benches/.data/runs/attn-...] [--h2h-rounds 5]
 //                         [--report-only --append-run DIR]
@@ -37,6 +38,15 @@ const MODELS = {
     // all 9 query / 3 KV heads at 8k; the first GQA group beyond (2 cores)
     headsFor: (n) => (n <= 8192 ? 9 : 3), h2hRounds: 5, decode4k: true, marker: 'attn',
   },
+  // The same model run 8× past its window with YaRN RoPE scaling (transformers' 'yarn'
+  // rope type, factor 8, no fine-tuning): 64k tokens at the relative distances it was
+  // trained on, the way long-context models reach 64k+. Prefill only, 32k and 64k.
+  'smollm2-yarn8': {
+    label: 'SmolLM2-135M-Instruct (Q4_1 GGUF, f32 forward) with YaRN RoPE scaling ×8', gguf: 'SmolLM2-135M-Instruct.Q4_1.gguf',
+    name: 'smollm2-135m-instruct-q4_1', longPrefix: 'smollm2-yarn8', longLayers: '0,2,10,18', setupArgs: [], dumpArgs: ['--yarn', '8'],
+    title: 'SmolLM2-135M-Instruct with YaRN ×8',
+    headsFor: () => 3, h2hRounds: 0, decode4k: false, decodeLong: false, lengths: '32768,65536', marker: 'attn-yarn8',
+  },
   gemma3: {
     label: 'Gemma 3 270M (Q4_K_M GGUF, f32 forward), global-attention layers', gguf: 'gemma-3-270m-q4_k_m.gguf',
     name: 'gemma-3-270m-q4_k_m', longPrefix: 'gemma3-long', longLayers: '5,11,17', setupArgs: ['--gemma3'],
@@ -48,7 +58,7 @@ const modelKey = String(args.model ?? 'smollm2');
 const MODEL = MODELS[modelKey];
 if (!MODEL) throw new Error(`--model ${modelKey}: one of ${Object.keys(MODELS).join(', ')}`);
 const threads = Number(args.threads ?? 2);
-const lengths = String(args.lengths ?? '8192,32768,65536').split(',').map(Number);
+const lengths = String(args.lengths ?? MODEL.lengths ?? '8192,32768,65536').split(',').map(Number);
 const longLayers = String(args['long-layers'] ?? MODEL.longLayers);
 const PY = join(DATA_DIR, 'venv-model', 'bin', 'python');
 const MODEL_DIR = join(DATA_DIR, 'model');
@@ -100,7 +110,7 @@ if (measure && !args['no-long-dump']) {
   // SmolLM2's first 4096 tokens are checked against its 4096-token dump.
   const prefix = modelKey === 'smollm2' ? ['--prefix-dump', SHORT] : [];
   timings.longDump = run(PY, ['benches/model/dump_long.py', '--gguf', gguf, '--name', MODEL.name, '--sotu-dir', sotu, '--tokens', String(longTokens),
-    '--layers', longLayers, '--threads', String(threads), ...prefix, '--out', LONG], 'long dump');
+    '--layers', longLayers, '--threads', String(threads), ...prefix, ...(MODEL.dumpArgs ?? []), '--out', LONG], 'long dump');
 }
 if (measure) timings.build = run('cargo', ['build', '--release', '-p', 'quarry-attn', '--examples'], 'cargo build');
 const EX = (name) => join(ROOT, 'target', 'release', 'examples', name);
@@ -144,7 +154,7 @@ for (const n of lengths.filter((x) => x <= 32768)) {
 // ---- decode ----
 const decodeJson = join(runDir, 'decode.jsonl');
 if (!args['append-run'] && MODEL.decode4k) timings['decode 4k'] = run(EX('decode'), [SHORT, '--layers', '2,10,18,26', '--json', decodeJson], 'decode 4k (depth)');
-if (measure && longMeta && layers.length) {
+if (measure && longMeta && layers.length && MODEL.decodeLong !== false) {
   if (longMeta.tokens >= 32768) timings['decode 32k'] = run(EX('decode'), [LONG, '--tokens', '32768', '--layers', layers.join(','), '--json', decodeJson], 'decode 32k');
   timings['decode 128k'] = run(EX('decode'), [LONG, '--tokens', String(longMeta.tokens), '--tile-to', '131072', '--needle', '1000',
     '--layers', layers.join(','), '--reps', '3', '--json', decodeJson], 'decode 128k');
@@ -174,7 +184,7 @@ try {
 const L = [];
 const p = (s = '') => L.push(s);
 const command = `node benches/attn.mjs ${process.argv.slice(2).join(' ')}`.trim();
-p(`## Sparse attention${modelKey === 'smollm2' ? '' : `, ${MODEL.label.split(' (')[0]}`} — ${startedAt.toISOString().replace(/\.\d+Z$/, 'Z')}`);
+p(`## Sparse attention${modelKey === 'smollm2' ? '' : `, ${MODEL.title ?? MODEL.label.split(' (')[0]}`} — ${startedAt.toISOString().replace(/\.\d+Z$/, 'Z')}`);
 p();
 p(`Command: \`npm run bench:attn\` (\`${command}\`), ${f(wallS / 60, 1)} min wall. Machine: ${cpuModel}, ${cpus().length} cores, ${threads} threads for quarry (rayon) and torch. ` +
   `Load average (1/5/15 min) at start ${loadSamples[0].load.join(' / ')}, at end ${loadSamples.at(-1).load.join(' / ')}; ` +
@@ -182,11 +192,15 @@ p(`Command: \`npm run bench:attn\` (\`${command}\`), ${f(wallS / 60, 1)} min wal
 p();
 if (longMeta) {
   const prefixNote = longMeta.prefix_check ? `; first 4096 tokens match the 4096-token dump to ${JSON.stringify(longMeta.prefix_check.max_rel_err)} relative` : '';
-  const headsNote = [...new Set(lengths.map((n) => headsFor(n)))].length === 1
+  const headCounts = [...new Set(lengths.map((n) => headsFor(n)))];
+  const group = longMeta.heads / longMeta.kv_heads;
+  const headsNote = headCounts.length === 1 && headCounts[0] >= longMeta.heads
     ? `all ${longMeta.heads} query / ${longMeta.kv_heads} KV heads (head_dim ${longMeta.head_dim}) at every length`
+    : headCounts.length === 1
+    ? `the first ${headCounts[0] / group} GQA group(s) (${headCounts[0]} query heads, head_dim ${longMeta.head_dim}) at every length`
     : `all ${longMeta.heads} query / ${longMeta.kv_heads} KV heads at 8k, the first GQA group (${longMeta.heads / longMeta.kv_heads} query heads, 1 KV head) at 32k and 64k`;
   p(`Data: ${MODEL.label} Q/K/V of layers ${[...new Set(pre.map((r) => r.layer))].join(', ')} over the first ${longMeta.tokens} tokens of State of the Union addresses ` +
-    `(\`benches/model/dump_long.py\`; 8k and 32k are prefixes; the model's trained window is ${longMeta.context_length}, RoPE extrapolated beyond it${prefixNote}). ` +
+    `(\`benches/model/dump_long.py\`; 8k and 32k are prefixes; the model's trained window is ${longMeta.context_length}, ${longMeta.yarn_factor ? `RoPE scaled by YaRN ×${longMeta.yarn_factor} (${longMeta.rope})` : 'RoPE extrapolated beyond it'}${prefixNote}). ` +
     `Heads: ${headsNote}.`);
   p();
 }

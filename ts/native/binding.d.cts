@@ -302,6 +302,7 @@ export interface NativePrefillPattern {
   slash?: number
   lastQ?: number
   spreadQ?: number
+  slashLines?: boolean
   gamma?: number
   estimate?: string
 }
@@ -332,6 +333,7 @@ export interface NativeSparseMethod {
   slash?: number
   lastQ?: number
   spreadQ?: number
+  slashLines?: boolean
   gamma?: number
   estimate?: string
   recent?: number

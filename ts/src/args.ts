@@ -15,6 +15,12 @@ export function uint(name: string, v: number | undefined, min = 0): number | und
   return v;
 }
 
+/** `v` as a boolean, or undefined when not given. */
+export function bool(name: string, v: boolean | undefined): boolean | undefined {
+  if (v !== undefined && typeof v !== 'boolean') throw new InvalidArgumentError(`${name} must be a boolean, got ${String(v)}`);
+  return v;
+}
+
 /** `v` if it is a Float32Array. */
 export function f32(name: string, v: unknown): Float32Array {
   if (!(v instanceof Float32Array)) throw new InvalidArgumentError(`${name} must be a Float32Array`);

@@ -31,7 +31,7 @@
  * @module
  */
 import type * as Native from '../native/binding.cjs';
-import { f32, uint } from './args.js';
+import { bool, f32, uint } from './args.js';
 import { InvalidArgumentError } from './errors.js';
 import { call, callAsync, native } from './native.js';
 
@@ -77,6 +77,12 @@ export interface PrefillPattern {
    * along the sequence need them; the end alone misses their columns and diagonals.
    */
   spreadQ?: number;
+  /**
+   * vertical-slash: compute a diagonal as a line (the one key per row it names) where that is
+   * cheaper than its block-wide band, i.e. where diagonals are scattered (default false,
+   * MInference's blocks: every diagonal becomes a band of `block` keys per query block).
+   */
+  slashLines?: boolean;
   /** block-topk: cumulative share of estimated attention kept per query block (default 0.9). */
   gamma?: number;
   /**
@@ -179,6 +185,7 @@ function nativePattern(p: PrefillPattern): Native.NativePrefillPattern {
     slash: uint('slash', p.slash),
     lastQ: uint('lastQ', p.lastQ, 1),
     spreadQ: uint('spreadQ', p.spreadQ),
+    slashLines: bool('slashLines', p.slashLines),
     gamma: p.gamma,
     estimate: p.estimate,
   };
@@ -279,9 +286,11 @@ export interface PatternChoice {
 
 /**
  * MInference's offline step: on calibration Q/K (prefill), picks for each
- * head the candidate with the lowest density whose attention recall reaches
+ * head the candidate with the lowest cost (density, pairs on diagonal lines
+ * weighted by their higher cost per pair) whose attention recall reaches
  * `target` (default 0.95). Default candidates: a-shape windows 256/1024/4096,
- * vertical-slash 500×1000 / 1000×3000 / 2000×6000 (each with `spreadQ` 0 and 64), block-topk γ 0.8/0.9/0.95
+ * vertical-slash 500×1000 / 1000×3000 / 2000×6000 (`spreadQ` 0 and 64, and
+ * `slashLines` with `spreadQ` 0), block-topk γ 0.8/0.9/0.95
  * (pooled) and γ 0.95/0.98 (mean-query). `sampleTiles`: measure recall on
  * that many query blocks spread over the sequence instead of all of them,
  * so a search at a long calibration length stays cheap.

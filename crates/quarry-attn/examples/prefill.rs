@@ -38,15 +38,24 @@ fn main() {
 
 /// Candidate patterns with budgets scaled to `n` tokens.
 fn candidates(n: usize) -> Vec<(String, PrefillPattern)> {
-    let vs = |v: usize, s: usize, spread_q: usize| PrefillPattern::VerticalSlash { vertical: v.max(64), slash: s.max(128), last_q: 64, spread_q };
+    let vs = |v: usize, s: usize, spread_q: usize, slash_lines: bool| PrefillPattern::VerticalSlash {
+        vertical: v.max(64),
+        slash: s.max(128),
+        last_q: 64,
+        spread_q,
+        slash_lines,
+    };
     // MInference's 64k-scale budgets (v1024 s2048 .. v2048 s5957) and two smaller ones for heads
     // whose lines are few (the per-head searches pick per head).
     let budgets = [(n / 256, n / 128), (n / 128, n / 64), (n / 64, n / 32), (n / 64, n / 16), (n / 32, n / 11)];
     [("a-shape".into(), PrefillPattern::AShape { sink: 64, window: (n / 16).max(256) })]
         .into_iter()
-        .chain(budgets.map(|(v, s)| (format!("vertical-slash v{v} s{s}"), vs(v, s, 0))))
+        .chain(budgets.map(|(v, s)| (format!("vertical-slash v{v} s{s}"), vs(v, s, 0, false))))
         // the estimate from 64 queries spread over the sequence as well as the last 64
-        .chain(budgets.map(|(v, s)| (format!("vertical-slash v{v} s{s} +spread64"), vs(v, s, 64))))
+        .chain(budgets.map(|(v, s)| (format!("vertical-slash v{v} s{s} +spread64"), vs(v, s, 64, false))))
+        // scattered diagonals computed as lines instead of bands
+        .chain(budgets.map(|(v, s)| (format!("vertical-slash v{v} s{s} lines"), vs(v, s, 0, true))))
+        .chain(budgets.map(|(v, s)| (format!("vertical-slash v{v} s{s} +spread64 lines"), vs(v, s, 64, true))))
         .chain([
             ("block-topk g0.9".into(), PrefillPattern::BlockTopK { gamma: 0.9, estimate: ScoreEstimate::Pooled }),
             ("block-topk g0.9 i4 (SALE)".into(), PrefillPattern::BlockTopK { gamma: 0.9, estimate: ScoreEstimate::PooledI4 }),

@@ -110,19 +110,21 @@ impl<'a> PreparedKv<'a> {
                 }
             }
         });
-        let v = match v {
-            Some(KvSlice::F32(s)) => Cow::Borrowed(*s),
-            Some(KvSlice::F16(s)) => {
-                use half::slice::HalfFloatSliceExt;
-                let mut w = vec![0.0f32; s.len()];
-                w.par_chunks_mut(1 << 16)
-                    .zip(s.par_chunks(1 << 16))
-                    .for_each(|(dst, src)| src.convert_to_f32_slice(dst));
-                Cow::Owned(w)
-            }
-            None => Cow::Owned(Vec::new()),
-        };
+        let v = v.map_or(Cow::Owned(Vec::new()), f32_rows);
         PreparedKv { kt, ld, v, panels: None }
+    }
+}
+
+/// Rows of `x` as f32: borrowed when they are f32 already.
+fn f32_rows<'a>(x: &KvSlice<'a>) -> Cow<'a, [f32]> {
+    match x {
+        KvSlice::F32(s) => Cow::Borrowed(*s),
+        KvSlice::F16(s) => {
+            use half::slice::HalfFloatSliceExt;
+            let mut w = vec![0.0f32; s.len()];
+            w.par_chunks_mut(1 << 16).zip(s.par_chunks(1 << 16)).for_each(|(dst, src)| src.convert_to_f32_slice(dst));
+            Cow::Owned(w)
+        }
     }
 }
 
@@ -145,11 +147,14 @@ pub(crate) struct Ctx<'a> {
 }
 
 /// Key sets of one (head, query tile): disjoint ranges `[start, end)` of at
-/// most `key_span` keys, and single columns outside them.
+/// most `key_span` keys, single columns outside them, and diagonals: offsets
+/// `o` (sorted) by which row `i` computes key `pos(i) - o` alone (a key that
+/// a range or column also holds is computed there, not on the diagonal).
 #[derive(Default, Clone, Debug)]
 pub(crate) struct Job {
     pub ranges: Vec<[u32; 2]>,
     pub cols: Vec<u32>,
+    pub diags: Vec<i64>,
 }
 
 /// (head, tile, output rows, lse rows) of one parallel task.
@@ -163,6 +168,13 @@ struct Scratch {
     l: Vec<f32>,
     panel: Vec<f32>,
     vbuf: Vec<f32>,
+    /// Diagonal jobs: the transposed tile, diagonal-major scores, their key
+    /// starts and chunk positions, one row's keys.
+    qt: Vec<f32>,
+    dbuf: Vec<f32>,
+    starts: Vec<usize>,
+    fast: Vec<usize>,
+    keys: Vec<usize>,
 }
 
 impl<'a> Ctx<'a> {
@@ -237,6 +249,7 @@ impl<'a> Ctx<'a> {
             |(scratch, job), (h, t, o, l)| {
                 job.ranges.clear();
                 job.cols.clear();
+                job.diags.clear();
                 job_for(h, t, job);
                 self.tile(h, t, job, o, l, scratch);
             },
@@ -255,6 +268,11 @@ impl<'a> Ctx<'a> {
             l: vec![0.0; b],
             panel: vec![0.0; d * b],
             vbuf: vec![0.0; b * d],
+            qt: vec![0.0; d * b],
+            dbuf: vec![0.0; b * b],
+            starts: Vec::with_capacity(b),
+            fast: Vec::with_capacity(b),
+            keys: Vec::with_capacity(b),
         }
     }
 
@@ -348,6 +366,10 @@ impl<'a> Ctx<'a> {
             }
         }
 
+        if !job.diags.is_empty() {
+            self.diagonals(g, r0, rows, job, sc);
+        }
+
         for ((dst, &l), &m) in lse.iter_mut().zip(&sc.l[..rows]).zip(&sc.m[..rows]) {
             *dst = if l > 0.0 { m + l.ln() } else { f32::NEG_INFINITY };
         }
@@ -357,6 +379,85 @@ impl<'a> Ctx<'a> {
                 let inv = if l > 0.0 { 1.0 / l } else { 0.0 };
                 for (dst, &x) in out[i * d..(i + 1) * d].iter_mut().zip(&sc.o[i * d..(i + 1) * d]) {
                     *dst = x * inv;
+                }
+            }
+        }
+    }
+
+    /// The diagonals of a job, up to `block` at a time: row `i` scores key
+    /// `pos(i) - o` of each offset `o` (consecutive rows read consecutive
+    /// keys: vector FMAs over the transposed tile and transposed K), then the
+    /// same online softmax step, then adds `p · v` of those keys per row.
+    fn diagonals(&self, g: usize, r0: usize, rows: usize, job: &Job, sc: &mut Scratch) {
+        let sh = &self.shape;
+        let (d, n, ks, b) = (sh.head_dim, sh.kv_len, self.key_span, self.block);
+        let (kt, ld) = (&self.kv.kt[g * d * self.kv.ld..(g + 1) * d * self.kv.ld], self.kv.ld);
+        let vh: &[f32] = if self.with_output { &self.kv.v[g * n * d..(g + 1) * n * d] } else { &[] };
+        let rows8 = rows.div_ceil(8) * 8;
+        // the tile's (scaled) queries transposed, zero past its rows
+        for c in 0..d {
+            let dst = &mut sc.qt[c * b..(c + 1) * b];
+            for (i, x) in dst.iter_mut().enumerate() {
+                *x = if i < rows { sc.qbuf[i * d + c] } else { 0.0 };
+            }
+        }
+        let base = sh.q_pos(r0) as i64;
+        for chunk in job.diags.chunks(b) {
+            let w = chunk.len();
+            // Diagonals whose keys (for all rows8 rows) lie in 0..n take the vector path;
+            // the others (crossing key 0 or n) are scored per visible row.
+            sc.starts.clear();
+            sc.fast.clear();
+            for (x, &o) in chunk.iter().enumerate() {
+                let s0 = base - o;
+                if (!self.causal || o >= 0) && s0 >= 0 && s0 + rows8 as i64 <= n as i64 {
+                    sc.starts.push(s0 as usize);
+                    sc.fast.push(x);
+                }
+            }
+            simd::diag_scores(self.level, rows8, d, &sc.qt, b, kt, ld, &sc.starts, &mut sc.dbuf, b);
+            for i in 0..rows {
+                sc.s[i * ks..i * ks + w].fill(f32::NEG_INFINITY);
+            }
+            for (f, &x) in sc.fast.iter().enumerate() {
+                for i in 0..rows {
+                    sc.s[i * ks + x] = sc.dbuf[f * b + i];
+                }
+            }
+            for (x, &o) in chunk.iter().enumerate() {
+                if sc.fast.binary_search(&x).is_ok() || (self.causal && o < 0) {
+                    continue;
+                }
+                for i in 0..rows {
+                    let j = base + i as i64 - o;
+                    if (0..n as i64).contains(&j) {
+                        sc.s[i * ks + x] = (0..d).map(|c| sc.qt[c * b + i] * kt[c * ld + j as usize]).sum();
+                    }
+                }
+            }
+            // Keys that are columns or in ranges of this job were computed there already.
+            for (x, &o) in chunk.iter().enumerate() {
+                let (lo, hi) = ((base - o).max(0), base + rows as i64 - o);
+                let a = job.cols.partition_point(|&c| (c as i64) < lo);
+                let e = job.cols.partition_point(|&c| (c as i64) < hi);
+                for &col in &job.cols[a..e.max(a)] {
+                    sc.s[(col as i64 + o - base) as usize * ks + x] = f32::NEG_INFINITY;
+                }
+                // ranges are sorted and disjoint
+                let first = job.ranges.partition_point(|r| (r[1] as i64) <= lo);
+                for r in job.ranges[first..].iter().take_while(|r| (r[0] as i64) < hi) {
+                    for j in lo.max(r[0] as i64)..hi.min(r[1] as i64) {
+                        sc.s[(j + o - base) as usize * ks + x] = f32::NEG_INFINITY;
+                    }
+                }
+            }
+            self.update(rows, w, sc);
+            if self.with_output {
+                for i in 0..rows {
+                    sc.keys.clear();
+                    // invalid keys have p = 0 and are skipped; any index in range serves
+                    sc.keys.extend(chunk.iter().map(|&o| (base + i as i64 - o).clamp(0, n as i64 - 1) as usize));
+                    simd::gather_axpy(self.level, &mut sc.o[i * d..(i + 1) * d], &sc.s[i * ks..i * ks + w], vh, &sc.keys);
                 }
             }
         }

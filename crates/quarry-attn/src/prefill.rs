@@ -55,7 +55,13 @@ pub enum PrefillPattern {
     /// many queries spaced evenly over the rest of the sequence to the
     /// estimate (0: MInference's, the last queries only): where heads attend
     /// to different keys along the sequence, the end alone misses them.
-    VerticalSlash { vertical: usize, slash: usize, last_q: usize, spread_q: usize },
+    /// `slash_lines`: a diagonal whose 64-key band in a tile overlaps no
+    /// other diagonal's (or a group of few diagonals spread wide) is computed
+    /// as a line, the one key per row it names, instead of the band (false:
+    /// MInference's blocks, every diagonal a band). Lines cost about what a
+    /// band pair costs per pair, so scattered diagonals get up to `block`×
+    /// cheaper; dense groups (the local window) stay bands.
+    VerticalSlash { vertical: usize, slash: usize, last_q: usize, spread_q: usize, slash_lines: bool },
     /// FlexPrefill query-aware blocks: mean-pooled query tile · mean-pooled
     /// key block scores, softmaxed over the visible blocks of each query
     /// tile; the highest blocks are kept until their cumulative share
@@ -97,6 +103,8 @@ pub struct SparseIndex {
     ranges: Vec<[u32; 2]>,
     col_ptr: Vec<usize>,
     cols: Vec<u32>,
+    diag_ptr: Vec<usize>,
+    diags: Vec<i64>,
 }
 
 impl SparseIndex {
@@ -144,12 +152,16 @@ impl SparseIndex {
             ranges: Vec::new(),
             col_ptr: vec![0],
             cols: Vec::new(),
+            diag_ptr: vec![0],
+            diags: Vec::new(),
         };
         for j in jobs {
             s.ranges.extend_from_slice(&j.ranges);
             s.cols.extend_from_slice(&j.cols);
+            s.diags.extend_from_slice(&j.diags);
             s.range_ptr.push(s.ranges.len());
             s.col_ptr.push(s.cols.len());
+            s.diag_ptr.push(s.diags.len());
         }
         s
     }
@@ -160,15 +172,25 @@ impl SparseIndex {
 
     /// The same index with only the tiles `keep` marks (every head); other tiles compute nothing.
     fn restricted(&self, keep: &[bool]) -> SparseIndex {
-        let mut s = SparseIndex { range_ptr: vec![0], ranges: Vec::new(), col_ptr: vec![0], cols: Vec::new(), ..*self };
+        let mut s = SparseIndex {
+            range_ptr: vec![0],
+            ranges: Vec::new(),
+            col_ptr: vec![0],
+            cols: Vec::new(),
+            diag_ptr: vec![0],
+            diags: Vec::new(),
+            ..*self
+        };
         for h in 0..self.shape.heads {
             for (t, &k) in keep.iter().enumerate() {
                 if k {
                     s.ranges.extend_from_slice(self.ranges(h, t));
                     s.cols.extend_from_slice(self.columns(h, t));
+                    s.diags.extend_from_slice(self.diagonals(h, t));
                 }
                 s.range_ptr.push(s.ranges.len());
                 s.col_ptr.push(s.cols.len());
+                s.diag_ptr.push(s.diags.len());
             }
         }
         s
@@ -178,11 +200,11 @@ impl SparseIndex {
     /// columns), as block top-k's are: such an index runs on K and V packed once into
     /// panels, as dense attention does, instead of copying each range into panels per tile.
     fn panel_aligned(&self) -> bool {
-        self.cols.is_empty() && self.ranges.iter().all(|r| (r[0] as usize).is_multiple_of(simd::PANEL))
+        self.cols.is_empty() && self.diags.is_empty() && self.ranges.iter().all(|r| (r[0] as usize).is_multiple_of(simd::PANEL))
     }
 
     /// K (and V) laid out for running this index.
-    fn prepare<'a>(&self, k: &KvSlice, v: Option<&KvSlice<'a>>, opts: &AttnOptions) -> PreparedKv<'a> {
+    fn prepare<'a>(&self, k: &KvSlice<'a>, v: Option<&KvSlice<'a>>, opts: &AttnOptions) -> PreparedKv<'a> {
         if self.panel_aligned() {
             PreparedKv::for_dense(k, v, &self.shape, Level::resolve(opts.kernel))
         } else {
@@ -215,6 +237,14 @@ impl SparseIndex {
         &self.cols[self.col_ptr[i]..self.col_ptr[i + 1]]
     }
 
+    /// Diagonal offsets of head `h`, tile `t` (sorted): row `i` computes key
+    /// `pos(i) - o` of each, where visible (once: keys the ranges or columns
+    /// hold are computed there).
+    pub fn diagonals(&self, h: usize, t: usize) -> &[i64] {
+        let i = h * self.tiles + t;
+        &self.diags[self.diag_ptr[i]..self.diag_ptr[i + 1]]
+    }
+
     /// Whether query row `i` of head `h` computes key `j` (visible and
     /// selected).
     pub fn contains(&self, h: usize, i: usize, j: usize) -> bool {
@@ -224,12 +254,28 @@ impl SparseIndex {
         let t = i / self.block;
         self.ranges(h, t).iter().any(|&[s, e]| (s as usize..e as usize).contains(&j))
             || self.columns(h, t).binary_search(&(j as u32)).is_ok()
+            || self.diagonals(h, t).binary_search(&(self.shape.q_pos(i) as i64 - j as i64)).is_ok()
     }
 
     /// Computed (visible) query-key pairs of head `h`.
     pub fn head_pairs(&self, h: usize) -> u64 {
+        let (blocks, lines) = self.head_pairs_split(h);
+        blocks + lines
+    }
+
+    /// Estimated compute of head `h` as a share of dense attention's: pairs
+    /// on diagonal lines weigh [`LINE_PAIR_COST`] block pairs. The pattern
+    /// searches rank candidates by it.
+    pub fn head_cost(&self, h: usize) -> f64 {
+        let d = self.dense_pairs_per_head();
+        let (blocks, lines) = self.head_pairs_split(h);
+        if d == 0 { 1.0 } else { (blocks as f64 + LINE_PAIR_COST * lines as f64) / d as f64 }
+    }
+
+    /// (pairs in ranges and columns, pairs on diagonal lines) of head `h`.
+    fn head_pairs_split(&self, h: usize) -> (u64, u64) {
         let sh = &self.shape;
-        let mut total = 0u64;
+        let (mut total, mut lines) = (0u64, 0u64);
         for t in 0..self.tiles {
             let r0 = t * self.block;
             let r1 = (r0 + self.block).min(sh.q_len);
@@ -240,6 +286,37 @@ impl SparseIndex {
                 }
                 total += self.columns(h, t).partition_point(|&c| (c as usize) < end) as u64;
             }
+            lines += self.diagonal_pairs(h, t, r0, r1);
+        }
+        (total, lines)
+    }
+
+    /// Pairs the diagonals of (h, t) add over rows `r0..r1`: rows whose key
+    /// `pos - o` is visible, less those whose key is a column.
+    fn diagonal_pairs(&self, h: usize, t: usize, r0: usize, r1: usize) -> u64 {
+        let (n, base) = (self.shape.kv_len as i64, self.shape.q_pos(r0) as i64);
+        let rows = (r1 - r0) as i64;
+        let (cols, ranges) = (self.columns(h, t), self.ranges(h, t));
+        let mut total = 0u64;
+        for &o in self.diagonals(h, t) {
+            if self.causal && o < 0 {
+                continue;
+            }
+            // keys base - o + i for i in 0..rows, within [0, n)
+            let lo = (base - o).max(0);
+            let hi = (base - o + rows).min(n);
+            if lo >= hi {
+                continue;
+            }
+            let a = cols.partition_point(|&c| (c as i64) < lo);
+            let b = cols.partition_point(|&c| (c as i64) < hi);
+            let first = ranges.partition_point(|r| (r[1] as i64) <= lo);
+            let in_ranges: i64 = ranges[first..]
+                .iter()
+                .take_while(|r| (r[0] as i64) < hi)
+                .map(|r| hi.min(r[1] as i64) - lo.max(r[0] as i64))
+                .sum();
+            total += (hi - lo - in_ranges) as u64 - (b - a) as u64;
         }
         total
     }
@@ -397,24 +474,29 @@ fn head_jobs(
                 finish_job(&mut iv, &mut Vec::new(), visible_end(shape, opts.causal, b, t), b, job);
             }
         }
-        PrefillPattern::VerticalSlash { vertical, slash, last_q, spread_q } => {
+        PrefillPattern::VerticalSlash { vertical, slash, last_q, spread_q, slash_lines } => {
             let kv = kv.expect("prepared keys");
-            let (vcols, offsets) = vs_estimate(q, kv, shape, opts, level, h, vertical, slash, last_q, spread_q);
+            let (vcols, mut offsets) = vs_estimate(q, kv, shape, opts, level, h, vertical, slash, last_q, spread_q);
+            // Largest offset first: the tiles' key intervals then come in start order.
+            offsets.sort_unstable_by(|a, b| b.cmp(a));
             let n = shape.kv_len as i64;
             for (t, job) in jobs.iter_mut().enumerate() {
                 let (p0, p1) = tile_pos(t);
-                let mut iv = Vec::with_capacity(offsets.len());
-                for &o in &offsets {
-                    // Diagonal `pos - key = o` crosses this tile at keys
-                    // p0-o ..= p1-o.
+                let vis = visible_end(shape, opts.causal, b, t) as i64;
+                // Diagonal `pos - key = o` crosses this tile at keys p0-o ..= p1-o.
+                let crossing = offsets.iter().filter_map(|&o| {
                     let s = (p0 as i64 - o).max(0);
-                    let e = (p1 as i64 - o + 1).min(n);
-                    if s < e {
-                        iv.push([s as usize, e as usize]);
-                    }
+                    let e = (p1 as i64 - o + 1).min(n).min(vis);
+                    (s < e).then_some(([s as usize, e as usize], o))
+                });
+                let mut iv = Vec::with_capacity(offsets.len());
+                if slash_lines {
+                    slash_lines_or_bands(crossing, &mut iv, &mut job.diags);
+                } else {
+                    iv.extend(crossing.map(|x| x.0));
                 }
                 let mut c = vcols.clone();
-                finish_job(&mut iv, &mut c, visible_end(shape, opts.causal, b, t), b, job);
+                finish_job(&mut iv, &mut c, vis as usize, b, job);
             }
         }
         PrefillPattern::BlockTopK { gamma, estimate } => {
@@ -422,6 +504,44 @@ fn head_jobs(
         }
     }
     jobs
+}
+
+/// Time of a pair on a diagonal line relative to a pair in a block (tile
+/// GEMMs), measured at 64k on AVX2 (f32 K/V): a line's pairs read a key and a
+/// value row each that no other pair of the tile reads, so lines run at the
+/// speed of those reads, where a block computes 64 rows per key read.
+pub const LINE_PAIR_COST: f64 = 6.0;
+
+/// Splits one tile's diagonals (key intervals in start order, i.e. offsets
+/// descending) into groups of near offsets (a gap under [`LINE_PAIR_COST`]
+/// costs a band less than a line); a group whose band (the union of its
+/// intervals: its offset span plus the tile) costs more than its lines
+/// computes lines (offsets into `lines`, sorted), the rest bands (intervals
+/// into `bands`). A line's keys that a band or column also holds are
+/// computed there (the kernel and the pair counts skip them on the line).
+fn slash_lines_or_bands(crossing: impl Iterator<Item = ([usize; 2], i64)>, bands: &mut Vec<[usize; 2]>, lines: &mut Vec<i64>) {
+    let mut group: Vec<([usize; 2], i64)> = Vec::new();
+    let mut flush = |group: &mut Vec<([usize; 2], i64)>| {
+        if let (Some(first), Some(last)) = (group.first(), group.last()) {
+            let start = group.iter().map(|x| x.0[0]).min().unwrap_or(first.0[0]);
+            let end = group.iter().map(|x| x.0[1]).max().unwrap_or(last.0[1]);
+            // keys per row: the band's width against one per line
+            if group.len() as f64 * LINE_PAIR_COST < (end - start) as f64 {
+                lines.extend(group.iter().map(|x| x.1));
+            } else {
+                bands.extend(group.iter().map(|x| x.0));
+            }
+        }
+        group.clear();
+    };
+    for (r, o) in crossing {
+        if group.last().is_some_and(|&(_, prev)| (prev - o) as f64 >= LINE_PAIR_COST) {
+            flush(&mut group);
+        }
+        group.push((r, o));
+    }
+    flush(&mut group);
+    lines.sort_unstable();
 }
 
 /// MInference's estimate for head `h`: softmax of the last `last_q` queries
@@ -732,6 +852,7 @@ fn run_index(q: &[f32], kv: &PreparedKv, shape: &AttnShape, opts: &AttnOptions, 
     ctx.run(|h, t, job| {
         job.ranges.extend_from_slice(index.ranges(h, t));
         job.cols.extend_from_slice(index.columns(h, t));
+        job.diags.extend_from_slice(index.diagonals(h, t));
     })
 }
 
@@ -764,10 +885,12 @@ pub struct PatternChoice {
     pub recall: Vec<f64>,
     /// Calibration density of the chosen pattern per head.
     pub density: Vec<f64>,
+    /// Calibration cost ([`SparseIndex::head_cost`]) of the chosen pattern per head.
+    pub cost: Vec<f64>,
 }
 
 /// MInference's offline step: for each head, the candidate with the lowest
-/// density whose mean attention recall on the calibration Q/K reaches
+/// cost ([`SparseIndex::head_cost`]: density, diagonal lines weighted) whose mean attention recall on the calibration Q/K reaches
 /// `target`; heads no candidate serves get [`PrefillPattern::Dense`].
 pub fn search_patterns<'a>(
     q: &[f32],
@@ -828,6 +951,7 @@ pub fn search_patterns_sampled<'a>(
         patterns: vec![PrefillPattern::Dense; shape.heads],
         recall: vec![1.0; shape.heads],
         density: vec![1.0; shape.heads],
+        cost: vec![1.0; shape.heads],
     };
     for cand in candidates {
         let index = build_index(q, k, shape, opts, cand)?;
@@ -837,11 +961,12 @@ pub fn search_patterns_sampled<'a>(
         };
         let r = recall_from_lse(&pick(sel), &full, shape.heads, rows.len());
         for h in 0..shape.heads {
-            let dens = index.head_density(h);
-            if r.per_head[h] >= target && dens < best.density[h] {
+            let cost = index.head_cost(h);
+            if r.per_head[h] >= target && cost < best.cost[h] {
                 best.patterns[h] = *cand;
                 best.recall[h] = r.per_head[h];
-                best.density[h] = dens;
+                best.density[h] = index.head_density(h);
+                best.cost[h] = cost;
             }
         }
     }

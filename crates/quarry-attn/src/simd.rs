@@ -215,6 +215,61 @@ pub fn axpy(level: Level, y: &mut [f32], a: f32, x: &[f32]) {
     }
 }
 
+/// Scores of diagonals over a query tile, vectorised over the rows:
+/// `out[x * ldo + i] = Σ_c qt[c * ldq + i] · kt[c * ldk + starts[x] + i]` for
+/// `i < rows8` (a multiple of 8). `qt` is the tile's queries transposed
+/// (`d × ldq`, zero past the tile's rows); every key `starts[x] + i` must be
+/// a row of `kt` (`d × ldk`). Row `i` of diagonal `x` pairs query `i` with
+/// key `starts[x] + i`: consecutive rows read consecutive keys, so a
+/// diagonal's scores are vector FMAs over contiguous loads.
+#[allow(clippy::too_many_arguments)]
+pub fn diag_scores(level: Level, rows8: usize, d: usize, qt: &[f32], ldq: usize, kt: &[f32], ldk: usize, starts: &[usize], out: &mut [f32], ldo: usize) {
+    assert!(rows8.is_multiple_of(8) && rows8 <= ldq && rows8 <= ldo);
+    assert!(qt.len() >= d.saturating_sub(1) * ldq + rows8 && out.len() >= starts.len().saturating_sub(1) * ldo + rows8);
+    for &s in starts {
+        assert!(d == 0 || (d - 1) * ldk + s + rows8 <= kt.len());
+    }
+    match level {
+        Level::Scalar => {
+            for (x, &s) in starts.iter().enumerate() {
+                let o = &mut out[x * ldo..x * ldo + rows8];
+                o.fill(0.0);
+                for c in 0..d {
+                    let (q, k) = (&qt[c * ldq..c * ldq + rows8], &kt[c * ldk + s..c * ldk + s + rows8]);
+                    o.iter_mut().zip(q.iter().zip(k)).for_each(|(y, (a, b))| *y = a.mul_add(*b, *y));
+                }
+            }
+        }
+        // SAFETY: AVX2 and FMA present; every read and write is in bounds (asserted above).
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx2 | Level::Avx512 => unsafe {
+            avx2::diag_scores(rows8, d, qt.as_ptr(), ldq, kt.as_ptr(), ldk, starts, out.as_mut_ptr(), ldo)
+        },
+    }
+}
+
+/// `y += Σ_x p[x] · v[keys[x] * d ..][..d]` over the `x` with `p[x] > 0`
+/// (`d = y.len()`): one row's output from keys gathered by index.
+pub fn gather_axpy(level: Level, y: &mut [f32], p: &[f32], v: &[f32], keys: &[usize]) {
+    let d = y.len();
+    assert_eq!(p.len(), keys.len());
+    for &j in keys {
+        assert!((j + 1) * d <= v.len());
+    }
+    match level {
+        Level::Scalar => {
+            for (&w, &j) in p.iter().zip(keys) {
+                if w > 0.0 {
+                    y.iter_mut().zip(&v[j * d..(j + 1) * d]).for_each(|(a, &b)| *a = w.mul_add(b, *a));
+                }
+            }
+        }
+        // SAFETY: AVX2 and FMA present; rows in bounds (asserted above).
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx2 | Level::Avx512 => unsafe { avx2::gather_axpy(y, p, v, keys) },
+    }
+}
+
 /// Scalar exp of the kind the AVX2 path computes (used by tests to bound the
 /// approximation).
 #[cfg(target_arch = "x86_64")]
@@ -563,6 +618,116 @@ mod avx2 {
         }
         for v in &mut y[i..] {
             *v *= a;
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn diag_scores(rows8: usize, d: usize, qt: *const f32, ldq: usize, kt: *const f32, ldk: usize, starts: &[usize], out: *mut f32, ldo: usize) {
+        let nv = rows8 / 8;
+        let mut v0 = 0;
+        while v0 < nv {
+            // up to 4 row vectors × 3 diagonals: 12 accumulators and 4 query registers
+            let r = (nv - v0).min(4);
+            let mut x0 = 0;
+            while x0 < starts.len() {
+                let m = (starts.len() - x0).min(3);
+                let st = &starts[x0..x0 + m];
+                let (q, o) = unsafe { (qt.add(8 * v0), out.add(x0 * ldo + 8 * v0)) };
+                let kt = unsafe { kt.add(8 * v0) };
+                unsafe {
+                    match (r, m) {
+                        (4, 3) => diag_block::<4, 3>(d, q, ldq, kt, ldk, st, o, ldo),
+                        (4, 2) => diag_block::<4, 2>(d, q, ldq, kt, ldk, st, o, ldo),
+                        (4, _) => diag_block::<4, 1>(d, q, ldq, kt, ldk, st, o, ldo),
+                        (3, 3) => diag_block::<3, 3>(d, q, ldq, kt, ldk, st, o, ldo),
+                        (3, 2) => diag_block::<3, 2>(d, q, ldq, kt, ldk, st, o, ldo),
+                        (3, _) => diag_block::<3, 1>(d, q, ldq, kt, ldk, st, o, ldo),
+                        (2, 3) => diag_block::<2, 3>(d, q, ldq, kt, ldk, st, o, ldo),
+                        (2, 2) => diag_block::<2, 2>(d, q, ldq, kt, ldk, st, o, ldo),
+                        (2, _) => diag_block::<2, 1>(d, q, ldq, kt, ldk, st, o, ldo),
+                        (_, 3) => diag_block::<1, 3>(d, q, ldq, kt, ldk, st, o, ldo),
+                        (_, 2) => diag_block::<1, 2>(d, q, ldq, kt, ldk, st, o, ldo),
+                        (_, _) => diag_block::<1, 1>(d, q, ldq, kt, ldk, st, o, ldo),
+                    }
+                }
+                x0 += m;
+            }
+            v0 += r;
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn diag_block<const R: usize, const M: usize>(
+        d: usize,
+        qt: *const f32,
+        ldq: usize,
+        kt: *const f32,
+        ldk: usize,
+        starts: &[usize],
+        out: *mut f32,
+        ldo: usize,
+    ) {
+        let mut acc = [[_mm256_setzero_ps(); R]; M];
+        for c in 0..d {
+            unsafe {
+                let qrow = qt.add(c * ldq);
+                let mut q = [_mm256_setzero_ps(); R];
+                for (r, qv) in q.iter_mut().enumerate() {
+                    *qv = _mm256_loadu_ps(qrow.add(8 * r));
+                }
+                for (x, a) in acc.iter_mut().enumerate() {
+                    let krow = kt.add(c * ldk + starts[x]);
+                    for r in 0..R {
+                        a[r] = _mm256_fmadd_ps(q[r], _mm256_loadu_ps(krow.add(8 * r)), a[r]);
+                    }
+                }
+            }
+        }
+        for (x, a) in acc.iter().enumerate() {
+            for (r, &v) in a.iter().enumerate() {
+                unsafe { _mm256_storeu_ps(out.add(x * ldo + 8 * r), v) };
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn gather_axpy(y: &mut [f32], p: &[f32], v: &[f32], keys: &[usize]) {
+        let d = y.len();
+        let (yp, vp) = (y.as_mut_ptr(), v.as_ptr());
+        let mut c0 = 0;
+        // 64 channels at a time stay in eight registers across all keys
+        while c0 + 64 <= d {
+            unsafe {
+                let mut acc = [_mm256_setzero_ps(); 8];
+                for (r, a) in acc.iter_mut().enumerate() {
+                    *a = _mm256_loadu_ps(yp.add(c0 + 8 * r));
+                }
+                for (&w, &j) in p.iter().zip(keys) {
+                    if w > 0.0 {
+                        let wv = _mm256_set1_ps(w);
+                        let row = vp.add(j * d + c0);
+                        for (r, a) in acc.iter_mut().enumerate() {
+                            *a = _mm256_fmadd_ps(wv, _mm256_loadu_ps(row.add(8 * r)), *a);
+                        }
+                    }
+                }
+                for (r, a) in acc.iter().enumerate() {
+                    _mm256_storeu_ps(yp.add(c0 + 8 * r), *a);
+                }
+            }
+            c0 += 64;
+        }
+        if c0 < d {
+            for (&w, &j) in p.iter().zip(keys) {
+                if w > 0.0 {
+                    let row = &v[j * d + c0..(j + 1) * d];
+                    for (a, &b) in y[c0..].iter_mut().zip(row) {
+                        *a = w.mul_add(b, *a);
+                    }
+                }
+            }
         }
     }
 

@@ -51,10 +51,17 @@ fn check_sparse_kernel_sets(shape: AttnShape, opts: AttnOptions, seed: u64, pane
             }
         }
     }
-    let want = masked_naive(&q, &k, &v, &shape, &opts, |h, i, j| index.contains(h, i, j));
+    check_index_kernel(&q, &k, &v, &shape, &opts, &index);
+}
+
+/// The sparse kernel on `index` equals masked naive attention over `index.contains`, and its
+/// density and recall are those of the pairs `contains` names.
+fn check_index_kernel(q: &[f32], k: &[f32], v: &[f32], shape: &AttnShape, opts: &AttnOptions, index: &SparseIndex) {
+    let (shape, opts) = (*shape, *opts);
+    let want = masked_naive(q, k, v, &shape, &opts, |h, i, j| index.contains(h, i, j));
     for kernel in [KernelChoice::Auto, KernelChoice::Scalar] {
         let o = opts.with_kernel(kernel);
-        let got = sparse_attention(&q, &k, &v, &shape, &o, &index).unwrap();
+        let got = sparse_attention(q, k, v, &shape, &o, index).unwrap();
         let e = max_head_err(&got.output, &want, shape.heads);
         assert!(e < 1e-5, "{kernel:?}: rel err {e}");
     }
@@ -68,9 +75,9 @@ fn check_sparse_kernel_sets(shape: AttnShape, opts: AttnOptions, seed: u64, pane
     let dense = dense_pairs(&shape, opts.causal) * shape.heads as u64;
     assert!((index.density() - pairs as f64 / dense as f64).abs() < 1e-12);
     // Recall (lse-based) equals the reference probability mass.
-    let rec = prefill_recall(&q, &k, &shape, &opts, &index).unwrap();
+    let rec = prefill_recall(q, k, &shape, &opts, index).unwrap();
     let mut mass = vec![0.0f64; shape.heads];
-    naive_probs(&q, &k, &shape, &opts, |h, i, p| {
+    naive_probs(q, k, &shape, &opts, |h, i, p| {
         mass[h] += p.iter().enumerate().filter(|&(j, _)| index.contains(h, i, j)).map(|(_, x)| x).sum::<f64>();
     })
     .unwrap();
@@ -78,6 +85,59 @@ fn check_sparse_kernel_sets(shape: AttnShape, opts: AttnOptions, seed: u64, pane
         let want = m / shape.q_len as f64;
         assert!((got - want).abs() < 1e-4, "recall {got} vs {want}");
     }
+}
+
+/// Vertical-slash with `slash_lines`: diagonals computed as lines (mixed with bands and
+/// columns, causal and not, GQA, a tile cut short) match the masked reference.
+#[test]
+fn slash_lines_match_masked_reference() {
+    for (shape, opts, vertical, slash, seed) in [
+        (AttnShape::prefill(2, 1, 300, 32), AttnOptions::causal().with_block(32), 20, 120, 1u64),
+        (AttnShape::prefill(3, 3, 257, 16), AttnOptions::causal(), 8, 120, 2),
+        (AttnShape::new(2, 2, 70, 400, 20), AttnOptions::non_causal().with_block(16), 10, 110, 3),
+        (AttnShape::new(4, 2, 90, 300, 24), AttnOptions::causal().with_block(16), 30, 110, 4),
+    ] {
+        let mut r = Rng(seed);
+        let q = r.vec(shape.q_elems(), 1.0);
+        let k = r.vec(shape.kv_elems(), 1.0);
+        let v = r.vec(shape.kv_elems(), 1.0);
+        let vs = |slash_lines| PrefillPattern::VerticalSlash { vertical, slash, last_q: 16, spread_q: 8, slash_lines };
+        let lines = vs(true);
+        let index = build_index(&q, &k, &shape, &opts, &lines).unwrap();
+        let with_lines = (0..shape.heads).flat_map(|h| (0..index.tiles()).map(move |t| (h, t))).filter(|&(h, t)| !index.diagonals(h, t).is_empty()).count();
+        assert!(with_lines > 0, "{shape:?}: no diagonal became a line");
+        check_index_kernel(&q, &k, &v, &shape, &opts, &index);
+        // Lines hold exactly the chosen diagonals' keys: never more pairs than the bands.
+        let bands = build_index(&q, &k, &shape, &opts, &vs(false)).unwrap();
+        assert!(index.density() <= bands.density() + 1e-12, "{} vs {}", index.density(), bands.density());
+        // The search's cost weighs line pairs above block pairs; without lines it is the density.
+        for h in 0..shape.heads {
+            assert!(index.head_cost(h) > index.head_density(h) || (0..index.tiles()).all(|t| index.diagonals(h, t).is_empty()));
+            assert!((bands.head_cost(h) - bands.head_density(h)).abs() < 1e-12);
+        }
+        for h in 0..shape.heads {
+            for i in 0..shape.q_len {
+                for j in 0..shape.kv_len {
+                    assert!(!index.contains(h, i, j) || bands.contains(h, i, j), "h{h} i{i} j{j} in lines only");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn slash_lines_find_a_far_slash_at_a_fraction_of_the_band_cost() {
+    let n = 2048;
+    let shape = AttnShape::prefill(2, 2, n, 64);
+    let plant = Planted { columns: vec![0, 333, 777, 1200, 1500], slashes: vec![0, 700], strength: 10.0 };
+    let (q, k, _) = planted(2, n, 64, &plant, 22);
+    let vs = |slash_lines| PrefillPattern::VerticalSlash { vertical: 64, slash: 140, last_q: 64, spread_q: 0, slash_lines };
+    let (bands, lines) = (vs(false), vs(true));
+    let (rec_b, dens_b) = recall_and_density(&q, &k, &shape, &bands);
+    let (rec_l, dens_l) = recall_and_density(&q, &k, &shape, &lines);
+    eprintln!("bands recall {rec_b} density {dens_b}; lines recall {rec_l} density {dens_l}");
+    assert!(rec_l >= 0.85 && rec_l >= rec_b - 0.05, "lines recall {rec_l} (bands {rec_b})");
+    assert!(dens_l < 0.7 * dens_b, "lines density {dens_l} vs bands {dens_b}");
 }
 
 #[test]
@@ -117,10 +177,11 @@ fn every_pattern_at_full_budget_equals_dense() {
             PrefillPattern::AShape { sink: n, window: 0 },
             PrefillPattern::AShape { sink: 0, window: n },
             PrefillPattern::AShape { sink: 10 * n, window: 10 * n },
-            PrefillPattern::VerticalSlash { vertical: n, slash: 2 * n, last_q: 64, spread_q: 0 },
-            PrefillPattern::VerticalSlash { vertical: 10 * n, slash: 0, last_q: 1000, spread_q: 0 },
-            PrefillPattern::VerticalSlash { vertical: n, slash: 2 * n, last_q: 16, spread_q: 16 },
-            PrefillPattern::VerticalSlash { vertical: n, slash: 2 * n, last_q: 1, spread_q: 100_000 },
+            PrefillPattern::VerticalSlash { vertical: n, slash: 2 * n, last_q: 64, spread_q: 0, slash_lines: false },
+            PrefillPattern::VerticalSlash { vertical: 10 * n, slash: 0, last_q: 1000, spread_q: 0, slash_lines: false },
+            PrefillPattern::VerticalSlash { vertical: n, slash: 2 * n, last_q: 16, spread_q: 16, slash_lines: false },
+            PrefillPattern::VerticalSlash { vertical: n, slash: 2 * n, last_q: 1, spread_q: 100_000, slash_lines: false },
+            PrefillPattern::VerticalSlash { vertical: n, slash: 2 * n, last_q: 8, spread_q: 8, slash_lines: true },
             PrefillPattern::BlockTopK { gamma: 1.0, estimate: ScoreEstimate::Pooled },
             PrefillPattern::BlockTopK { gamma: 5.0, estimate: ScoreEstimate::PooledI4 },
             PrefillPattern::BlockTopK { gamma: 1.0, estimate: ScoreEstimate::MeanQuery },
@@ -157,7 +218,7 @@ fn vertical_slash_finds_planted_columns_and_far_slash() {
     let shape = AttnShape::prefill(2, 2, n, 64);
     let plant = Planted { columns: vec![0, 333, 777, 1200, 1500], slashes: vec![0, 700], strength: 10.0 };
     let (q, k, _) = planted(2, n, 64, &plant, 22);
-    let vs = PrefillPattern::VerticalSlash { vertical: 64, slash: 140, last_q: 64, spread_q: 0 };
+    let vs = PrefillPattern::VerticalSlash { vertical: 64, slash: 140, last_q: 64, spread_q: 0, slash_lines: false };
     let (rec, dens) = recall_and_density(&q, &k, &shape, &vs);
     assert!(rec >= 0.9, "vertical-slash recall {rec}");
     assert!(dens <= 0.4, "density {dens}");
@@ -183,7 +244,7 @@ fn vertical_slash_spread_queries_find_columns_the_end_does_not_attend() {
     let dense = dense_attention(&q, &k, &v, &shape, &opts).unwrap();
     // recall of the rows that see a column and attend to it: [100, n/2) of both heads
     let first_half_recall = |spread_q| {
-        let p = PrefillPattern::VerticalSlash { vertical: 64, slash: 100, last_q: 64, spread_q };
+        let p = PrefillPattern::VerticalSlash { vertical: 64, slash: 100, last_q: 64, spread_q, slash_lines: false };
         let out = sparse_prefill(&q, &k, &v, &shape, &opts, &p).unwrap();
         let rows: Vec<usize> = (0..2).flat_map(|h| h * n + 100..h * n + n / 2).collect();
         (rows.iter().map(|&i| ((out.lse[i] - dense.lse[i]) as f64).exp()).sum::<f64>() / rows.len() as f64, out.density)
@@ -259,7 +320,7 @@ fn search_case() -> (Vec<f32>, Vec<f32>, AttnShape, AttnOptions, Vec<PrefillPatt
     let (q1, k1, _) = planted(1, n, 64, &Planted { columns: vec![0, 400, 800], slashes: vec![0, 300], strength: 10.0 }, 32);
     let cands = vec![
         PrefillPattern::AShape { sink: 64, window: 128 },
-        PrefillPattern::VerticalSlash { vertical: 64, slash: 140, last_q: 64, spread_q: 0 },
+        PrefillPattern::VerticalSlash { vertical: 64, slash: 140, last_q: 64, spread_q: 0, slash_lines: false },
         PrefillPattern::BlockTopK { gamma: 0.95, estimate: ScoreEstimate::Pooled },
     ];
     ([q0, q1].concat(), [k0, k1].concat(), AttnShape::prefill(2, 2, n, 64), AttnOptions::causal(), cands)

@@ -125,6 +125,7 @@ pub struct NativePrefillPattern {
     pub slash: Option<u32>,
     pub last_q: Option<u32>,
     pub spread_q: Option<u32>,
+    pub slash_lines: Option<bool>,
     pub gamma: Option<f64>,
     pub estimate: Option<String>,
 }
@@ -142,6 +143,7 @@ fn prefill_pattern(p: &NativePrefillPattern) -> Result<PrefillPattern> {
             slash: p.slash.unwrap_or(SLASH) as usize,
             last_q: p.last_q.unwrap_or(LAST_Q) as usize,
             spread_q: p.spread_q.unwrap_or(0) as usize,
+            slash_lines: p.slash_lines.unwrap_or(false),
         },
         "block-topk" => PrefillPattern::BlockTopK {
             gamma: p.gamma.unwrap_or(GAMMA) as f32,
@@ -172,6 +174,7 @@ fn pattern_object(p: &PrefillPattern) -> NativePrefillPattern {
         slash: None,
         last_q: None,
         spread_q: None,
+        slash_lines: None,
         gamma: None,
         estimate: None,
     };
@@ -181,11 +184,12 @@ fn pattern_object(p: &PrefillPattern) -> NativePrefillPattern {
             o.sink = Some(sink as u32);
             o.window = Some(window as u32);
         }
-        PrefillPattern::VerticalSlash { vertical, slash, last_q, spread_q } => {
+        PrefillPattern::VerticalSlash { vertical, slash, last_q, spread_q, slash_lines } => {
             o.vertical = Some(vertical as u32);
             o.slash = Some(slash as u32);
             o.last_q = Some(last_q as u32);
             o.spread_q = Some(spread_q as u32);
+            o.slash_lines = Some(slash_lines);
         }
         PrefillPattern::BlockTopK { gamma, estimate } => {
             o.gamma = Some(gamma as f64);
@@ -213,6 +217,7 @@ pub struct NativeSparseMethod {
     pub slash: Option<u32>,
     pub last_q: Option<u32>,
     pub spread_q: Option<u32>,
+    pub slash_lines: Option<bool>,
     pub gamma: Option<f64>,
     pub estimate: Option<String>,
     pub recent: Option<u32>,
@@ -255,6 +260,7 @@ fn sparse_method(m: &NativeSparseMethod, shape: &AttnShape) -> Result<SparseMeth
             slash: m.slash,
             last_q: m.last_q,
             spread_q: m.spread_q,
+            slash_lines: m.slash_lines,
             gamma: m.gamma,
             estimate: m.estimate.clone(),
         })?),
