@@ -45,9 +45,9 @@ fn candidates(n: usize) -> Vec<(String, PrefillPattern)> {
         spread_q,
         slash_lines,
     };
-    // MInference's 64k-scale budgets (v1024 s2048 .. v2048 s5957) and two smaller ones for heads
+    // MInference's 64k-scale budgets (v1024 s2048 .. v2048 s5957) and three smaller ones for heads
     // whose lines are few (the per-head searches pick per head).
-    let budgets = [(n / 256, n / 128), (n / 128, n / 64), (n / 64, n / 32), (n / 64, n / 16), (n / 32, n / 11)];
+    let budgets = [(n / 256, n / 128), (n / 128, n / 64), (n / 96, n / 48), (n / 64, n / 32), (n / 64, n / 16), (n / 32, n / 11)];
     [("a-shape".into(), PrefillPattern::AShape { sink: 64, window: (n / 16).max(256) })]
         .into_iter()
         .chain(budgets.map(|(v, s)| (format!("vertical-slash v{v} s{s}"), vs(v, s, 0, false))))
