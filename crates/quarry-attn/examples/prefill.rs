@@ -227,33 +227,29 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         // The same search at full length, recall measured on `search_tiles` query tiles
         // spread over the sequence (MInference calibrates at the length it serves).
         if search_tiles > 0 {
-            let cand_patterns: Vec<PrefillPattern> = cands.iter().map(|x| x.1).collect();
-            let t = Instant::now();
-            let choice = search_patterns_sampled(&q, &k, &shape, &opts, &cand_patterns, target, search_tiles)?;
-            let search_s = t.elapsed().as_secs_f64();
-            let (rec, err, dens, secs) = run_plan(&choice.patterns)?;
-            let names: Vec<String> = choice
-                .patterns
-                .iter()
-                .map(|p| cands.iter().find(|c| c.1 == *p).map_or_else(|| "dense".to_string(), |c| c.0.clone()))
-                .collect();
+            // Searches `cands` on `search_tiles` sampled tiles, runs the choice; names per head.
+            let search_and_run = |cands: &[&(String, PrefillPattern)]| -> Result<(Vec<String>, PlanRun, f64), Box<dyn std::error::Error>> {
+                let patterns: Vec<PrefillPattern> = cands.iter().map(|c| c.1).collect();
+                let t = Instant::now();
+                let choice = search_patterns_sampled(&q, &k, &shape, &opts, &patterns, target, search_tiles)?;
+                let search_s = t.elapsed().as_secs_f64();
+                let run = run_plan(&choice.patterns)?;
+                let names = choice
+                    .patterns
+                    .iter()
+                    .map(|p| cands.iter().find(|c| c.1 == *p).map_or_else(|| "dense".to_string(), |c| c.0.clone()))
+                    .collect();
+                Ok((names, run, search_s))
+            };
+            let all: Vec<&(String, PrefillPattern)> = cands.iter().collect();
+            let (names, (rec, err, dens, secs), search_s) = search_and_run(&all)?;
             println!("       per-head choice (full length, {search_tiles} sampled tiles, {search_s:.2} s): {names:?}");
             let extra = serde_json::json!({"choice": names, "sample_tiles": search_tiles, "calib_seconds": search_s});
             emit(&format!("per-head search@{target} ({search_tiles} tiles at full length)"), rec, err, dens, secs, extra)?;
             // The same search over the vertical-slash candidates alone: MInference's
             // offline step choosing each head's vertical and slash budgets.
-            let vs_cands: Vec<&(String, PrefillPattern)> =
-                cands.iter().filter(|c| matches!(c.1, PrefillPattern::VerticalSlash { .. })).collect();
-            let vs_patterns: Vec<PrefillPattern> = vs_cands.iter().map(|c| c.1).collect();
-            let t = Instant::now();
-            let choice = search_patterns_sampled(&q, &k, &shape, &opts, &vs_patterns, target, search_tiles)?;
-            let search_s = t.elapsed().as_secs_f64();
-            let (rec, err, dens, secs) = run_plan(&choice.patterns)?;
-            let names: Vec<String> = choice
-                .patterns
-                .iter()
-                .map(|p| vs_cands.iter().find(|c| c.1 == *p).map_or_else(|| "dense".to_string(), |c| c.0.clone()))
-                .collect();
+            let vs: Vec<&(String, PrefillPattern)> = cands.iter().filter(|c| matches!(c.1, PrefillPattern::VerticalSlash { .. })).collect();
+            let (names, (rec, err, dens, secs), search_s) = search_and_run(&vs)?;
             println!("       vertical-slash budgets per head (full length, {search_tiles} sampled tiles, {search_s:.2} s): {names:?}");
             let extra = serde_json::json!({"choice": names, "sample_tiles": search_tiles, "calib_seconds": search_s});
             emit(&format!("vertical-slash per-head budgets@{target} ({search_tiles} tiles)"), rec, err, dens, secs, extra)?;

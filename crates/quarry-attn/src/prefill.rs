@@ -55,12 +55,12 @@ pub enum PrefillPattern {
     /// many queries spaced evenly over the rest of the sequence to the
     /// estimate (0: MInference's, the last queries only): where heads attend
     /// to different keys along the sequence, the end alone misses them.
-    /// `slash_lines`: a diagonal whose 64-key band in a tile overlaps no
-    /// other diagonal's (or a group of few diagonals spread wide) is computed
-    /// as a line, the one key per row it names, instead of the band (false:
-    /// MInference's blocks, every diagonal a band). Lines cost about what a
-    /// band pair costs per pair, so scattered diagonals get up to `block`×
-    /// cheaper; dense groups (the local window) stay bands.
+    /// `slash_lines`: scattered diagonals are computed as lines, the one key
+    /// per row each names, instead of block-wide bands (false: MInference's
+    /// blocks, every diagonal a band). A line pair costs about
+    /// [`LINE_PAIR_COST`] band pairs (it reads its own key and value rows),
+    /// so a group of near diagonals becomes lines only where its band is
+    /// wider than that per line; dense groups (the local window) stay bands.
     VerticalSlash { vertical: usize, slash: usize, last_q: usize, spread_q: usize, slash_lines: bool },
     /// FlexPrefill query-aware blocks: mean-pooled query tile · mean-pooled
     /// key block scores, softmaxed over the visible blocks of each query
@@ -138,15 +138,15 @@ impl SparseIndex {
             finish_job(&mut iv, &mut c, visible_end(shape, opts.causal, opts.block, t), opts.block, &mut job);
             jobs.push(job);
         }
-        Ok(Self::from_jobs(shape, opts, jobs))
+        Ok(Self::from_jobs(shape, opts.causal, opts.block, jobs))
     }
 
-    fn from_jobs(shape: &AttnShape, opts: &AttnOptions, jobs: Vec<Job>) -> Self {
-        let tiles = shape.q_len.div_ceil(opts.block);
+    fn from_jobs(shape: &AttnShape, causal: bool, block: usize, jobs: Vec<Job>) -> Self {
+        let tiles = shape.q_len.div_ceil(block);
         let mut s = SparseIndex {
             shape: *shape,
-            causal: opts.causal,
-            block: opts.block,
+            causal,
+            block,
             tiles,
             range_ptr: vec![0],
             ranges: Vec::new(),
@@ -172,28 +172,15 @@ impl SparseIndex {
 
     /// The same index with only the tiles `keep` marks (every head); other tiles compute nothing.
     fn restricted(&self, keep: &[bool]) -> SparseIndex {
-        let mut s = SparseIndex {
-            range_ptr: vec![0],
-            ranges: Vec::new(),
-            col_ptr: vec![0],
-            cols: Vec::new(),
-            diag_ptr: vec![0],
-            diags: Vec::new(),
-            ..*self
+        let job = |h: usize, t: usize| Job {
+            ranges: self.ranges(h, t).to_vec(),
+            cols: self.columns(h, t).to_vec(),
+            diags: self.diagonals(h, t).to_vec(),
         };
-        for h in 0..self.shape.heads {
-            for (t, &k) in keep.iter().enumerate() {
-                if k {
-                    s.ranges.extend_from_slice(self.ranges(h, t));
-                    s.cols.extend_from_slice(self.columns(h, t));
-                    s.diags.extend_from_slice(self.diagonals(h, t));
-                }
-                s.range_ptr.push(s.ranges.len());
-                s.col_ptr.push(s.cols.len());
-                s.diag_ptr.push(s.diags.len());
-            }
-        }
-        s
+        let jobs = (0..self.shape.heads)
+            .flat_map(|h| keep.iter().enumerate().map(move |(t, &k)| if k { job(h, t) } else { Job::default() }))
+            .collect();
+        Self::from_jobs(&self.shape, self.causal, self.block, jobs)
     }
 
     /// Whether every key set is whole ranges starting on GEMM panel boundaries (no single
@@ -292,7 +279,7 @@ impl SparseIndex {
     }
 
     /// Pairs the diagonals of (h, t) add over rows `r0..r1`: rows whose key
-    /// `pos - o` is visible, less those whose key is a column.
+    /// `pos - o` is visible, less those whose key is a column or in a range.
     fn diagonal_pairs(&self, h: usize, t: usize, r0: usize, r1: usize) -> u64 {
         let (n, base) = (self.shape.kv_len as i64, self.shape.q_pos(r0) as i64);
         let rows = (r1 - r0) as i64;
@@ -431,7 +418,7 @@ pub fn build_index_per_head<'a>(
         .into_par_iter()
         .map(|h| head_jobs(q, &k, kv.as_ref(), shape, opts, level, h, &patterns[h]))
         .collect();
-    Ok(SparseIndex::from_jobs(shape, opts, per_head.into_iter().flatten().collect()))
+    Ok(SparseIndex::from_jobs(shape, opts.causal, opts.block, per_head.into_iter().flatten().collect()))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -522,9 +509,7 @@ pub const LINE_PAIR_COST: f64 = 6.0;
 fn slash_lines_or_bands(crossing: impl Iterator<Item = ([usize; 2], i64)>, bands: &mut Vec<[usize; 2]>, lines: &mut Vec<i64>) {
     let mut group: Vec<([usize; 2], i64)> = Vec::new();
     let mut flush = |group: &mut Vec<([usize; 2], i64)>| {
-        if let (Some(first), Some(last)) = (group.first(), group.last()) {
-            let start = group.iter().map(|x| x.0[0]).min().unwrap_or(first.0[0]);
-            let end = group.iter().map(|x| x.0[1]).max().unwrap_or(last.0[1]);
+        if let (Some(start), Some(end)) = (group.iter().map(|x| x.0[0]).min(), group.iter().map(|x| x.0[1]).max()) {
             // keys per row: the band's width against one per line
             if group.len() as f64 * LINE_PAIR_COST < (end - start) as f64 {
                 lines.extend(group.iter().map(|x| x.1));
@@ -890,7 +875,8 @@ pub struct PatternChoice {
 }
 
 /// MInference's offline step: for each head, the candidate with the lowest
-/// cost ([`SparseIndex::head_cost`]: density, diagonal lines weighted) whose mean attention recall on the calibration Q/K reaches
+/// cost ([`SparseIndex::head_cost`]: density with diagonal lines weighted)
+/// whose mean attention recall on the calibration Q/K reaches
 /// `target`; heads no candidate serves get [`PrefillPattern::Dense`].
 pub fn search_patterns<'a>(
     q: &[f32],

@@ -193,7 +193,7 @@ fn partition_level<T: Sym>(
         let mut r = ones_before_chunk.get(k).copied().unwrap_or(acc);
         if k < ones_before_chunk.len() {
             r += words[k * PART_CHUNK / 64..x / 64].iter().map(|w| w.count_ones() as usize).sum::<usize>();
-            if x % 64 != 0 {
+            if !x.is_multiple_of(64) {
                 r += (words[x / 64] & ((1u64 << (x % 64)) - 1)).count_ones() as usize;
             }
         }
