@@ -34,6 +34,10 @@ rescaled (SmolLM2: theta 1e5, window 8192; Gemma 3 global layers: theta 1e6,
 window 32768). The activations are the model's real ones for that input, but
 the model is outside its trained window there (its attention past the window
 is what an un-extended model does at 64k, not what a long-context model does).
+With --yarn F the RoPE is YaRN-scaled instead (transformers' "yarn" rope type,
+factor F, original window = the model's): the model then sees relative
+distances from its trained range up to F times its window, as context-extended
+deployments run it (no fine-tuning; meta.json records "yarn_factor").
 
 Usage (idempotent: does nothing if the output exists with the same settings):
   benches/.data/venv-model/bin/python benches/model/dump_long.py \
