@@ -157,6 +157,16 @@ pub(crate) struct Job {
     pub diags: Vec<i64>,
 }
 
+/// The columns and ranges of a job (sorted; ranges disjoint) that hold keys
+/// in `lo..hi`: a diagonal crossing those keys skips them.
+pub(crate) fn held_keys<'j>(cols: &'j [u32], ranges: &'j [[u32; 2]], lo: i64, hi: i64) -> (&'j [u32], &'j [[u32; 2]]) {
+    let a = cols.partition_point(|&c| (c as i64) < lo);
+    let b = cols.partition_point(|&c| (c as i64) < hi).max(a);
+    let first = ranges.partition_point(|r| (r[1] as i64) <= lo);
+    let last = first + ranges[first..].partition_point(|r| (r[0] as i64) < hi);
+    (&cols[a..b], &ranges[first..last])
+}
+
 /// (head, tile, output rows, lse rows) of one parallel task.
 type Task<'o> = (usize, usize, Option<&'o mut [f32]>, &'o mut [f32]);
 
@@ -438,14 +448,11 @@ impl<'a> Ctx<'a> {
             // Keys that are columns or in ranges of this job were computed there already.
             for (x, &o) in chunk.iter().enumerate() {
                 let (lo, hi) = ((base - o).max(0), base + rows as i64 - o);
-                let a = job.cols.partition_point(|&c| (c as i64) < lo);
-                let e = job.cols.partition_point(|&c| (c as i64) < hi);
-                for &col in &job.cols[a..e.max(a)] {
+                let (cols, ranges) = held_keys(&job.cols, &job.ranges, lo, hi);
+                for &col in cols {
                     sc.s[(col as i64 + o - base) as usize * ks + x] = f32::NEG_INFINITY;
                 }
-                // ranges are sorted and disjoint
-                let first = job.ranges.partition_point(|r| (r[1] as i64) <= lo);
-                for r in job.ranges[first..].iter().take_while(|r| (r[0] as i64) < hi) {
+                for r in ranges {
                     for j in lo.max(r[0] as i64)..hi.min(r[1] as i64) {
                         sc.s[(j + o - base) as usize * ks + x] = f32::NEG_INFINITY;
                     }

@@ -4,7 +4,7 @@
 
 use crate::dense::{AttnOutput, dense_lse};
 use crate::error::{Result, invalid, mismatch};
-use crate::kernel::{Ctx, Job, PreparedKv, dense_job, visible_end};
+use crate::kernel::{Ctx, Job, PreparedKv, dense_job, held_keys, visible_end};
 use crate::metrics::{Recall, recall_from_lse};
 use crate::shape::{AttnOptions, AttnShape, KvSlice, check_all};
 use crate::simd::{self, Level};
@@ -295,15 +295,9 @@ impl SparseIndex {
             if lo >= hi {
                 continue;
             }
-            let a = cols.partition_point(|&c| (c as i64) < lo);
-            let b = cols.partition_point(|&c| (c as i64) < hi);
-            let first = ranges.partition_point(|r| (r[1] as i64) <= lo);
-            let in_ranges: i64 = ranges[first..]
-                .iter()
-                .take_while(|r| (r[0] as i64) < hi)
-                .map(|r| hi.min(r[1] as i64) - lo.max(r[0] as i64))
-                .sum();
-            total += (hi - lo - in_ranges) as u64 - (b - a) as u64;
+            let (held_cols, held_ranges) = held_keys(cols, ranges, lo, hi);
+            let in_ranges: i64 = held_ranges.iter().map(|r| hi.min(r[1] as i64) - lo.max(r[0] as i64)).sum();
+            total += (hi - lo - in_ranges) as u64 - held_cols.len() as u64;
         }
         total
     }
