@@ -14,6 +14,8 @@
 //! pairs any selector needs for `--target` mean recall ([`oracle_density`]),
 //! a bound on every sparse method's speedup at that recall.
 //! `--oracle-only` prints just that bound at recall 0.9, 0.95 and 0.99.
+//! `--only S` runs just the candidates whose names contain `S`, printing each
+//! one's index and attention seconds and per-head density and cost.
 //! `--dense-only` times quarry dense alone (after a warm-up on a 256-token
 //! slice, as the torch script does): the bench alternates such runs with
 //! torch's for its head-to-head rounds.
@@ -83,6 +85,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let mut dir = PathBuf::from("benches/.data/model/smollm2-135m-instruct-q4_1");
     let (mut tokens, mut heads, mut layers, mut calib, mut target, mut json) = (None, None, vec![0usize], 8192usize, 0.95f64, None);
     let (mut dense_only, mut oracle_only, mut search_tiles) = (false, false, 32usize);
+    let mut only: Option<String> = None;
     let mut i = 0;
     while i < a.len() {
         let val = || a.get(i + 1).cloned().ok_or_else(|| format!("{} needs a value", a[i]));
@@ -94,6 +97,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             "--search-tiles" => search_tiles = val()?.parse()?,
             "--target" => target = val()?.parse()?,
             "--json" => json = Some(PathBuf::from(val()?)),
+            "--only" => only = Some(val()?),
             "--dense-only" => {
                 dense_only = true;
                 i += 1;
@@ -180,6 +184,34 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         if dense_only {
             continue;
         }
+        // A per-head plan run at full length.
+        let run_plan = |patterns: &[PrefillPattern]| -> Result<PlanRun, Box<dyn std::error::Error>> {
+            let t = Instant::now();
+            let index = build_index_per_head(&q, &k, &shape, &opts, patterns)?;
+            let sp = sparse_attention(&q, &k, &v, &shape, &opts, &index)?;
+            let secs = t.elapsed().as_secs_f64();
+            let r = recall_from_lse(&sp.lse, &dense.lse, h, n);
+            let min_head = r.per_head.iter().copied().fold(1.0, f64::min);
+            Ok(((r.mean, min_head), relative_error(&sp.output, &dense.output), sp.density, secs))
+        };
+        let cands = candidates(n);
+        // `--only S`: the candidates whose names contain S, nothing else.
+        if let Some(sub) = &only {
+            for (name, p) in cands.iter().filter(|c| c.0.contains(sub.as_str())) {
+                let (rec, err, dens, secs) = run_plan(&vec![*p; h])?;
+                emit(name, rec, err, dens, secs, serde_json::json!({}))?;
+                let t = Instant::now();
+                let index = build_index_per_head(&q, &k, &shape, &opts, &vec![*p; h])?;
+                let build_s = t.elapsed().as_secs_f64();
+                let t = Instant::now();
+                sparse_attention(&q, &k, &v, &shape, &opts, &index)?;
+                println!("       index {build_s:.3} s, attention {:.3} s", t.elapsed().as_secs_f64());
+                let per_head: Vec<String> =
+                    (0..h).map(|x| format!("h{x} density {:.4} cost {:.4}", index.head_density(x), index.head_cost(x))).collect();
+                println!("       {}", per_head.join(", "));
+            }
+            continue;
+        }
         // The fewest pairs any selector needs for the target recall (exact top pairs of 256
         // rows per head): at the dense kernel's cost per pair, no method reaching the target is
         // more than 1 / density faster than dense. Its "seconds" are dense's scaled by that.
@@ -194,17 +226,6 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             dense_s * oracle,
             serde_json::json!({"oracle": true, "rows_per_head": ORACLE_ROWS.min(n), "measure_seconds": oracle_s}),
         )?;
-        // A per-head plan run at full length.
-        let run_plan = |patterns: &[PrefillPattern]| -> Result<PlanRun, Box<dyn std::error::Error>> {
-            let t = Instant::now();
-            let index = build_index_per_head(&q, &k, &shape, &opts, patterns)?;
-            let sp = sparse_attention(&q, &k, &v, &shape, &opts, &index)?;
-            let secs = t.elapsed().as_secs_f64();
-            let r = recall_from_lse(&sp.lse, &dense.lse, h, n);
-            let min_head = r.per_head.iter().copied().fold(1.0, f64::min);
-            Ok(((r.mean, min_head), relative_error(&sp.output, &dense.output), sp.density, secs))
-        };
-        let cands = candidates(n);
         for (name, p) in &cands {
             let (rec, err, dens, secs) = run_plan(&vec![*p; h])?;
             emit(name, rec, err, dens, secs, serde_json::json!({}))?;

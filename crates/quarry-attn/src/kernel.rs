@@ -25,6 +25,9 @@ pub(crate) struct PreparedKv<'a> {
     pub ld: usize,
     /// `[kv_heads][kv_len][head_dim]` (empty when `panels` holds V).
     pub v: Cow<'a, [f32]>,
+    /// K row-major as f32, `[kv_heads][kv_len][head_dim]`: single columns and
+    /// diagonal lines read whole key rows (empty when `panels` holds K).
+    pub k_rows: Cow<'a, [f32]>,
     /// K and V packed for [`BMatrix::Panels`] (dense runs on AVX2).
     pub panels: Option<PanelKv>,
 }
@@ -81,16 +84,16 @@ impl<'a> PreparedKv<'a> {
     /// columns): K and V packed into panels on the levels that multiply
     /// them with [`BMatrix::Panels`] (AVX2, scalar); AVX-512 keeps its own
     /// wider tiles over [`PreparedKv::new`]'s layout.
-    pub fn for_dense(k: &KvSlice, v: Option<&KvSlice<'a>>, shape: &AttnShape, level: Level) -> Self {
+    pub fn for_dense(k: &KvSlice<'a>, v: Option<&KvSlice<'a>>, shape: &AttnShape, level: Level) -> Self {
         #[cfg(target_arch = "x86_64")]
         if level == Level::Avx512 {
             return Self::new(k, v, shape);
         }
         let _ = level;
-        PreparedKv { kt: Vec::new(), ld: 0, v: Cow::Owned(Vec::new()), panels: Some(PanelKv::new(k, v, shape)) }
+        PreparedKv { kt: Vec::new(), ld: 0, v: Cow::Owned(Vec::new()), k_rows: Cow::Owned(Vec::new()), panels: Some(PanelKv::new(k, v, shape)) }
     }
 
-    pub fn new(k: &KvSlice, v: Option<&KvSlice<'a>>, shape: &AttnShape) -> Self {
+    pub fn new(k: &KvSlice<'a>, v: Option<&KvSlice<'a>>, shape: &AttnShape) -> Self {
         let n = shape.kv_len;
         let d = shape.head_dim;
         // Pad so rows do not sit a multiple of 4 KiB apart (cache-set aliasing
@@ -111,7 +114,7 @@ impl<'a> PreparedKv<'a> {
             }
         });
         let v = v.map_or(Cow::Owned(Vec::new()), f32_rows);
-        PreparedKv { kt, ld, v, panels: None }
+        PreparedKv { kt, ld, v, k_rows: f32_rows(k), panels: None }
     }
 }
 
@@ -178,13 +181,10 @@ struct Scratch {
     l: Vec<f32>,
     panel: Vec<f32>,
     vbuf: Vec<f32>,
-    /// Diagonal jobs: the transposed tile, diagonal-major scores, their key
-    /// starts and chunk positions, one row's keys.
-    qt: Vec<f32>,
+    /// Diagonal jobs: line-major scores, the lines, each row's rescale.
     dbuf: Vec<f32>,
-    starts: Vec<usize>,
-    fast: Vec<usize>,
-    keys: Vec<usize>,
+    lines: Vec<simd::Line>,
+    alpha: Vec<f32>,
 }
 
 impl<'a> Ctx<'a> {
@@ -278,11 +278,9 @@ impl<'a> Ctx<'a> {
             l: vec![0.0; b],
             panel: vec![0.0; d * b],
             vbuf: vec![0.0; b * d],
-            qt: vec![0.0; d * b],
             dbuf: vec![0.0; b * b],
-            starts: Vec::with_capacity(b),
-            fast: Vec::with_capacity(b),
-            keys: Vec::with_capacity(b),
+            lines: Vec::with_capacity(b),
+            alpha: vec![0.0; b],
         }
     }
 
@@ -344,13 +342,13 @@ impl<'a> Ctx<'a> {
             }
         }
 
+        let kr: &[f32] = if job.cols.is_empty() { &[] } else { &self.kv.k_rows[g * n * d..(g + 1) * n * d] };
         for chunk in job.cols.chunks(b) {
             let w = chunk.len();
-            for c in 0..d {
-                let src = &kt[c * ld..(c + 1) * ld];
-                let dst = &mut sc.panel[c * b..c * b + w];
-                for (x, &j) in dst.iter_mut().zip(chunk) {
-                    *x = src[j as usize];
+            // the columns' key rows, transposed into a `d × w` panel
+            for (x, &j) in chunk.iter().enumerate() {
+                for (c, &kv) in kr[j as usize * d..(j as usize + 1) * d].iter().enumerate() {
+                    sc.panel[c * b + x] = kv;
                 }
             }
             if self.with_output {
@@ -395,77 +393,54 @@ impl<'a> Ctx<'a> {
     }
 
     /// The diagonals of a job, up to `block` at a time: row `i` scores key
-    /// `pos(i) - o` of each offset `o` (consecutive rows read consecutive
-    /// keys: vector FMAs over the transposed tile and transposed K), then the
-    /// same online softmax step, then adds `p · v` of those keys per row.
+    /// `pos(i) - o` of each offset `o` (a line's keys are consecutive rows of
+    /// K and V, read as one stretch each), then the online softmax step over
+    /// the line-major scores (eight rows per vector), then adds `p · v`.
     fn diagonals(&self, g: usize, r0: usize, rows: usize, job: &Job, sc: &mut Scratch) {
         let sh = &self.shape;
-        let (d, n, ks, b) = (sh.head_dim, sh.kv_len, self.key_span, self.block);
-        let (kt, ld) = (&self.kv.kt[g * d * self.kv.ld..(g + 1) * d * self.kv.ld], self.kv.ld);
+        let (d, n, b) = (sh.head_dim, sh.kv_len, self.block);
+        let kr = &self.kv.k_rows[g * n * d..(g + 1) * n * d];
         let vh: &[f32] = if self.with_output { &self.kv.v[g * n * d..(g + 1) * n * d] } else { &[] };
-        let rows8 = rows.div_ceil(8) * 8;
-        // the tile's (scaled) queries transposed, zero past its rows
-        for c in 0..d {
-            let dst = &mut sc.qt[c * b..(c + 1) * b];
-            for (i, x) in dst.iter_mut().enumerate() {
-                *x = if i < rows { sc.qbuf[i * d + c] } else { 0.0 };
-            }
-        }
         let base = sh.q_pos(r0) as i64;
         for chunk in job.diags.chunks(b) {
             let w = chunk.len();
-            // Diagonals whose keys (for all rows8 rows) lie in 0..n take the vector path;
-            // the others (crossing key 0 or n) are scored per visible row.
-            sc.starts.clear();
-            sc.fast.clear();
-            for (x, &o) in chunk.iter().enumerate() {
-                let s0 = base - o;
-                if (!self.causal || o >= 0) && s0 >= 0 && s0 + rows8 as i64 <= n as i64 {
-                    sc.starts.push(s0 as usize);
-                    sc.fast.push(x);
+            // rows whose key base + i - o lies in 0..n (a causal run has no o < 0)
+            sc.lines.clear();
+            sc.lines.extend(chunk.iter().map(|&o| {
+                let lo = (o - base).clamp(0, rows as i64);
+                let hi = (n as i64 + o - base).clamp(lo, rows as i64);
+                if self.causal && o < 0 {
+                    simd::Line { lo: 0, hi: 0, key: 0 }
+                } else {
+                    simd::Line { lo: lo as usize, hi: hi as usize, key: (base + lo - o).max(0) as usize }
                 }
+            }));
+            for x in 0..w {
+                sc.dbuf[x * b..x * b + rows].fill(f32::NEG_INFINITY);
             }
-            simd::diag_scores(self.level, rows8, d, &sc.qt, b, kt, ld, &sc.starts, &mut sc.dbuf, b);
-            for i in 0..rows {
-                sc.s[i * ks..i * ks + w].fill(f32::NEG_INFINITY);
-            }
-            for (f, &x) in sc.fast.iter().enumerate() {
-                for i in 0..rows {
-                    sc.s[i * ks + x] = sc.dbuf[f * b + i];
-                }
-            }
-            for (x, &o) in chunk.iter().enumerate() {
-                if sc.fast.binary_search(&x).is_ok() || (self.causal && o < 0) {
-                    continue;
-                }
-                for i in 0..rows {
-                    let j = base + i as i64 - o;
-                    if (0..n as i64).contains(&j) {
-                        sc.s[i * ks + x] = (0..d).map(|c| sc.qt[c * b + i] * kt[c * ld + j as usize]).sum();
-                    }
-                }
-            }
+            simd::line_scores(self.level, d, &sc.qbuf, kr, &sc.lines, &mut sc.dbuf, b);
             // Keys that are columns or in ranges of this job were computed there already.
             for (x, &o) in chunk.iter().enumerate() {
                 let (lo, hi) = ((base - o).max(0), base + rows as i64 - o);
                 let (cols, ranges) = held_keys(&job.cols, &job.ranges, lo, hi);
+                let row = |j: i64| x * b + (j + o - base) as usize;
                 for &col in cols {
-                    sc.s[(col as i64 + o - base) as usize * ks + x] = f32::NEG_INFINITY;
+                    sc.dbuf[row(col as i64)] = f32::NEG_INFINITY;
                 }
                 for r in ranges {
                     for j in lo.max(r[0] as i64)..hi.min(r[1] as i64) {
-                        sc.s[(j + o - base) as usize * ks + x] = f32::NEG_INFINITY;
+                        sc.dbuf[row(j)] = f32::NEG_INFINITY;
                     }
                 }
             }
-            self.update(rows, w, sc);
+            simd::line_softmax_step(self.level, rows, w, &mut sc.dbuf, b, &mut sc.m, &mut sc.l, &mut sc.alpha);
             if self.with_output {
                 for i in 0..rows {
-                    sc.keys.clear();
-                    // invalid keys have p = 0 and are skipped; any index in range serves
-                    sc.keys.extend(chunk.iter().map(|&o| (base + i as i64 - o).clamp(0, n as i64 - 1) as usize));
-                    simd::gather_axpy(self.level, &mut sc.o[i * d..(i + 1) * d], &sc.s[i * ks..i * ks + w], vh, &sc.keys);
+                    if sc.alpha[i] != 1.0 {
+                        simd::scale(self.level, &mut sc.o[i * d..(i + 1) * d], sc.alpha[i]);
+                    }
                 }
+                simd::line_axpy(self.level, d, &mut sc.o, &sc.dbuf, b, vh, &sc.lines);
             }
         }
     }

@@ -266,12 +266,16 @@ impl SparseIndex {
         for t in 0..self.tiles {
             let r0 = t * self.block;
             let r1 = (r0 + self.block).min(sh.q_len);
-            for i in r0..r1 {
-                let end = if self.causal { sh.q_pos(i) + 1 } else { sh.kv_len };
+            if self.causal {
+                // Row i sees keys 0..=pos(i), positions consecutive: counted per range and column.
+                let (p0, p1) = (sh.q_pos(r0) as u64, sh.q_pos(r1 - 1) as u64);
                 for &[s, e] in self.ranges(h, t) {
-                    total += (e as usize).min(end).saturating_sub(s as usize) as u64;
+                    total += causal_range_pairs(s as u64, e as u64, p0, p1);
                 }
-                total += self.columns(h, t).partition_point(|&c| (c as usize) < end) as u64;
+                total += self.columns(h, t).iter().map(|&c| p1.saturating_sub((c as u64).max(p0)) + u64::from(c as u64 <= p1)).sum::<u64>();
+            } else {
+                let per_row: u64 = self.ranges(h, t).iter().map(|r| (r[1] - r[0]) as u64).sum::<u64>() + self.columns(h, t).len() as u64;
+                total += per_row * (r1 - r0) as u64;
             }
             lines += self.diagonal_pairs(h, t, r0, r1);
         }
@@ -322,6 +326,16 @@ impl SparseIndex {
         let s: u64 = (0..self.shape.heads).into_par_iter().map(|h| self.head_pairs(h)).sum();
         s as f64 / d as f64
     }
+}
+
+/// Pairs of keys `s..e` visible to rows at positions `p0..=p1` (causal: a row
+/// at `p` sees keys up to `p`): `Σ_p clamp(p + 1 - s, 0, e - s)`.
+fn causal_range_pairs(s: u64, e: u64, p0: u64, p1: u64) -> u64 {
+    // rows up to position e - 1 see a growing part (p + 1 - s keys from p = s on), later rows all e - s
+    let (a, b) = (p0.max(s), p1.min(e.saturating_sub(1)));
+    let growing = if a <= b { (b - a + 1) * (a + b + 2 - 2 * s) / 2 } else { 0 };
+    let full = (p1 + 1).saturating_sub(p0.max(e)) * (e - s);
+    growing + full
 }
 
 /// Visible query-key pairs of one head.

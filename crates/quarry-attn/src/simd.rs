@@ -215,58 +215,116 @@ pub fn axpy(level: Level, y: &mut [f32], a: f32, x: &[f32]) {
     }
 }
 
-/// Scores of diagonals over a query tile, vectorised over the rows:
-/// `out[x * ldo + i] = Σ_c qt[c * ldq + i] · kt[c * ldk + starts[x] + i]` for
-/// `i < rows8` (a multiple of 8). `qt` is the tile's queries transposed
-/// (`d × ldq`, zero past the tile's rows); every key `starts[x] + i` must be
-/// a row of `kt` (`d × ldk`). Row `i` of diagonal `x` pairs query `i` with
-/// key `starts[x] + i`: consecutive rows read consecutive keys, so a
-/// diagonal's scores are vector FMAs over contiguous loads.
-#[allow(clippy::too_many_arguments)]
-pub fn diag_scores(level: Level, rows8: usize, d: usize, qt: &[f32], ldq: usize, kt: &[f32], ldk: usize, starts: &[usize], out: &mut [f32], ldo: usize) {
-    assert!(rows8.is_multiple_of(8) && rows8 <= ldq && rows8 <= ldo);
-    assert!(qt.len() >= d.saturating_sub(1) * ldq + rows8 && out.len() >= starts.len().saturating_sub(1) * ldo + rows8);
-    for &s in starts {
-        assert!(d == 0 || (d - 1) * ldk + s + rows8 <= kt.len());
+/// One diagonal over a query tile: rows `lo..hi` of the tile each pair with
+/// one key, row `i` with key `key + (i - lo)` (consecutive rows, consecutive
+/// keys).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Line {
+    pub lo: usize,
+    pub hi: usize,
+    pub key: usize,
+}
+
+impl Line {
+    fn check(&self, k_rows: usize, rows: usize) {
+        assert!(self.lo <= self.hi && self.hi <= rows && (self.lo == self.hi || self.key + (self.hi - self.lo) <= k_rows));
+    }
+}
+
+/// Scores of diagonal lines over a query tile: `out[x * ldo + i] = q_i · k_j`
+/// for the rows `i` of line `x` and its key `j`, where `q` is the tile's
+/// queries and `k` the keys, both row-major with `d` values per row; rows
+/// outside a line are left as they are. A line's keys are consecutive rows
+/// of `k`, so each line reads one contiguous stretch of K.
+pub fn line_scores(level: Level, d: usize, q: &[f32], k: &[f32], lines: &[Line], out: &mut [f32], ldo: usize) {
+    let rows = if d == 0 { 0 } else { q.len() / d };
+    for (x, ln) in lines.iter().enumerate() {
+        ln.check(if d == 0 { usize::MAX } else { k.len() / d }, rows);
+        assert!(ln.lo == ln.hi || x * ldo + ln.hi <= out.len());
     }
     match level {
         Level::Scalar => {
-            for (x, &s) in starts.iter().enumerate() {
-                let o = &mut out[x * ldo..x * ldo + rows8];
-                o.fill(0.0);
-                for c in 0..d {
-                    let (q, k) = (&qt[c * ldq..c * ldq + rows8], &kt[c * ldk + s..c * ldk + s + rows8]);
-                    o.iter_mut().zip(q.iter().zip(k)).for_each(|(y, (a, b))| *y = a.mul_add(*b, *y));
+            for (x, ln) in lines.iter().enumerate() {
+                for i in ln.lo..ln.hi {
+                    let j = ln.key + i - ln.lo;
+                    out[x * ldo + i] = q[i * d..(i + 1) * d].iter().zip(&k[j * d..(j + 1) * d]).fold(0.0, |s, (a, b)| a.mul_add(*b, s));
                 }
             }
         }
-        // SAFETY: AVX2 and FMA present; every read and write is in bounds (asserted above).
+        // SAFETY: AVX2 and FMA present; every row read and score written is in bounds (asserted above).
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx2 | Level::Avx512 => unsafe { avx2::line_scores(d, q.as_ptr(), k.as_ptr(), lines, out.as_mut_ptr(), ldo) },
+    }
+}
+
+/// One online-softmax step over `w` lines of scores stored line-major
+/// (`s[x * lds + i]` for row `i < rows`): per row, `m_new = max(m, max_x s)`,
+/// the scores become `p = exp(s - m_new)` (exactly 0 for `-inf`),
+/// `alpha = exp(m - m_new)` rescales the running sum, `l = l · alpha + Σ_x p`,
+/// `m = m_new`. A row with no finite score yet keeps `m = -inf`, `alpha = 1`.
+/// The caller rescales its output rows by `alpha` (written for every row).
+#[allow(clippy::too_many_arguments)]
+pub fn line_softmax_step(level: Level, rows: usize, w: usize, s: &mut [f32], lds: usize, m: &mut [f32], l: &mut [f32], alpha: &mut [f32]) {
+    assert!(m.len() >= rows && l.len() >= rows && alpha.len() >= rows && rows <= lds);
+    assert!(w == 0 || (w - 1) * lds + rows <= s.len());
+    match level {
+        Level::Scalar => line_softmax_rows(0, rows, w, s, lds, m, l, alpha),
+        // SAFETY: AVX2 and FMA present; all reads and writes within the asserted bounds.
         #[cfg(target_arch = "x86_64")]
         Level::Avx2 | Level::Avx512 => unsafe {
-            avx2::diag_scores(rows8, d, qt.as_ptr(), ldq, kt.as_ptr(), ldk, starts, out.as_mut_ptr(), ldo)
+            let full = rows / 8 * 8;
+            avx2::line_softmax_step(full, w, s.as_mut_ptr(), lds, m.as_mut_ptr(), l.as_mut_ptr(), alpha.as_mut_ptr());
+            line_softmax_rows(full, rows, w, s, lds, m, l, alpha);
         },
     }
 }
 
-/// `y += Σ_x p[x] · v[keys[x] * d ..][..d]` over the `x` with `p[x] > 0`
-/// (`d = y.len()`): one row's output from keys gathered by index.
-pub fn gather_axpy(level: Level, y: &mut [f32], p: &[f32], v: &[f32], keys: &[usize]) {
-    let d = y.len();
-    assert_eq!(p.len(), keys.len());
-    for &j in keys {
-        assert!((j + 1) * d <= v.len());
+/// [`line_softmax_step`] on rows `r0..r1`, one at a time.
+#[allow(clippy::too_many_arguments)]
+fn line_softmax_rows(r0: usize, r1: usize, w: usize, s: &mut [f32], lds: usize, m: &mut [f32], l: &mut [f32], alpha: &mut [f32]) {
+    for i in r0..r1 {
+        let m_new = (0..w).map(|x| s[x * lds + i]).fold(m[i], f32::max);
+        if m_new == f32::NEG_INFINITY {
+            (0..w).for_each(|x| s[x * lds + i] = 0.0);
+            alpha[i] = 1.0;
+            continue;
+        }
+        let mut sum = 0.0;
+        for x in 0..w {
+            let p = (s[x * lds + i] - m_new).exp();
+            s[x * lds + i] = p;
+            sum += p;
+        }
+        alpha[i] = (m[i] - m_new).exp();
+        l[i] = l[i] * alpha[i] + sum;
+        m[i] = m_new;
+    }
+}
+
+/// `o_i += Σ_x p[x * ldp + i] · v_j` over the rows `i` of each line `x` and
+/// its key `j` (`o`, `v` row-major with `d = o.len() / rows` values per row;
+/// `p = 0` terms skipped): the output step of [`line_scores`].
+pub fn line_axpy(level: Level, d: usize, o: &mut [f32], p: &[f32], ldp: usize, v: &[f32], lines: &[Line]) {
+    let rows = if d == 0 { 0 } else { o.len() / d };
+    for (x, ln) in lines.iter().enumerate() {
+        ln.check(if d == 0 { usize::MAX } else { v.len() / d }, rows);
+        assert!(ln.lo == ln.hi || x * ldp + ln.hi <= p.len());
     }
     match level {
         Level::Scalar => {
-            for (&w, &j) in p.iter().zip(keys) {
-                if w > 0.0 {
-                    y.iter_mut().zip(&v[j * d..(j + 1) * d]).for_each(|(a, &b)| *a = w.mul_add(b, *a));
+            for (x, ln) in lines.iter().enumerate() {
+                for i in ln.lo..ln.hi {
+                    let w = p[x * ldp + i];
+                    if w != 0.0 {
+                        let j = ln.key + i - ln.lo;
+                        o[i * d..(i + 1) * d].iter_mut().zip(&v[j * d..(j + 1) * d]).for_each(|(a, &b)| *a = w.mul_add(b, *a));
+                    }
                 }
             }
         }
         // SAFETY: AVX2 and FMA present; rows in bounds (asserted above).
         #[cfg(target_arch = "x86_64")]
-        Level::Avx2 | Level::Avx512 => unsafe { avx2::gather_axpy(y, p, v, keys) },
+        Level::Avx2 | Level::Avx512 => unsafe { avx2::line_axpy(d, o.as_mut_ptr(), p.as_ptr(), ldp, v.as_ptr(), lines) },
     }
 }
 
@@ -383,7 +441,8 @@ mod avx512 {
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use super::RawGemm;
+    use super::{Line, RawGemm};
+    use quarry_simd::softmax::avx2::exp;
     use std::arch::x86_64::*;
 
     /// Rows per micro-tile; with two 8-lane column vectors this is 12
@@ -621,113 +680,175 @@ mod avx2 {
         }
     }
 
+    /// `q · k` over `d` values.
     #[target_feature(enable = "avx2,fma")]
-    #[allow(clippy::too_many_arguments)]
-    pub unsafe fn diag_scores(rows8: usize, d: usize, qt: *const f32, ldq: usize, kt: *const f32, ldk: usize, starts: &[usize], out: *mut f32, ldo: usize) {
-        let nv = rows8 / 8;
-        let mut v0 = 0;
-        while v0 < nv {
-            // up to 4 row vectors × 3 diagonals: 12 accumulators and 4 query registers
-            let r = (nv - v0).min(4);
-            let mut x0 = 0;
-            while x0 < starts.len() {
-                let m = (starts.len() - x0).min(3);
-                let st = &starts[x0..x0 + m];
-                let (q, o) = unsafe { (qt.add(8 * v0), out.add(x0 * ldo + 8 * v0)) };
-                let kt = unsafe { kt.add(8 * v0) };
+    unsafe fn dot1(d: usize, q: *const f32, k: *const f32) -> f32 {
+        let mut acc = _mm256_setzero_ps();
+        let mut c = 0;
+        while c + 8 <= d {
+            acc = unsafe { _mm256_fmadd_ps(_mm256_loadu_ps(q.add(c)), _mm256_loadu_ps(k.add(c)), acc) };
+            c += 8;
+        }
+        let mut s = unsafe { hsum(acc) };
+        while c < d {
+            s = unsafe { (*q.add(c)).mul_add(*k.add(c), s) };
+            c += 1;
+        }
+        s
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn hsum(v: __m256) -> f32 {
+        let x = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+        let x = _mm_add_ps(x, _mm_movehl_ps(x, x));
+        _mm_cvtss_f32(_mm_add_ss(x, _mm_movehdup_ps(x)))
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn line_scores(d: usize, q: *const f32, k: *const f32, lines: &[Line], out: *mut f32, ldo: usize) {
+        let d8 = d / 8 * 8;
+        let mut x0 = 0;
+        while x0 < lines.len() {
+            let m = (lines.len() - x0).min(4);
+            let group = &lines[x0..x0 + m];
+            // rows all four lines cover take the four-line kernel: one query row, four key rows
+            let (lo, hi) = if m == 4 {
+                (group.iter().map(|l| l.lo).max().unwrap_or(0), group.iter().map(|l| l.hi).min().unwrap_or(0))
+            } else {
+                (0, 0)
+            };
+            for (g, ln) in group.iter().enumerate() {
+                let o = unsafe { out.add((x0 + g) * ldo) };
+                for i in (ln.lo..ln.hi).filter(|i| !(lo..hi).contains(i)) {
+                    unsafe { *o.add(i) = dot1(d, q.add(i * d), k.add((ln.key + i - ln.lo) * d)) };
+                }
+            }
+            for i in lo..hi {
                 unsafe {
-                    match (r, m) {
-                        (4, 3) => diag_block::<4, 3>(d, q, ldq, kt, ldk, st, o, ldo),
-                        (4, 2) => diag_block::<4, 2>(d, q, ldq, kt, ldk, st, o, ldo),
-                        (4, _) => diag_block::<4, 1>(d, q, ldq, kt, ldk, st, o, ldo),
-                        (3, 3) => diag_block::<3, 3>(d, q, ldq, kt, ldk, st, o, ldo),
-                        (3, 2) => diag_block::<3, 2>(d, q, ldq, kt, ldk, st, o, ldo),
-                        (3, _) => diag_block::<3, 1>(d, q, ldq, kt, ldk, st, o, ldo),
-                        (2, 3) => diag_block::<2, 3>(d, q, ldq, kt, ldk, st, o, ldo),
-                        (2, 2) => diag_block::<2, 2>(d, q, ldq, kt, ldk, st, o, ldo),
-                        (2, _) => diag_block::<2, 1>(d, q, ldq, kt, ldk, st, o, ldo),
-                        (_, 3) => diag_block::<1, 3>(d, q, ldq, kt, ldk, st, o, ldo),
-                        (_, 2) => diag_block::<1, 2>(d, q, ldq, kt, ldk, st, o, ldo),
-                        (_, _) => diag_block::<1, 1>(d, q, ldq, kt, ldk, st, o, ldo),
-                    }
-                }
-                x0 += m;
-            }
-            v0 += r;
-        }
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn diag_block<const R: usize, const M: usize>(
-        d: usize,
-        qt: *const f32,
-        ldq: usize,
-        kt: *const f32,
-        ldk: usize,
-        starts: &[usize],
-        out: *mut f32,
-        ldo: usize,
-    ) {
-        let mut acc = [[_mm256_setzero_ps(); R]; M];
-        for c in 0..d {
-            unsafe {
-                let qrow = qt.add(c * ldq);
-                let mut q = [_mm256_setzero_ps(); R];
-                for (r, qv) in q.iter_mut().enumerate() {
-                    *qv = _mm256_loadu_ps(qrow.add(8 * r));
-                }
-                for (x, a) in acc.iter_mut().enumerate() {
-                    let krow = kt.add(c * ldk + starts[x]);
-                    for r in 0..R {
-                        a[r] = _mm256_fmadd_ps(q[r], _mm256_loadu_ps(krow.add(8 * r)), a[r]);
-                    }
-                }
-            }
-        }
-        for (x, a) in acc.iter().enumerate() {
-            for (r, &v) in a.iter().enumerate() {
-                unsafe { _mm256_storeu_ps(out.add(x * ldo + 8 * r), v) };
-            }
-        }
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn gather_axpy(y: &mut [f32], p: &[f32], v: &[f32], keys: &[usize]) {
-        let d = y.len();
-        let (yp, vp) = (y.as_mut_ptr(), v.as_ptr());
-        let mut c0 = 0;
-        // 64 channels at a time stay in eight registers across all keys
-        while c0 + 64 <= d {
-            unsafe {
-                let mut acc = [_mm256_setzero_ps(); 8];
-                for (r, a) in acc.iter_mut().enumerate() {
-                    *a = _mm256_loadu_ps(yp.add(c0 + 8 * r));
-                }
-                for (&w, &j) in p.iter().zip(keys) {
-                    if w > 0.0 {
-                        let wv = _mm256_set1_ps(w);
-                        let row = vp.add(j * d + c0);
-                        for (r, a) in acc.iter_mut().enumerate() {
-                            *a = _mm256_fmadd_ps(wv, _mm256_loadu_ps(row.add(8 * r)), *a);
+                    let qi = q.add(i * d);
+                    let kr = [0, 1, 2, 3].map(|g| k.add((group[g].key + i - group[g].lo) * d));
+                    let mut acc = [_mm256_setzero_ps(); 4];
+                    let mut c = 0;
+                    while c < d8 {
+                        let qv = _mm256_loadu_ps(qi.add(c));
+                        for g in 0..4 {
+                            acc[g] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(kr[g].add(c)), acc[g]);
                         }
+                        c += 8;
+                    }
+                    // four horizontal sums at once
+                    let t = _mm256_hadd_ps(_mm256_hadd_ps(acc[0], acc[1]), _mm256_hadd_ps(acc[2], acc[3]));
+                    let mut s = [0f32; 4];
+                    _mm_storeu_ps(s.as_mut_ptr(), _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps::<1>(t)));
+                    for (g, sg) in s.iter_mut().enumerate() {
+                        for c in d8..d {
+                            *sg = (*qi.add(c)).mul_add(*kr[g].add(c), *sg);
+                        }
+                        *out.add((x0 + g) * ldo + i) = *sg;
                     }
                 }
-                for (r, a) in acc.iter().enumerate() {
-                    _mm256_storeu_ps(yp.add(c0 + 8 * r), *a);
-                }
             }
-            c0 += 64;
+            x0 += m;
         }
-        if c0 < d {
-            for (&w, &j) in p.iter().zip(keys) {
-                if w > 0.0 {
-                    let row = &v[j * d + c0..(j + 1) * d];
-                    for (a, &b) in y[c0..].iter_mut().zip(row) {
-                        *a = w.mul_add(b, *a);
+    }
+
+    /// Rows `0..rows` (a multiple of 8) of [`super::line_softmax_step`], eight rows per vector.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn line_softmax_step(rows: usize, w: usize, s: *mut f32, lds: usize, m: *mut f32, l: *mut f32, alpha: *mut f32) {
+        let ninf = _mm256_set1_ps(f32::NEG_INFINITY);
+        let mut i = 0;
+        while i < rows {
+            unsafe {
+                let m_old = _mm256_loadu_ps(m.add(i));
+                let mut m_new = m_old;
+                for x in 0..w {
+                    m_new = _mm256_max_ps(m_new, _mm256_loadu_ps(s.add(x * lds + i)));
+                }
+                // rows with no finite score subtract 0 instead (their scores are all -inf: p = 0)
+                let seen = _mm256_cmp_ps::<_CMP_NEQ_OQ>(m_new, ninf);
+                let shift = _mm256_and_ps(m_new, seen);
+                let mut sum = _mm256_setzero_ps();
+                for x in 0..w {
+                    let p = exp(_mm256_sub_ps(_mm256_loadu_ps(s.add(x * lds + i)), shift));
+                    _mm256_storeu_ps(s.add(x * lds + i), p);
+                    sum = _mm256_add_ps(sum, p);
+                }
+                let a = _mm256_blendv_ps(_mm256_set1_ps(1.0), exp(_mm256_sub_ps(m_old, shift)), seen);
+                _mm256_storeu_ps(alpha.add(i), a);
+                _mm256_storeu_ps(l.add(i), _mm256_fmadd_ps(_mm256_loadu_ps(l.add(i)), a, sum));
+                _mm256_storeu_ps(m.add(i), m_new);
+            }
+            i += 8;
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn line_axpy(d: usize, o: *mut f32, p: *const f32, ldp: usize, v: *const f32, lines: &[Line]) {
+        let d8 = d / 8 * 8;
+        // `o_i += w · v_j` for one line's row
+        let one = |o: *mut f32, w: f32, vr: *const f32| unsafe {
+            let wv = _mm256_set1_ps(w);
+            let mut c = 0;
+            while c < d8 {
+                _mm256_storeu_ps(o.add(c), _mm256_fmadd_ps(wv, _mm256_loadu_ps(vr.add(c)), _mm256_loadu_ps(o.add(c))));
+                c += 8;
+            }
+            for c in d8..d {
+                *o.add(c) = w.mul_add(*vr.add(c), *o.add(c));
+            }
+        };
+        let mut x0 = 0;
+        while x0 < lines.len() {
+            let m = (lines.len() - x0).min(4);
+            let group = &lines[x0..x0 + m];
+            let (lo, hi) = if m == 4 {
+                (group.iter().map(|l| l.lo).max().unwrap_or(0), group.iter().map(|l| l.hi).min().unwrap_or(0))
+            } else {
+                (0, 0)
+            };
+            for (g, ln) in group.iter().enumerate() {
+                for i in (ln.lo..ln.hi).filter(|i| !(lo..hi).contains(i)) {
+                    let w = unsafe { *p.add((x0 + g) * ldp + i) };
+                    if w != 0.0 {
+                        unsafe { one(o.add(i * d), w, v.add((ln.key + i - ln.lo) * d)) };
                     }
                 }
             }
+            for i in lo..hi {
+                unsafe {
+                    let w = [0, 1, 2, 3].map(|g| *p.add((x0 + g) * ldp + i));
+                    let vr = [0, 1, 2, 3].map(|g| v.add((group[g].key + i - group[g].lo) * d));
+                    let oi = o.add(i * d);
+                    if w.contains(&0.0) {
+                        // masked keys: only the others (0 · v would turn an infinite v into NaN)
+                        for g in 0..4 {
+                            if w[g] != 0.0 {
+                                one(oi, w[g], vr[g]);
+                            }
+                        }
+                        continue;
+                    }
+                    // four lines per pass over the row: one load and store of o per eight channels
+                    let wv = w.map(|x| _mm256_set1_ps(x));
+                    let mut c = 0;
+                    while c < d8 {
+                        let mut a = _mm256_loadu_ps(oi.add(c));
+                        for g in 0..4 {
+                            a = _mm256_fmadd_ps(wv[g], _mm256_loadu_ps(vr[g].add(c)), a);
+                        }
+                        _mm256_storeu_ps(oi.add(c), a);
+                        c += 8;
+                    }
+                    for c in d8..d {
+                        let mut a = *oi.add(c);
+                        for g in 0..4 {
+                            a = w[g].mul_add(*vr[g].add(c), a);
+                        }
+                        *oi.add(c) = a;
+                    }
+                }
+            }
+            x0 += m;
         }
     }
 
@@ -905,6 +1026,105 @@ mod tests {
                 }
                 if n > 3 {
                     assert_eq!(got[2], 0.0, "-inf becomes exactly 0");
+                }
+            }
+        }
+    }
+
+    /// Random lines over a `rows`-row tile of `n` keys: full, cut at either end, empty.
+    fn random_lines(s: &mut u64, count: usize, rows: usize, n: usize) -> Vec<Line> {
+        (0..count)
+            .map(|x| {
+                let (a, b) = (((lcg(s) + 1.0) * 0.5 * rows as f32) as usize, ((lcg(s) + 1.0) * 0.5 * rows as f32) as usize);
+                let (lo, hi) = match x % 4 {
+                    0 => (0, rows),
+                    1 => (a.min(b), a.max(b)),
+                    2 => (a, a),
+                    _ => (0, a),
+                };
+                let key = ((lcg(s) + 1.0) * 0.5 * (n - (hi - lo)) as f32) as usize;
+                Line { lo, hi, key: key.min(n - (hi - lo)) }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn line_kernels_agree_across_levels() {
+        let mut s = 13u64;
+        for &(rows, d, w, n) in &[(64usize, 64usize, 13usize, 300usize), (17, 20, 9, 40), (8, 8, 4, 16), (5, 3, 7, 12), (64, 128, 64, 500), (33, 64, 1, 70)] {
+            let q: Vec<f32> = (0..rows * d).map(|_| lcg(&mut s)).collect();
+            let k: Vec<f32> = (0..n * d).map(|_| lcg(&mut s)).collect();
+            let v: Vec<f32> = (0..n * d).map(|_| lcg(&mut s)).collect();
+            let lines = random_lines(&mut s, w, rows, n);
+            let ld = rows + 3;
+            // scores: naive f64 reference, rows outside a line untouched
+            let mut want = vec![f32::NEG_INFINITY; w * ld];
+            line_scores(Level::Scalar, d, &q, &k, &lines, &mut want, ld);
+            for (x, ln) in lines.iter().enumerate() {
+                for i in 0..rows {
+                    if (ln.lo..ln.hi).contains(&i) {
+                        let j = ln.key + i - ln.lo;
+                        let dot: f64 = (0..d).map(|c| q[i * d + c] as f64 * k[j * d + c] as f64).sum();
+                        assert!((want[x * ld + i] as f64 - dot).abs() < 1e-4);
+                    } else {
+                        assert_eq!(want[x * ld + i], f32::NEG_INFINITY);
+                    }
+                }
+            }
+            // a held key and a row with no key at all
+            if w > 1 && rows > 2 {
+                want[ld + 1] = f32::NEG_INFINITY;
+            }
+            for level in available_levels() {
+                let mut got = vec![f32::NEG_INFINITY; w * ld];
+                line_scores(level, d, &q, &k, &lines, &mut got, ld);
+                if w > 1 && rows > 2 {
+                    got[ld + 1] = f32::NEG_INFINITY;
+                }
+                for (a, b) in got.iter().zip(&want) {
+                    assert!(a == b || (a - b).abs() < 1e-5, "{} scores {a} vs {b}", level.name());
+                }
+                // one softmax step from a running state on the same scores, against the scalar step
+                let m0: Vec<f32> = (0..rows).map(|i| if i % 3 == 0 { f32::NEG_INFINITY } else { lcg(&mut s) }).collect();
+                let l0: Vec<f32> = m0.iter().map(|m| if m.is_finite() { 1.5 } else { 0.0 }).collect();
+                let (mut pw, mut mw, mut lw, mut aw) = (want.clone(), m0.clone(), l0.clone(), vec![0.0; rows]);
+                line_softmax_step(Level::Scalar, rows, w, &mut pw, ld, &mut mw, &mut lw, &mut aw);
+                let (mut pg, mut mg, mut lg, mut ag) = (want.clone(), m0.clone(), l0.clone(), vec![0.0; rows]);
+                line_softmax_step(level, rows, w, &mut pg, ld, &mut mg, &mut lg, &mut ag);
+                for i in 0..rows {
+                    assert_eq!(mg[i], mw[i]);
+                    assert!((lg[i] - lw[i]).abs() <= 1e-5 * lw[i].max(1.0) && (ag[i] - aw[i]).abs() <= 1e-6, "{} row {i}", level.name());
+                    let seen = m0[i].is_finite() || (0..w).any(|x| want[x * ld + i].is_finite());
+                    if !seen {
+                        assert_eq!((mg[i], lg[i], ag[i]), (f32::NEG_INFINITY, 0.0, 1.0));
+                    }
+                    for x in 0..w {
+                        let p = pg[x * ld + i];
+                        assert!((p - pw[x * ld + i]).abs() <= 1e-6 * pw[x * ld + i].max(1e-30) + 1e-37);
+                        if want[x * ld + i] == f32::NEG_INFINITY {
+                            assert_eq!(p, 0.0);
+                        }
+                    }
+                }
+                // the output step adds p · v per line row
+                let o0: Vec<f32> = (0..rows * d).map(|_| lcg(&mut s)).collect();
+                let mut ow = o0.clone();
+                line_axpy(Level::Scalar, d, &mut ow, &pw, ld, &v, &lines);
+                for i in 0..rows {
+                    for c in 0..d {
+                        let mut e = o0[i * d + c] as f64;
+                        for (x, ln) in lines.iter().enumerate() {
+                            if (ln.lo..ln.hi).contains(&i) {
+                                e += pw[x * ld + i] as f64 * v[(ln.key + i - ln.lo) * d + c] as f64;
+                            }
+                        }
+                        assert!((ow[i * d + c] as f64 - e).abs() < 1e-4);
+                    }
+                }
+                let mut og = o0.clone();
+                line_axpy(level, d, &mut og, &pw, ld, &v, &lines);
+                for (a, b) in og.iter().zip(&ow) {
+                    assert!((a - b).abs() < 1e-5, "{} axpy {a} vs {b}", level.name());
                 }
             }
         }

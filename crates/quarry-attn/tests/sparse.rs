@@ -65,6 +65,12 @@ fn check_index_kernel(q: &[f32], k: &[f32], v: &[f32], shape: &AttnShape, opts: 
         let e = max_head_err(&got.output, &want, shape.heads);
         assert!(e < 1e-5, "{kernel:?}: rel err {e}");
     }
+    // f16 K/V (widened once for ranges, columns and lines) equal the f32 run on the same values.
+    let (k16, v16): (Vec<f16>, Vec<f16>) = (k.iter().map(|&x| f16::from_f32(x)).collect(), v.iter().map(|&x| f16::from_f32(x)).collect());
+    let (kw, vw): (Vec<f32>, Vec<f32>) = (k16.iter().map(|x| x.to_f32()).collect(), v16.iter().map(|x| x.to_f32()).collect());
+    let got16 = sparse_attention(q, &k16[..], &v16[..], &shape, &opts, index).unwrap();
+    let got32 = sparse_attention(q, &kw[..], &vw[..], &shape, &opts, index).unwrap();
+    assert!(max_head_err(&got16.output, &got32.output, shape.heads) < 1e-6);
     // Density is the share of visible pairs computed.
     let mut pairs = 0u64;
     for h in 0..shape.heads {
