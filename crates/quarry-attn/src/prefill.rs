@@ -60,7 +60,7 @@ pub enum PrefillPattern {
     /// blocks, every diagonal a band). A line pair costs about
     /// [`LINE_PAIR_COST`] band pairs (it reads its own key and value rows),
     /// so a group of near diagonals becomes lines only where its band is
-    /// wider than that per line; dense groups (the local window) stay bands.
+    /// wider than six keys per line; dense groups (the local window) stay bands.
     VerticalSlash { vertical: usize, slash: usize, last_q: usize, spread_q: usize, slash_lines: bool },
     /// FlexPrefill query-aware blocks: mean-pooled query tile · mean-pooled
     /// key block scores, softmaxed over the visible blocks of each query
@@ -502,24 +502,31 @@ fn head_jobs(
 }
 
 /// Time of a pair on a diagonal line relative to a pair in a block (tile
-/// GEMMs), measured at 64k on AVX2 (f32 K/V): a line's pairs read a key and a
-/// value row each that no other pair of the tile reads, so lines run at the
-/// speed of those reads, where a block computes 64 rows per key read.
-pub const LINE_PAIR_COST: f64 = 6.0;
+/// GEMMs), measured at 64k on AVX2 (f32 K/V, SmolLM2 heads: 3.6–4.4): a
+/// line's pairs read a key and a value row each that no other pair of the
+/// tile reads, so lines run at the speed of those reads (one contiguous
+/// stretch per line), where a block computes 64 rows per key read.
+pub const LINE_PAIR_COST: f64 = 4.0;
+
+/// Keys per row a band of near diagonals may compute per diagonal before the
+/// group becomes lines. Above [`LINE_PAIR_COST`]: a band also computes the
+/// keys beside its diagonals, which in real heads carry attention (at 4,
+/// SmolLM2-YaRN layer 10 lost 0.009 recall at the same budgets).
+const BAND_KEYS_PER_LINE: f64 = 6.0;
 
 /// Splits one tile's diagonals (key intervals in start order, i.e. offsets
-/// descending) into groups of near offsets (a gap under [`LINE_PAIR_COST`]
-/// costs a band less than a line); a group whose band (the union of its
-/// intervals: its offset span plus the tile) costs more than its lines
-/// computes lines (offsets into `lines`, sorted), the rest bands (intervals
-/// into `bands`). A line's keys that a band or column also holds are
+/// descending) into groups of near offsets (gaps under
+/// [`BAND_KEYS_PER_LINE`]); a group whose band (the union of its intervals:
+/// its offset span plus the tile) is wider than [`BAND_KEYS_PER_LINE`] keys
+/// per diagonal computes lines (offsets into `lines`, sorted), the rest
+/// bands (intervals into `bands`). A line's keys that a band or column also holds are
 /// computed there (the kernel and the pair counts skip them on the line).
 fn slash_lines_or_bands(crossing: impl Iterator<Item = ([usize; 2], i64)>, bands: &mut Vec<[usize; 2]>, lines: &mut Vec<i64>) {
     let mut group: Vec<([usize; 2], i64)> = Vec::new();
     let mut flush = |group: &mut Vec<([usize; 2], i64)>| {
         if let (Some(start), Some(end)) = (group.iter().map(|x| x.0[0]).min(), group.iter().map(|x| x.0[1]).max()) {
             // keys per row: the band's width against one per line
-            if group.len() as f64 * LINE_PAIR_COST < (end - start) as f64 {
+            if group.len() as f64 * BAND_KEYS_PER_LINE < (end - start) as f64 {
                 lines.extend(group.iter().map(|x| x.1));
             } else {
                 bands.extend(group.iter().map(|x| x.0));
@@ -528,7 +535,7 @@ fn slash_lines_or_bands(crossing: impl Iterator<Item = ([usize; 2], i64)>, bands
         group.clear();
     };
     for (r, o) in crossing {
-        if group.last().is_some_and(|&(_, prev)| (prev - o) as f64 >= LINE_PAIR_COST) {
+        if group.last().is_some_and(|&(_, prev)| (prev - o) as f64 >= BAND_KEYS_PER_LINE) {
             flush(&mut group);
         }
         group.push((r, o));
