@@ -704,19 +704,22 @@ mod avx2 {
         _mm_cvtss_f32(_mm_add_ss(x, _mm_movehdup_ps(x)))
     }
 
+    /// Rows `lo..hi` that all lines of a group of four cover (empty for a
+    /// shorter group): the four-line kernels run on them.
+    fn shared_rows(group: &[Line]) -> (usize, usize) {
+        if group.len() < 4 {
+            return (0, 0);
+        }
+        (group.iter().map(|l| l.lo).max().unwrap_or(0), group.iter().map(|l| l.hi).min().unwrap_or(0))
+    }
+
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn line_scores(d: usize, q: *const f32, k: *const f32, lines: &[Line], out: *mut f32, ldo: usize) {
         let d8 = d / 8 * 8;
-        let mut x0 = 0;
-        while x0 < lines.len() {
-            let m = (lines.len() - x0).min(4);
-            let group = &lines[x0..x0 + m];
+        for (x4, group) in lines.chunks(4).enumerate() {
+            let x0 = 4 * x4;
             // rows all four lines cover take the four-line kernel: one query row, four key rows
-            let (lo, hi) = if m == 4 {
-                (group.iter().map(|l| l.lo).max().unwrap_or(0), group.iter().map(|l| l.hi).min().unwrap_or(0))
-            } else {
-                (0, 0)
-            };
+            let (lo, hi) = shared_rows(group);
             for (g, ln) in group.iter().enumerate() {
                 let o = unsafe { out.add((x0 + g) * ldo) };
                 for i in (ln.lo..ln.hi).filter(|i| !(lo..hi).contains(i)) {
@@ -748,7 +751,6 @@ mod avx2 {
                     }
                 }
             }
-            x0 += m;
         }
     }
 
@@ -797,15 +799,9 @@ mod avx2 {
                 *o.add(c) = w.mul_add(*vr.add(c), *o.add(c));
             }
         };
-        let mut x0 = 0;
-        while x0 < lines.len() {
-            let m = (lines.len() - x0).min(4);
-            let group = &lines[x0..x0 + m];
-            let (lo, hi) = if m == 4 {
-                (group.iter().map(|l| l.lo).max().unwrap_or(0), group.iter().map(|l| l.hi).min().unwrap_or(0))
-            } else {
-                (0, 0)
-            };
+        for (x4, group) in lines.chunks(4).enumerate() {
+            let x0 = 4 * x4;
+            let (lo, hi) = shared_rows(group);
             for (g, ln) in group.iter().enumerate() {
                 for i in (ln.lo..ln.hi).filter(|i| !(lo..hi).contains(i)) {
                     let w = unsafe { *p.add((x0 + g) * ldp + i) };
@@ -848,7 +844,6 @@ mod avx2 {
                     }
                 }
             }
-            x0 += m;
         }
     }
 
