@@ -15,7 +15,8 @@
 //! a bound on every sparse method's speedup at that recall.
 //! `--oracle-only` prints just that bound at recall 0.9, 0.95 and 0.99.
 //! `--only S` runs just the candidates whose names contain `S`, printing each
-//! one's index and attention seconds and per-head density and cost.
+//! one's index and attention seconds and per-head density and cost;
+//! `--pairs N` then times dense and it back to back N times (median ratio).
 //! `--dense-only` times quarry dense alone (after a warm-up on a 256-token
 //! slice, as the torch script does): the bench alternates such runs with
 //! torch's for its head-to-head rounds.
@@ -85,7 +86,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let mut dir = PathBuf::from("benches/.data/model/smollm2-135m-instruct-q4_1");
     let (mut tokens, mut heads, mut layers, mut calib, mut target, mut json) = (None, None, vec![0usize], 8192usize, 0.95f64, None);
     let (mut dense_only, mut oracle_only, mut search_tiles) = (false, false, 32usize);
-    let mut only: Option<String> = None;
+    let (mut only, mut pairs): (Option<String>, usize) = (None, 0);
     let mut i = 0;
     while i < a.len() {
         let val = || a.get(i + 1).cloned().ok_or_else(|| format!("{} needs a value", a[i]));
@@ -98,6 +99,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             "--target" => target = val()?.parse()?,
             "--json" => json = Some(PathBuf::from(val()?)),
             "--only" => only = Some(val()?),
+            "--pairs" => pairs = val()?.parse()?,
             "--dense-only" => {
                 dense_only = true;
                 i += 1;
@@ -209,6 +211,20 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
                 let per_head: Vec<String> =
                     (0..h).map(|x| format!("h{x} density {:.4} cost {:.4}", index.head_density(x), index.head_cost(x))).collect();
                 println!("       {}", per_head.join(", "));
+                // dense and this pattern timed back to back, `pairs` times: the median ratio is
+                // steadier than one timing on a shared machine
+                if pairs > 0 {
+                    let mut ratios = Vec::with_capacity(pairs);
+                    for _ in 0..pairs {
+                        let t = Instant::now();
+                        dense_attention(&q, &k, &v, &shape, &opts)?;
+                        let dense_s = t.elapsed().as_secs_f64();
+                        ratios.push(dense_s / run_plan(&vec![*p; h])?.3);
+                    }
+                    ratios.sort_by(f64::total_cmp);
+                    let list: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
+                    println!("       {pairs} dense / sparse pairs: {}, median {:.2}x", list.join(" "), ratios[pairs / 2]);
+                }
             }
             continue;
         }
