@@ -80,12 +80,18 @@ fn sparse_prefill_bench(c: &mut Criterion) {
         PrefillPattern::Dense,
         PrefillPattern::AShape { sink: 64, window: 1024 },
         PrefillPattern::VerticalSlash { vertical: 500, slash: 500, last_q: 64, spread_q: 0, slash_lines: false },
+        PrefillPattern::VerticalSlash { vertical: 500, slash: 500, last_q: 64, spread_q: 0, slash_lines: true },
         PrefillPattern::BlockTopK { gamma: 0.9, estimate: ScoreEstimate::Pooled },
         PrefillPattern::BlockTopK { gamma: 0.9, estimate: ScoreEstimate::PooledI4 },
     ];
     for p in patterns {
         let idx = build_index(&q, &k, &shape, &opts, &p).unwrap();
-        let id = format!("{}{}", p.name(), if let PrefillPattern::BlockTopK { estimate, .. } = p { format!("-{estimate:?}") } else { String::new() });
+        let variant = match p {
+            PrefillPattern::BlockTopK { estimate, .. } => format!("-{estimate:?}"),
+            PrefillPattern::VerticalSlash { slash_lines: true, .. } => "-lines".into(),
+            _ => String::new(),
+        };
+        let id = format!("{}{variant}", p.name());
         eprintln!("{id}: density {:.3}", idx.density());
         g.bench_function(BenchmarkId::new("build+compute", &id), |b| {
             b.iter(|| black_box(sparse_prefill(&q, &k, &v, &shape, &opts, &p).unwrap()))
