@@ -172,7 +172,13 @@ describe('attention', () => {
       const sets = r.selection!.map((sel) => new Set(sel));
       expect(attention.relativeError(r.output, naive(qq, kk, v, shape, (h, _i, j) => sets[h].has(j)))).toBeLessThan(1e-5);
     }
+    // Per query head: each head attends to its own keys, a subset of the group's union.
+    const union = attention.sparse(qq, k, v, { ...shape, pattern: 'retrieval', budget: 16, sink: 2, recent: 8 });
+    const own = attention.sparse(qq, k, v, { ...shape, pattern: 'retrieval', budget: 16, sink: 2, recent: 8, perHead: true });
+    own.selection!.forEach((sel, h) => expect(sel.every((j) => union.selection![h].includes(j))).toBe(true));
+    expect(own.density).toBeLessThanOrEqual(union.density);
     expect(() => attention.sparse(qq, kk, v, { ...shape, pattern: 'retrieval', indexKind: 'hnsw' as 'flat' })).toThrow();
+    expect(() => attention.sparse(qq, kk, v, { ...shape, pattern: 'retrieval', perHead: 1 as unknown as boolean })).toThrow(InvalidArgumentError);
   });
 
   it('pattern search, DuoAttention and TidalDecode work end to end', () => {

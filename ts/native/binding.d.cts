@@ -351,12 +351,14 @@ export interface NativeSparseMethod {
   /**
    * `retrieval`: lists probed (default a tenth), lists built (0 = auto),
    * index kind (`ivf-flat` default, `flat`, `ivf-sq8`, `ivf-pq`), probe
-   * order (`centroid` default, or `bound`).
+   * order (`centroid` default, or `bound`), and whether each query head
+   * attends to its own retrieved keys (default false: the GQA group's union).
    */
   nprobe?: number
   nlist?: number
   indexKind?: string
   probeOrder?: string
+  perHead?: boolean
 }
 
 /** Options of `vectorBuild` (see the facade's `VectorBuildOptions`). */

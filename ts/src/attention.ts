@@ -115,6 +115,11 @@ export type SparseMethod =
       indexKind?: 'flat' | 'ivf-flat' | 'ivf-sq8' | 'ivf-pq';
       /** `centroid`: lists by query·centroid; `bound`: by an upper bound, stopping when no list can improve the top keys. */
       probeOrder?: 'centroid' | 'bound';
+      /**
+       * Each query head attends to the keys it retrieved (RetrievalAttention's per-head
+       * retrieval); default false: the query heads of a GQA group share the union of theirs.
+       */
+      perHead?: boolean;
       sink?: number;
       recent?: number;
       seed?: number;
@@ -220,6 +225,7 @@ function nativeMethod(o: SparseMethod & { heads?: number }): Native.NativeSparse
     nlist: num('nlist'),
     indexKind: m.indexKind as string | undefined,
     probeOrder: m.probeOrder as string | undefined,
+    perHead: bool('perHead', m.perHead as boolean | undefined),
   };
 }
 

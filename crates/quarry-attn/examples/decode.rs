@@ -181,40 +181,45 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         let rix = RetrievalIndex::build(&k, &shape, &RetrievalParams::default())?;
         let rb = t.elapsed().as_secs_f64();
         let nlist = rix.nlist();
-        let configs: Vec<(f64, f64, ProbeOrder)> = match std::env::var("RETRIEVAL_GRID") {
+        // (top %, probe %, order, union of the GQA group's keys or each query head its own)
+        let configs: Vec<(f64, f64, ProbeOrder, bool)> = match std::env::var("RETRIEVAL_GRID") {
             Ok(_) => {
                 let mut v = Vec::new();
-                for top in [1.0, 2.0, 3.0] {
+                for top in [1.0, 2.0, 3.0, 4.0] {
                     for pr in [5.0, 10.0, 20.0] {
                         for o in [ProbeOrder::Centroid, ProbeOrder::Weighted(0.25), ProbeOrder::Weighted(0.5), ProbeOrder::Bound] {
-                            v.push((top, pr, o));
+                            v.extend([(top, pr, o, true), (top, pr, o, false)]);
                         }
                     }
                 }
                 v
             }
             Err(_) => vec![
-                (1.0, 5.0, ProbeOrder::Centroid),
-                (1.0, 10.0, ProbeOrder::Centroid),
-                (2.0, 5.0, ProbeOrder::Centroid),
-                (2.0, 10.0, ProbeOrder::Centroid),
-                (3.0, 10.0, ProbeOrder::Centroid),
-                (3.0, 20.0, ProbeOrder::Centroid),
-                (1.0, 10.0, ProbeOrder::Bound),
-                (2.0, 100.0, ProbeOrder::Bound),
+                (1.0, 5.0, ProbeOrder::Centroid, true),
+                (1.0, 10.0, ProbeOrder::Centroid, true),
+                (2.0, 5.0, ProbeOrder::Centroid, true),
+                (2.0, 10.0, ProbeOrder::Centroid, true),
+                (3.0, 10.0, ProbeOrder::Centroid, true),
+                (3.0, 20.0, ProbeOrder::Centroid, true),
+                (1.0, 10.0, ProbeOrder::Bound, true),
+                (2.0, 100.0, ProbeOrder::Bound, true),
+                (3.0, 10.0, ProbeOrder::Centroid, false),
+                (4.0, 10.0, ProbeOrder::Centroid, false),
+                (4.0, 20.0, ProbeOrder::Centroid, false),
+                (4.0, 40.0, ProbeOrder::Centroid, false),
             ],
         };
-        for (top_pct, probe_pct, order) in configs {
+        for (top_pct, probe_pct, order, group_union) in configs {
             let top_k = ((total as f64 * top_pct / 100.0) as usize).max(1);
             let nprobe = ((nlist as f64 * probe_pct / 100.0).ceil() as usize).max(1);
-            let rsel = rix.selector(top_k, sink, recent, nprobe).with_order(order);
+            let rsel = rix.selector(top_k, sink, recent, nprobe).with_order(order).with_group_union(group_union);
             let ((sel, stats), s) = time(args.reps, || {
                 let r = rsel.select_with_stats(&q, &shape).unwrap();
                 sparse_decode(&q, &k, &v, &shape, &opts, &r.0).unwrap();
                 r
             });
             let scanned = (stats.scanned_keys + stats.centroids_scored) as f64 / (h * total) as f64;
-            let name = format!("retrieval ivf{nlist} k{top_pct}% np{nprobe} {order:?}");
+            let name = format!("retrieval ivf{nlist} k{top_pct}% np{nprobe} {order:?}{}", if group_union { "" } else { " per-head" });
             emit(&name, &sel, scanned, s, rb)?;
         }
         // Exact top-k oracle (per query head) + sinks + recent: the ceiling

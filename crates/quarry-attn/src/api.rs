@@ -34,7 +34,9 @@ pub enum SparseMethod {
     /// over each KV head's keys searched with the query for its `top_k`
     /// keys, probing `nprobe` lists (`None`: a tenth of them), plus sinks and
     /// the recent window.
-    Retrieval { params: RetrievalParams, top_k: usize, nprobe: Option<usize>, order: ProbeOrder, sink: usize, recent: usize },
+    /// `group_union`: the query heads of a GQA group attend to the union of
+    /// their retrieved keys (false: each to its own).
+    Retrieval { params: RetrievalParams, top_k: usize, nprobe: Option<usize>, order: ProbeOrder, sink: usize, recent: usize, group_union: bool },
     /// Decode: exact top-`budget` keys by score (the oracle / TidalDecode
     /// selection layer).
     TopK { budget: usize, sink: usize, recent: usize },
@@ -103,11 +105,11 @@ fn plan(q: &[f32], k: KvSlice, shape: &AttnShape, opts: &AttnOptions, method: &S
             need_decode(shape, "squeezed")?;
             SqueezedIndex::build(k, shape, *clusters, *iterations, *seed)?.selector(*budget, *sink, *recent).select(q, shape)?
         }
-        SparseMethod::Retrieval { params, top_k, nprobe, order, sink, recent } => {
+        SparseMethod::Retrieval { params, top_k, nprobe, order, sink, recent, group_union } => {
             need_decode(shape, "retrieval")?;
             let index = RetrievalIndex::build(k, shape, params)?;
             let nprobe = nprobe.unwrap_or_else(|| index.nlist().div_ceil(10));
-            index.selector(*top_k, *sink, *recent, nprobe).with_order(*order).select(q, shape)?
+            index.selector(*top_k, *sink, *recent, nprobe).with_order(*order).with_group_union(*group_union).select(q, shape)?
         }
         SparseMethod::TopK { budget, sink, recent } => {
             need_decode(shape, "top-k")?;

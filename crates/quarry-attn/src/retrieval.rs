@@ -19,9 +19,12 @@
 //! own lists (so every scored key is counted); coded kinds (`ivf-sq8`,
 //! `ivf-pq`, ...) go through quarry-ann's search with exact re-ranking.
 //!
-//! GQA: each query head searches; a KV head's retrieved set is the union
-//! over its query heads, and every query head of the group attends to that
-//! union (the keys are loaded once per KV head anyway).
+//! GQA: each query head searches; by default a KV head's retrieved set is
+//! the union over its query heads, and every query head of the group attends
+//! to that union (the keys are loaded once per KV head anyway); with
+//! `group_union` off each query head attends to its own keys, as
+//! RetrievalAttention's per-head retrieval (fewer keys per head for the
+//! same `top_k`).
 
 use crate::decode::{KeySelector, Selection};
 use crate::error::{AttnError, Result, invalid};
@@ -157,12 +160,13 @@ impl RetrievalIndex {
         self.heads.iter().map(|h| h.data.bytes().0 + h.radius.len() * 4).sum()
     }
 
-    /// A selector retrieving `top_k` keys per query head (union per KV head),
+    /// A selector retrieving `top_k` keys per query head (union per KV head;
+    /// see [`RetrievalSelector::with_group_union`]),
     /// plus the first `sink` and last `recent` keys, probing at most `nprobe`
     /// lists (clamped to `1..=nlist`), in [`ProbeOrder::Centroid`] order
     /// (see [`RetrievalSelector::with_order`]).
     pub fn selector(&self, top_k: usize, sink: usize, recent: usize, nprobe: usize) -> RetrievalSelector<'_> {
-        RetrievalSelector { index: self, top_k, sink, recent, nprobe, order: ProbeOrder::default() }
+        RetrievalSelector { index: self, top_k, sink, recent, nprobe, order: ProbeOrder::default(), group_union: true }
     }
 }
 
@@ -211,11 +215,20 @@ pub struct RetrievalSelector<'a> {
     /// Most lists probed per query head.
     pub nprobe: usize,
     pub order: ProbeOrder,
+    /// true: every query head of a GQA group attends to the union of the
+    /// group's retrieved keys (one key set per KV head); false: each query
+    /// head attends to its own (RetrievalAttention's per-head retrieval).
+    pub group_union: bool,
 }
 
 impl RetrievalSelector<'_> {
     pub fn with_order(self, order: ProbeOrder) -> Self {
         RetrievalSelector { order, ..self }
+    }
+
+    /// See [`RetrievalSelector::group_union`].
+    pub fn with_group_union(self, group_union: bool) -> Self {
+        RetrievalSelector { group_union, ..self }
     }
 
     /// The selection and its search cost.
@@ -245,14 +258,21 @@ impl RetrievalSelector<'_> {
         let grp = shape.group();
         let n = shape.kv_len;
         let mut per_head = Vec::with_capacity(shape.heads);
+        // the keys of query heads `heads` plus sinks and recent keys, sorted
+        let key_set = |heads: std::ops::Range<usize>| {
+            let mut set: Vec<u32> = per_q[heads].iter().flat_map(|(ids, _)| ids.iter().copied()).collect();
+            set.extend(0..self.sink.min(n) as u32);
+            set.extend(n.saturating_sub(self.recent) as u32..n as u32);
+            set.sort_unstable();
+            set.dedup();
+            set
+        };
         for g in 0..shape.kv_heads {
-            let mut union: Vec<u32> = per_q[g * grp..(g + 1) * grp].iter().flat_map(|(ids, _)| ids.iter().copied()).collect();
-            union.extend(0..self.sink.min(n) as u32);
-            union.extend(n.saturating_sub(self.recent) as u32..n as u32);
-            union.sort_unstable();
-            union.dedup();
-            for _ in 0..grp {
-                per_head.push(union.clone());
+            if self.group_union {
+                let union = key_set(g * grp..(g + 1) * grp);
+                per_head.extend(std::iter::repeat_n(union, grp));
+            } else {
+                per_head.extend((g * grp..(g + 1) * grp).map(|h| key_set(h..h + 1)));
             }
         }
         Ok((Selection::new(per_head, n)?, stats))

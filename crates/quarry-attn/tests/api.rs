@@ -39,7 +39,9 @@ fn every_method_at_full_budget_is_dense() {
             order: ProbeOrder::Bound,
             sink: 0,
             recent: 0,
+            group_union: true,
         },
+        SparseMethod::Retrieval { params: RetrievalParams::default(), top_k: full, nprobe: Some(full), order: ProbeOrder::Centroid, sink: 0, recent: 0, group_union: false },
         SparseMethod::Duo(DuoPolicy { retrieval: vec![true; 2], sink: 4, window: 16, streaming_recall: vec![] }),
         SparseMethod::Keys(Selection::all(4, 300)),
         SparseMethod::Prefill(PrefillPattern::AShape { sink: full, window: full }),
@@ -104,6 +106,7 @@ fn decode_methods_reject_prefill_shapes_and_bad_input() {
             order: ProbeOrder::Centroid,
             sink: 0,
             recent: 0,
+            group_union: true,
         },
     ] {
         let e = sparse(&q, &k, &v, &shape, &opts, &m).unwrap_err();
@@ -152,7 +155,7 @@ fn retrieval_by_value_finds_a_planted_needle() {
         }
     }
     let opts = AttnOptions::default();
-    let m = SparseMethod::Retrieval { params: RetrievalParams::default(), top_k: 32, nprobe: None, order: ProbeOrder::Bound, sink: 4, recent: 16 };
+    let m = SparseMethod::Retrieval { params: RetrievalParams::default(), top_k: 32, nprobe: None, order: ProbeOrder::Bound, sink: 4, recent: 16, group_union: true };
     let got = sparse(&q, &k, &v, &shape, &opts, &m).unwrap();
     let sel = got.selection.unwrap();
     assert!((0..4).all(|h| sel.head(h).contains(&(needle as u32))));

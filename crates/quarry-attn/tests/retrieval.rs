@@ -14,22 +14,27 @@ fn random(shape: &AttnShape, seed: u64) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
 
 /// Brute-force top-`k` positions of query head `h` (union over its group).
 fn exact_union(q: &[f32], k: &[f32], shape: &AttnShape, top_k: usize, g: usize) -> Vec<u32> {
-    let d = shape.head_dim;
     let grp = shape.group();
-    let mut out = Vec::new();
-    for h in g * grp..(g + 1) * grp {
-        let qh = &q[h * d..(h + 1) * d];
-        let mut s: Vec<(f64, u32)> = (0..shape.kv_len)
-            .map(|j| {
-                let kj = &k[(g * shape.kv_len + j) * d..][..d];
-                (qh.iter().zip(kj).map(|(&a, &b)| a as f64 * b as f64).sum(), j as u32)
-            })
-            .collect();
-        s.sort_by(|a, b| b.0.total_cmp(&a.0));
-        out.extend(s[..top_k].iter().map(|x| x.1));
-    }
+    let mut out: Vec<u32> = (g * grp..(g + 1) * grp).flat_map(|h| exact_top(q, k, shape, top_k, h)).collect();
     out.sort_unstable();
     out.dedup();
+    out
+}
+
+/// Exact top-`top_k` keys of query head `h` by inner product (f64), sorted.
+fn exact_top(q: &[f32], k: &[f32], shape: &AttnShape, top_k: usize, h: usize) -> Vec<u32> {
+    let d = shape.head_dim;
+    let g = h / shape.group();
+    let qh = &q[h * d..(h + 1) * d];
+    let mut s: Vec<(f64, u32)> = (0..shape.kv_len)
+        .map(|j| {
+            let kj = &k[(g * shape.kv_len + j) * d..][..d];
+            (qh.iter().zip(kj).map(|(&a, &b)| a as f64 * b as f64).sum(), j as u32)
+        })
+        .collect();
+    s.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let mut out: Vec<u32> = s[..top_k].iter().map(|x| x.1).collect();
+    out.sort_unstable();
     out
 }
 
@@ -71,6 +76,12 @@ fn bound_order_with_all_lists_is_exact_top_k_and_stops_early() {
         }
         assert!(stats.probed_lists <= 4 * 40);
         assert_eq!(stats.centroids_scored, 4 * 40);
+        // Without the group union each query head attends to its own exact top keys.
+        let own = ix.selector(top_k, 0, 0, ix.nlist()).with_order(ProbeOrder::Bound).with_group_union(false).select(&q, &shape).unwrap();
+        for h in 0..4 {
+            assert_eq!(own.head(h), &exact_top(&q, &k, &shape, top_k, h)[..], "per-head top_k {top_k} head {h}");
+        }
+        assert!(own.keys_touched() <= sel.keys_touched());
     }
     // Exact flat index: same answer, every key scanned.
     let flat = RetrievalIndex::build(&k, &shape, &RetrievalParams { kind: quarry_ann::Kind::Flat, ..RetrievalParams::default() }).unwrap();

@@ -234,11 +234,13 @@ pub struct NativeSparseMethod {
     pub keys: Option<Vec<Uint32Array>>,
     /// `retrieval`: lists probed (default a tenth), lists built (0 = auto),
     /// index kind (`ivf-flat` default, `flat`, `ivf-sq8`, `ivf-pq`), probe
-    /// order (`centroid` default, or `bound`).
+    /// order (`centroid` default, or `bound`), and whether each query head
+    /// attends to its own retrieved keys (default false: the GQA group's union).
     pub nprobe: Option<u32>,
     pub nlist: Option<u32>,
     pub index_kind: Option<String>,
     pub probe_order: Option<String>,
+    pub per_head: Option<bool>,
 }
 
 fn sparse_method(m: &NativeSparseMethod, shape: &AttnShape) -> Result<SparseMethod> {
@@ -295,7 +297,8 @@ fn sparse_method(m: &NativeSparseMethod, shape: &AttnShape) -> Result<SparseMeth
                 "bound" => ProbeOrder::Bound,
                 other => return Err(invalid_argument(format!("probeOrder must be 'centroid' or 'bound', got '{other}'"))),
             };
-            SparseMethod::Retrieval { params, top_k: budget, nprobe: m.nprobe.map(|n| n as usize), order, sink, recent }
+            let group_union = !m.per_head.unwrap_or(false);
+            SparseMethod::Retrieval { params, top_k: budget, nprobe: m.nprobe.map(|n| n as usize), order, sink, recent, group_union }
         }
         "duo" => SparseMethod::Duo(DuoPolicy {
             retrieval: m.retrieval_heads.clone().ok_or_else(|| invalid_argument("pattern 'duo' needs `retrievalHeads`"))?,
