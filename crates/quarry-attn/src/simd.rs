@@ -237,9 +237,9 @@ impl Line {
 /// outside a line are left as they are. A line's keys are consecutive rows
 /// of `k`, so each line reads one contiguous stretch of K.
 pub fn line_scores(level: Level, d: usize, q: &[f32], k: &[f32], lines: &[Line], out: &mut [f32], ldo: usize) {
-    let rows = if d == 0 { 0 } else { q.len() / d };
+    let rows = q.len().checked_div(d).unwrap_or(0);
     for (x, ln) in lines.iter().enumerate() {
-        ln.check(if d == 0 { usize::MAX } else { k.len() / d }, rows);
+        ln.check(k.len().checked_div(d).unwrap_or(usize::MAX), rows);
         assert!(ln.lo == ln.hi || x * ldo + ln.hi <= out.len());
     }
     match level {
@@ -305,9 +305,9 @@ fn line_softmax_rows(r0: usize, r1: usize, w: usize, s: &mut [f32], lds: usize, 
 /// its key `j` (`o`, `v` row-major with `d = o.len() / rows` values per row;
 /// `p = 0` terms skipped): the output step of [`line_scores`].
 pub fn line_axpy(level: Level, d: usize, o: &mut [f32], p: &[f32], ldp: usize, v: &[f32], lines: &[Line]) {
-    let rows = if d == 0 { 0 } else { o.len() / d };
+    let rows = o.len().checked_div(d).unwrap_or(0);
     for (x, ln) in lines.iter().enumerate() {
-        ln.check(if d == 0 { usize::MAX } else { v.len() / d }, rows);
+        ln.check(v.len().checked_div(d).unwrap_or(usize::MAX), rows);
         assert!(ln.lo == ln.hi || x * ldp + ln.hi <= p.len());
     }
     match level {
