@@ -25,7 +25,7 @@
 
 use quarry_attn::realdata::{read_layer, read_meta};
 use quarry_attn::{
-    AttnOptions, AttnShape, PrefillPattern, ScoreEstimate, build_index_per_head, dense_attention, dense_pairs,
+    AttnOptions, AttnShape, PrefillPattern, ScoreEstimate, SparseIndex, build_index_per_head, dense_attention, dense_pairs,
     oracle_density, recall_from_lse, relative_error, search_patterns, search_patterns_sampled, sparse_attention,
 };
 use std::io::Write;
@@ -186,28 +186,25 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         if dense_only {
             continue;
         }
-        // A per-head plan run at full length.
-        let run_plan = |patterns: &[PrefillPattern]| -> Result<PlanRun, Box<dyn std::error::Error>> {
+        // A per-head plan run at full length: its figures, the index and the seconds building it.
+        let run_indexed = |patterns: &[PrefillPattern]| -> Result<(PlanRun, SparseIndex, f64), Box<dyn std::error::Error>> {
             let t = Instant::now();
             let index = build_index_per_head(&q, &k, &shape, &opts, patterns)?;
+            let build_s = t.elapsed().as_secs_f64();
             let sp = sparse_attention(&q, &k, &v, &shape, &opts, &index)?;
             let secs = t.elapsed().as_secs_f64();
             let r = recall_from_lse(&sp.lse, &dense.lse, h, n);
             let min_head = r.per_head.iter().copied().fold(1.0, f64::min);
-            Ok(((r.mean, min_head), relative_error(&sp.output, &dense.output), sp.density, secs))
+            Ok((((r.mean, min_head), relative_error(&sp.output, &dense.output), sp.density, secs), index, build_s))
         };
+        let run_plan = |patterns: &[PrefillPattern]| -> Result<PlanRun, Box<dyn std::error::Error>> { Ok(run_indexed(patterns)?.0) };
         let cands = candidates(n);
         // `--only S`: the candidates whose names contain S, nothing else.
         if let Some(sub) = &only {
             for (name, p) in cands.iter().filter(|c| c.0.contains(sub.as_str())) {
-                let (rec, err, dens, secs) = run_plan(&vec![*p; h])?;
+                let ((rec, err, dens, secs), index, build_s) = run_indexed(&vec![*p; h])?;
                 emit(name, rec, err, dens, secs, serde_json::json!({}))?;
-                let t = Instant::now();
-                let index = build_index_per_head(&q, &k, &shape, &opts, &vec![*p; h])?;
-                let build_s = t.elapsed().as_secs_f64();
-                let t = Instant::now();
-                sparse_attention(&q, &k, &v, &shape, &opts, &index)?;
-                println!("       index {build_s:.3} s, attention {:.3} s", t.elapsed().as_secs_f64());
+                println!("       index {build_s:.3} s, attention {:.3} s", secs - build_s);
                 let per_head: Vec<String> =
                     (0..h).map(|x| format!("h{x} density {:.4} cost {:.4}", index.head_density(x), index.head_cost(x))).collect();
                 println!("       {}", per_head.join(", "));

@@ -226,8 +226,22 @@ pub struct Line {
 }
 
 impl Line {
-    fn check(&self, k_rows: usize, rows: usize) {
-        assert!(self.lo <= self.hi && self.hi <= rows && (self.lo == self.hi || self.key + (self.hi - self.lo) <= k_rows));
+    /// The key row `i` (in `lo..hi`) pairs with.
+    #[inline]
+    pub fn key_at(&self, i: usize) -> usize {
+        self.key + i - self.lo
+    }
+}
+
+/// Asserts the bounds the line kernels rely on: every line's rows within the
+/// tile (`tile.len() / d` rows), its keys within `keys` (rows of `d`), and
+/// its stretch of the line-major buffer (`x * ld + hi`) within `buf_len`.
+fn check_lines(lines: &[Line], d: usize, tile: &[f32], keys: &[f32], ld: usize, buf_len: usize) {
+    let rows = tile.len().checked_div(d).unwrap_or(0);
+    let key_rows = keys.len().checked_div(d).unwrap_or(usize::MAX);
+    for (x, ln) in lines.iter().enumerate() {
+        assert!(ln.lo <= ln.hi && ln.hi <= rows);
+        assert!(ln.lo == ln.hi || (ln.key + (ln.hi - ln.lo) <= key_rows && x * ld + ln.hi <= buf_len));
     }
 }
 
@@ -237,16 +251,12 @@ impl Line {
 /// outside a line are left as they are. A line's keys are consecutive rows
 /// of `k`, so each line reads one contiguous stretch of K.
 pub fn line_scores(level: Level, d: usize, q: &[f32], k: &[f32], lines: &[Line], out: &mut [f32], ldo: usize) {
-    let rows = q.len().checked_div(d).unwrap_or(0);
-    for (x, ln) in lines.iter().enumerate() {
-        ln.check(k.len().checked_div(d).unwrap_or(usize::MAX), rows);
-        assert!(ln.lo == ln.hi || x * ldo + ln.hi <= out.len());
-    }
+    check_lines(lines, d, q, k, ldo, out.len());
     match level {
         Level::Scalar => {
             for (x, ln) in lines.iter().enumerate() {
                 for i in ln.lo..ln.hi {
-                    let j = ln.key + i - ln.lo;
+                    let j = ln.key_at(i);
                     out[x * ldo + i] = q[i * d..(i + 1) * d].iter().zip(&k[j * d..(j + 1) * d]).fold(0.0, |s, (a, b)| a.mul_add(*b, s));
                 }
             }
@@ -305,18 +315,14 @@ fn line_softmax_rows(r0: usize, r1: usize, w: usize, s: &mut [f32], lds: usize, 
 /// its key `j` (`o`, `v` row-major with `d = o.len() / rows` values per row;
 /// `p = 0` terms skipped): the output step of [`line_scores`].
 pub fn line_axpy(level: Level, d: usize, o: &mut [f32], p: &[f32], ldp: usize, v: &[f32], lines: &[Line]) {
-    let rows = o.len().checked_div(d).unwrap_or(0);
-    for (x, ln) in lines.iter().enumerate() {
-        ln.check(v.len().checked_div(d).unwrap_or(usize::MAX), rows);
-        assert!(ln.lo == ln.hi || x * ldp + ln.hi <= p.len());
-    }
+    check_lines(lines, d, o, v, ldp, p.len());
     match level {
         Level::Scalar => {
             for (x, ln) in lines.iter().enumerate() {
                 for i in ln.lo..ln.hi {
                     let w = p[x * ldp + i];
                     if w != 0.0 {
-                        let j = ln.key + i - ln.lo;
+                        let j = ln.key_at(i);
                         o[i * d..(i + 1) * d].iter_mut().zip(&v[j * d..(j + 1) * d]).for_each(|(a, &b)| *a = w.mul_add(b, *a));
                     }
                 }
@@ -723,13 +729,13 @@ mod avx2 {
             for (g, ln) in group.iter().enumerate() {
                 let o = unsafe { out.add((x0 + g) * ldo) };
                 for i in (ln.lo..ln.hi).filter(|i| !(lo..hi).contains(i)) {
-                    unsafe { *o.add(i) = dot1(d, q.add(i * d), k.add((ln.key + i - ln.lo) * d)) };
+                    unsafe { *o.add(i) = dot1(d, q.add(i * d), k.add(ln.key_at(i) * d)) };
                 }
             }
             for i in lo..hi {
                 unsafe {
                     let qi = q.add(i * d);
-                    let kr = [0, 1, 2, 3].map(|g| k.add((group[g].key + i - group[g].lo) * d));
+                    let kr = [0, 1, 2, 3].map(|g| k.add(group[g].key_at(i) * d));
                     let mut acc = [_mm256_setzero_ps(); 4];
                     let mut c = 0;
                     while c < d8 {
@@ -806,14 +812,14 @@ mod avx2 {
                 for i in (ln.lo..ln.hi).filter(|i| !(lo..hi).contains(i)) {
                     let w = unsafe { *p.add((x0 + g) * ldp + i) };
                     if w != 0.0 {
-                        unsafe { one(o.add(i * d), w, v.add((ln.key + i - ln.lo) * d)) };
+                        unsafe { one(o.add(i * d), w, v.add(ln.key_at(i) * d)) };
                     }
                 }
             }
             for i in lo..hi {
                 unsafe {
                     let w = [0, 1, 2, 3].map(|g| *p.add((x0 + g) * ldp + i));
-                    let vr = [0, 1, 2, 3].map(|g| v.add((group[g].key + i - group[g].lo) * d));
+                    let vr = [0, 1, 2, 3].map(|g| v.add(group[g].key_at(i) * d));
                     let oi = o.add(i * d);
                     if w.contains(&0.0) {
                         // masked keys: only the others (0 · v would turn an infinite v into NaN)
@@ -1058,7 +1064,7 @@ mod tests {
             for (x, ln) in lines.iter().enumerate() {
                 for i in 0..rows {
                     if (ln.lo..ln.hi).contains(&i) {
-                        let j = ln.key + i - ln.lo;
+                        let j = ln.key_at(i);
                         let dot: f64 = (0..d).map(|c| q[i * d + c] as f64 * k[j * d + c] as f64).sum();
                         assert!((want[x * ld + i] as f64 - dot).abs() < 1e-4);
                     } else {
@@ -1110,7 +1116,7 @@ mod tests {
                         let mut e = o0[i * d + c] as f64;
                         for (x, ln) in lines.iter().enumerate() {
                             if (ln.lo..ln.hi).contains(&i) {
-                                e += pw[x * ld + i] as f64 * v[(ln.key + i - ln.lo) * d + c] as f64;
+                                e += pw[x * ld + i] as f64 * v[ln.key_at(i) * d + c] as f64;
                             }
                         }
                         assert!((ow[i * d + c] as f64 - e).abs() < 1e-4);
