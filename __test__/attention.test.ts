@@ -106,6 +106,7 @@ describe('attention', () => {
       { pattern: 'vertical-slash', vertical: full, slash: full },
       { pattern: 'vertical-slash', vertical: full, slash: full, lastQ: 8, spreadQ: 16 },
       { pattern: 'vertical-slash', vertical: full, slash: full, slashLines: true },
+      { pattern: 'vertical-slash', vertical: full, slash: full, slashLines: true, segment: 32 },
       { pattern: 'block-topk', gamma: 1 },
       { pattern: 'block-topk', gamma: 1, estimate: 'mean-query' },
       { pattern: 'per-head', patterns: Array.from({ length: 4 }, () => ({ pattern: 'dense' as const })) },
@@ -136,6 +137,17 @@ describe('attention', () => {
     expect(lines.density).toBeGreaterThan(0);
     expect(lines.density).toBeLessThan(bands.density);
     expect(lines.output.every(Number.isFinite)).toBe(true);
+  });
+
+  it('segment gives each segment of queries its own vertical-slash estimate', () => {
+    const vs = { ...shape, pattern: 'vertical-slash', vertical: 8, slash: 110, slashLines: true } as const;
+    const one = attention.sparse(q, k, v, vs);
+    // a segment at least as long as the sequence is the one estimate
+    expect(attention.sparse(q, k, v, { ...vs, segment: 100_000 })).toEqual(one);
+    const segs = attention.sparse(q, k, v, { ...vs, segment: 64 });
+    expect(segs.density).toBeGreaterThan(0);
+    expect(segs.density).toBeLessThan(1);
+    expect(segs.output.every(Number.isFinite)).toBe(true);
   });
 
   it('partial selections equal plain-JS attention over exactly those keys', () => {
@@ -220,6 +232,7 @@ describe('attention', () => {
     expect(() => attention.sparse(q, k, v, { ...shape, pattern: 'vertical-slash', spreadQ: -1 })).toThrow(InvalidArgumentError);
     expect(() => attention.sparse(q, k, v, { ...shape, pattern: 'vertical-slash', spreadQ: 1.5 })).toThrow(InvalidArgumentError);
     expect(() => attention.sparse(q, k, v, { ...shape, pattern: 'vertical-slash', slashLines: 'yes' } as never)).toThrow(InvalidArgumentError);
+    expect(() => attention.sparse(q, k, v, { ...shape, pattern: 'vertical-slash', segment: -64 })).toThrow(InvalidArgumentError);
     expect(() => attention.sparse(q, k, v, { ...shape, pattern: 'duo', retrievalHeads: [true] })).toThrow(DimensionMismatchError);
     expect(() => attention.recall(qDecode, k, { ...shape, indices: [n + 5] })).toThrow(InvalidArgumentError);
     expect(() => attention.dense([1, 2] as unknown as Float32Array, k, v, shape)).toThrow(InvalidArgumentError);

@@ -303,6 +303,7 @@ export interface NativePrefillPattern {
   lastQ?: number
   spreadQ?: number
   slashLines?: boolean
+  segment?: number
   gamma?: number
   estimate?: string
 }
@@ -334,6 +335,7 @@ export interface NativeSparseMethod {
   lastQ?: number
   spreadQ?: number
   slashLines?: boolean
+  segment?: number
   gamma?: number
   estimate?: string
   recent?: number

@@ -83,6 +83,13 @@ export interface PrefillPattern {
    * MInference's blocks: every diagonal becomes a band of `block` keys per query block).
    */
   slashLines?: boolean;
+  /**
+   * vertical-slash: split the queries into segments of this many rows, each estimated from its
+   * own last `lastQ` queries (and `spreadQ` spread over it) with its own budgets (default 0:
+   * one estimate for the whole sequence, MInference's). For heads whose attended diagonals
+   * drift along the sequence (e.g. a model run past its trained window).
+   */
+  segment?: number;
   /** block-topk: cumulative share of estimated attention kept per query block (default 0.9). */
   gamma?: number;
   /**
@@ -191,6 +198,7 @@ function nativePattern(p: PrefillPattern): Native.NativePrefillPattern {
     lastQ: uint('lastQ', p.lastQ, 1),
     spreadQ: uint('spreadQ', p.spreadQ),
     slashLines: bool('slashLines', p.slashLines),
+    segment: uint('segment', p.segment),
     gamma: p.gamma,
     estimate: p.estimate,
   };

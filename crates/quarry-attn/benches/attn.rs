@@ -79,8 +79,8 @@ fn sparse_prefill_bench(c: &mut Criterion) {
     let patterns = [
         PrefillPattern::Dense,
         PrefillPattern::AShape { sink: 64, window: 1024 },
-        PrefillPattern::VerticalSlash { vertical: 500, slash: 500, last_q: 64, spread_q: 0, slash_lines: false },
-        PrefillPattern::VerticalSlash { vertical: 500, slash: 500, last_q: 64, spread_q: 0, slash_lines: true },
+        PrefillPattern::VerticalSlash { vertical: 500, slash: 500, last_q: 64, spread_q: 0, slash_lines: false, segment: 0 },
+        PrefillPattern::VerticalSlash { vertical: 500, slash: 500, last_q: 64, spread_q: 0, slash_lines: true, segment: 0 },
         PrefillPattern::BlockTopK { gamma: 0.9, estimate: ScoreEstimate::Pooled },
         PrefillPattern::BlockTopK { gamma: 0.9, estimate: ScoreEstimate::PooledI4 },
     ];

@@ -27,7 +27,7 @@ fn main() {
         flops / dense_s / 1e9
     );
     for (name, p) in [
-        ("vertical-slash", PrefillPattern::VerticalSlash { vertical: 1000, slash: 2000, last_q: 64, spread_q: 0, slash_lines: false }),
+        ("vertical-slash", PrefillPattern::VerticalSlash { vertical: 1000, slash: 2000, last_q: 64, spread_q: 0, slash_lines: false, segment: 0 }),
         ("a-shape", PrefillPattern::AShape { sink: 64, window: 4096 }),
         ("block-topk g0.9", PrefillPattern::BlockTopK { gamma: 0.9, estimate: ScoreEstimate::Pooled }),
     ] {

@@ -184,7 +184,7 @@ pub fn default_pattern_candidates() -> Vec<PrefillPattern> {
     }
     for (spread_q, slash_lines) in [(0, false), (64, false), (0, true)] {
         for (vertical, slash) in [(500, 1000), (1000, 3000), (2000, 6000)] {
-            c.push(PrefillPattern::VerticalSlash { vertical, slash, last_q: 64, spread_q, slash_lines });
+            c.push(PrefillPattern::VerticalSlash { vertical, slash, last_q: 64, spread_q, slash_lines, segment: 0 });
         }
     }
     for gamma in [0.8, 0.9, 0.95] {

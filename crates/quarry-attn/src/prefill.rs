@@ -61,7 +61,13 @@ pub enum PrefillPattern {
     /// [`LINE_PAIR_COST`] band pairs (it reads its own key and value rows),
     /// so a group of near diagonals becomes lines only where its band is
     /// wider than six keys per line; dense groups (the local window) stay bands.
-    VerticalSlash { vertical: usize, slash: usize, last_q: usize, spread_q: usize, slash_lines: bool },
+    /// `segment > 0` splits the queries into segments of that many rows
+    /// (rounded up to whole tiles), each with its own estimate from its own
+    /// last `last_q` queries (and `spread_q` spread over the segment) and its
+    /// own budgets (0: one estimate for the whole sequence, MInference's):
+    /// where the attended diagonals drift along the sequence (heads run past
+    /// their trained window), one global set covers them only with wide bands.
+    VerticalSlash { vertical: usize, slash: usize, last_q: usize, spread_q: usize, slash_lines: bool, segment: usize },
     /// FlexPrefill query-aware blocks: mean-pooled query tile · mean-pooled
     /// key block scores, softmaxed over the visible blocks of each query
     /// tile; the highest blocks are kept until their cumulative share
@@ -469,29 +475,34 @@ fn head_jobs(
                 finish_job(&mut iv, &mut Vec::new(), visible_end(shape, opts.causal, b, t), b, job);
             }
         }
-        PrefillPattern::VerticalSlash { vertical, slash, last_q, spread_q, slash_lines } => {
+        PrefillPattern::VerticalSlash { vertical, slash, last_q, spread_q, slash_lines, segment } => {
             let kv = kv.expect("prepared keys");
-            let (vcols, mut offsets) = vs_estimate(q, kv, shape, opts, level, h, vertical, slash, last_q, spread_q);
-            // Largest offset first: the tiles' key intervals then come in start order.
-            offsets.sort_unstable_by(|a, b| b.cmp(a));
             let n = shape.kv_len as i64;
-            for (t, job) in jobs.iter_mut().enumerate() {
-                let (p0, p1) = tile_pos(t);
-                let vis = visible_end(shape, opts.causal, b, t) as i64;
-                // Diagonal `pos - key = o` crosses this tile at keys p0-o ..= p1-o.
-                let crossing = offsets.iter().filter_map(|&o| {
-                    let s = (p0 as i64 - o).max(0);
-                    let e = (p1 as i64 - o + 1).min(n).min(vis);
-                    (s < e).then_some(([s as usize, e as usize], o))
-                });
-                let mut iv = Vec::with_capacity(offsets.len());
-                if slash_lines {
-                    slash_lines_or_bands(crossing, &mut iv, &mut job.diags);
-                } else {
-                    iv.extend(crossing.map(|x| x.0));
+            let seg_tiles = if segment == 0 { tiles.max(1) } else { segment.div_ceil(b) };
+            for (s, seg_jobs) in jobs.chunks_mut(seg_tiles).enumerate() {
+                let t0 = s * seg_tiles;
+                let rows = t0 * b..((t0 + seg_jobs.len()) * b).min(shape.q_len);
+                let (vcols, mut offsets) = vs_estimate(q, kv, shape, opts, level, h, vertical, slash, last_q, spread_q, rows);
+                // Largest offset first: the tiles' key intervals then come in start order.
+                offsets.sort_unstable_by(|a, b| b.cmp(a));
+                for (t, job) in seg_jobs.iter_mut().enumerate().map(|(i, j)| (t0 + i, j)) {
+                    let (p0, p1) = tile_pos(t);
+                    let vis = visible_end(shape, opts.causal, b, t) as i64;
+                    // Diagonal `pos - key = o` crosses this tile at keys p0-o ..= p1-o.
+                    let crossing = offsets.iter().filter_map(|&o| {
+                        let s = (p0 as i64 - o).max(0);
+                        let e = (p1 as i64 - o + 1).min(n).min(vis);
+                        (s < e).then_some(([s as usize, e as usize], o))
+                    });
+                    let mut iv = Vec::with_capacity(offsets.len());
+                    if slash_lines {
+                        slash_lines_or_bands(crossing, &mut iv, &mut job.diags);
+                    } else {
+                        iv.extend(crossing.map(|x| x.0));
+                    }
+                    let mut c = vcols.clone();
+                    finish_job(&mut iv, &mut c, vis as usize, b, job);
                 }
-                let mut c = vcols.clone();
-                finish_job(&mut iv, &mut c, vis as usize, b, job);
             }
         }
         PrefillPattern::BlockTopK { gamma, estimate } => {
@@ -544,9 +555,10 @@ fn slash_lines_or_bands(crossing: impl Iterator<Item = ([usize; 2], i64)>, bands
     lines.sort_unstable();
 }
 
-/// MInference's estimate for head `h`: softmax of the last `last_q` queries
-/// (and of `spread_q` queries spaced evenly before them) over their visible
-/// keys, summed per column and per diagonal; returns the top columns and top
+/// MInference's estimate for head `h` over the query rows `seg` (all rows,
+/// or one segment): softmax of its last `last_q` queries (and of `spread_q`
+/// queries spaced evenly before them in `seg`) over their visible keys,
+/// summed per column and per diagonal; returns the top columns and top
 /// diagonal offsets.
 #[allow(clippy::too_many_arguments)]
 fn vs_estimate(
@@ -560,17 +572,18 @@ fn vs_estimate(
     slash: usize,
     last_q: usize,
     spread_q: usize,
+    seg: std::ops::Range<usize>,
 ) -> (Vec<u32>, Vec<i64>) {
     let d = shape.head_dim;
     let n = shape.kv_len;
-    let lq = last_q.min(shape.q_len);
+    let lq = last_q.min(seg.len());
     let g = h / shape.group();
     let scale = opts.scale_for(d);
-    let r0 = shape.q_len - lq;
-    // query rows of the estimate: `spread_q` spaced evenly over [0, r0) (distinct: the step is
-    // at least 1), then the last `lq`
-    let m = spread_q.min(r0);
-    let rows: Vec<usize> = (0..m).map(|i| i * r0 / m).chain(r0..shape.q_len).collect();
+    let r0 = seg.end - lq;
+    // query rows of the estimate: `spread_q` spaced evenly over [seg.start, r0) (distinct: the
+    // step is at least 1), then the last `lq`
+    let m = spread_q.min(r0 - seg.start);
+    let rows: Vec<usize> = (0..m).map(|i| seg.start + i * (r0 - seg.start) / m).chain(r0..seg.end).collect();
     let qs: Vec<f32> = rows.iter().flat_map(|&r| q[(h * shape.q_len + r) * d..][..d].iter().map(|x| x * scale)).collect();
     let kt = &kv.kt[g * d * kv.ld..(g + 1) * d * kv.ld];
     let mut vscore = vec![0.0f64; n];

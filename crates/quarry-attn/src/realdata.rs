@@ -149,7 +149,7 @@ impl EvalPlan {
         EvalPlan {
             methods: vec![
                 ("a-shape".into(), PrefillPattern::AShape { sink: 64, window }),
-                ("vertical-slash".into(), PrefillPattern::VerticalSlash { vertical, slash, last_q: 64, spread_q: 0, slash_lines: false }),
+                ("vertical-slash".into(), PrefillPattern::VerticalSlash { vertical, slash, last_q: 64, spread_q: 0, slash_lines: false, segment: 0 }),
                 ("block-topk g0.9".into(), PrefillPattern::BlockTopK { gamma: 0.9, estimate: crate::ScoreEstimate::Pooled }),
                 ("block-topk g0.9 i4".into(), PrefillPattern::BlockTopK { gamma: 0.9, estimate: crate::ScoreEstimate::PooledI4 }),
                 (

@@ -21,7 +21,7 @@ fn every_method_at_full_budget_is_dense() {
     let full = 1 << 20;
     let prefill_methods = [
         SparseMethod::Prefill(PrefillPattern::AShape { sink: full, window: full }),
-        SparseMethod::Prefill(PrefillPattern::VerticalSlash { vertical: full, slash: full, last_q: 64, spread_q: 0, slash_lines: false }),
+        SparseMethod::Prefill(PrefillPattern::VerticalSlash { vertical: full, slash: full, last_q: 64, spread_q: 0, slash_lines: false, segment: 0 }),
         SparseMethod::Prefill(PrefillPattern::BlockTopK { gamma: 1.0, estimate: ScoreEstimate::Pooled }),
         SparseMethod::PerHead(vec![PrefillPattern::Dense; 4]),
         SparseMethod::Duo(DuoPolicy { retrieval: vec![true; 2], sink: 4, window: 16, streaming_recall: vec![] }),

@@ -69,7 +69,7 @@ fn sparse_errors() {
     let q = vec![0.1f32; shape.q_elems()];
     let k = vec![0.1f32; shape.kv_elems()];
     let o = AttnOptions::causal();
-    let vs0 = PrefillPattern::VerticalSlash { vertical: 10, slash: 10, last_q: 0, spread_q: 0, slash_lines: false };
+    let vs0 = PrefillPattern::VerticalSlash { vertical: 10, slash: 10, last_q: 0, spread_q: 0, slash_lines: false, segment: 0 };
     assert_eq!(code(build_index(&q, &k, &shape, &o, &vs0)), ARG);
     for gamma in [0.0, -0.5, f32::NAN] {
         let p = PrefillPattern::BlockTopK { gamma, estimate: ScoreEstimate::Pooled };

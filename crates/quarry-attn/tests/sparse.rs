@@ -107,7 +107,7 @@ fn slash_lines_match_masked_reference() {
         let q = r.vec(shape.q_elems(), 1.0);
         let k = r.vec(shape.kv_elems(), 1.0);
         let v = r.vec(shape.kv_elems(), 1.0);
-        let vs = |slash_lines| PrefillPattern::VerticalSlash { vertical, slash, last_q: 16, spread_q: 8, slash_lines };
+        let vs = |slash_lines| PrefillPattern::VerticalSlash { vertical, slash, last_q: 16, spread_q: 8, slash_lines, segment: 0 };
         let lines = vs(true);
         let index = build_index(&q, &k, &shape, &opts, &lines).unwrap();
         let with_lines = (0..shape.heads).flat_map(|h| (0..index.tiles()).map(move |t| (h, t))).filter(|&(h, t)| !index.diagonals(h, t).is_empty()).count();
@@ -137,7 +137,7 @@ fn slash_lines_find_a_far_slash_at_a_fraction_of_the_band_cost() {
     let shape = AttnShape::prefill(2, 2, n, 64);
     let plant = Planted { columns: vec![0, 333, 777, 1200, 1500], slashes: vec![0, 700], strength: 10.0 };
     let (q, k, _) = planted(2, n, 64, &plant, 22);
-    let vs = |slash_lines| PrefillPattern::VerticalSlash { vertical: 64, slash: 140, last_q: 64, spread_q: 0, slash_lines };
+    let vs = |slash_lines| PrefillPattern::VerticalSlash { vertical: 64, slash: 140, last_q: 64, spread_q: 0, slash_lines, segment: 0 };
     let (bands, lines) = (vs(false), vs(true));
     let (rec_b, dens_b) = recall_and_density(&q, &k, &shape, &bands);
     let (rec_l, dens_l) = recall_and_density(&q, &k, &shape, &lines);
@@ -183,11 +183,13 @@ fn every_pattern_at_full_budget_equals_dense() {
             PrefillPattern::AShape { sink: n, window: 0 },
             PrefillPattern::AShape { sink: 0, window: n },
             PrefillPattern::AShape { sink: 10 * n, window: 10 * n },
-            PrefillPattern::VerticalSlash { vertical: n, slash: 2 * n, last_q: 64, spread_q: 0, slash_lines: false },
-            PrefillPattern::VerticalSlash { vertical: 10 * n, slash: 0, last_q: 1000, spread_q: 0, slash_lines: false },
-            PrefillPattern::VerticalSlash { vertical: n, slash: 2 * n, last_q: 16, spread_q: 16, slash_lines: false },
-            PrefillPattern::VerticalSlash { vertical: n, slash: 2 * n, last_q: 1, spread_q: 100_000, slash_lines: false },
-            PrefillPattern::VerticalSlash { vertical: n, slash: 2 * n, last_q: 8, spread_q: 8, slash_lines: true },
+            PrefillPattern::VerticalSlash { vertical: n, slash: 2 * n, last_q: 64, spread_q: 0, slash_lines: false, segment: 0 },
+            PrefillPattern::VerticalSlash { vertical: 10 * n, slash: 0, last_q: 1000, spread_q: 0, slash_lines: false, segment: 0 },
+            PrefillPattern::VerticalSlash { vertical: n, slash: 2 * n, last_q: 16, spread_q: 16, slash_lines: false, segment: 0 },
+            PrefillPattern::VerticalSlash { vertical: n, slash: 2 * n, last_q: 1, spread_q: 100_000, slash_lines: false, segment: 0 },
+            PrefillPattern::VerticalSlash { vertical: n, slash: 2 * n, last_q: 8, spread_q: 8, slash_lines: true, segment: 0 },
+            PrefillPattern::VerticalSlash { vertical: n, slash: 2 * n, last_q: 8, spread_q: 4, slash_lines: true, segment: 1 },
+            PrefillPattern::VerticalSlash { vertical: n, slash: 2 * n, last_q: 64, spread_q: 0, slash_lines: false, segment: 100 },
             PrefillPattern::BlockTopK { gamma: 1.0, estimate: ScoreEstimate::Pooled },
             PrefillPattern::BlockTopK { gamma: 5.0, estimate: ScoreEstimate::PooledI4 },
             PrefillPattern::BlockTopK { gamma: 1.0, estimate: ScoreEstimate::MeanQuery },
@@ -224,7 +226,7 @@ fn vertical_slash_finds_planted_columns_and_far_slash() {
     let shape = AttnShape::prefill(2, 2, n, 64);
     let plant = Planted { columns: vec![0, 333, 777, 1200, 1500], slashes: vec![0, 700], strength: 10.0 };
     let (q, k, _) = planted(2, n, 64, &plant, 22);
-    let vs = PrefillPattern::VerticalSlash { vertical: 64, slash: 140, last_q: 64, spread_q: 0, slash_lines: false };
+    let vs = PrefillPattern::VerticalSlash { vertical: 64, slash: 140, last_q: 64, spread_q: 0, slash_lines: false, segment: 0 };
     let (rec, dens) = recall_and_density(&q, &k, &shape, &vs);
     assert!(rec >= 0.9, "vertical-slash recall {rec}");
     assert!(dens <= 0.4, "density {dens}");
@@ -250,7 +252,7 @@ fn vertical_slash_spread_queries_find_columns_the_end_does_not_attend() {
     let dense = dense_attention(&q, &k, &v, &shape, &opts).unwrap();
     // recall of the rows that see a column and attend to it: [100, n/2) of both heads
     let first_half_recall = |spread_q| {
-        let p = PrefillPattern::VerticalSlash { vertical: 64, slash: 100, last_q: 64, spread_q, slash_lines: false };
+        let p = PrefillPattern::VerticalSlash { vertical: 64, slash: 100, last_q: 64, spread_q, slash_lines: false, segment: 0 };
         let out = sparse_prefill(&q, &k, &v, &shape, &opts, &p).unwrap();
         let rows: Vec<usize> = (0..2).flat_map(|h| h * n + 100..h * n + n / 2).collect();
         (rows.iter().map(|&i| ((out.lse[i] - dense.lse[i]) as f64).exp()).sum::<f64>() / rows.len() as f64, out.density)
@@ -261,6 +263,58 @@ fn vertical_slash_spread_queries_find_columns_the_end_does_not_attend() {
     assert!(rec_spread >= 0.9, "spread recall {rec_spread}");
     assert!(rec_last < rec_spread - 0.3, "last-only recall {rec_last} vs spread {rec_spread}");
     assert!(dens_spread <= 0.25, "density {dens_spread}");
+}
+
+/// Segments: a head whose far diagonal moves halfway through the sequence (offset 300 in the
+/// first half, 900 in the second). With one free diagonal in the budget, MInference's one
+/// estimate from the end keeps 900 for every row; one estimate per half keeps each half's own.
+#[test]
+fn vertical_slash_segments_follow_a_diagonal_that_moves() {
+    let (n, d) = (2048, 64);
+    let shape = AttnShape::prefill(2, 2, n, d);
+    let opts = AttnOptions::causal();
+    let mut r = Rng(25);
+    let mut q = r.vec(shape.q_elems(), 0.3);
+    let k = r.vec(shape.kv_elems(), 0.3);
+    let v = r.vec(shape.kv_elems(), 1.0);
+    // query i points at key i - offset: a logit of 10 there, ~N(0, 1.25) elsewhere
+    for h in 0..2 {
+        for i in 300..n {
+            let j = i - if i < n / 2 { 300 } else { 900 };
+            let kj = &k[(h * n + j) * d..][..d];
+            let norm2: f32 = kj.iter().map(|x| x * x).sum();
+            for (qc, kc) in q[(h * n + i) * d..][..d].iter_mut().zip(kj) {
+                *qc = 80.0 * kc / norm2;
+            }
+        }
+    }
+    let dense = dense_attention(&q, &k, &v, &shape, &opts).unwrap();
+    let vs = |segment| PrefillPattern::VerticalSlash { vertical: 64, slash: 101, last_q: 64, spread_q: 0, slash_lines: false, segment };
+    // recall of the first half's rows that see the moved diagonal: [300, n/2) of both heads
+    let first_half_recall = |p: &PrefillPattern| {
+        let out = sparse_prefill(&q, &k, &v, &shape, &opts, p).unwrap();
+        let rows: Vec<usize> = (0..2).flat_map(|h| h * n + 300..h * n + n / 2).collect();
+        (rows.iter().map(|&i| ((out.lse[i] - dense.lse[i]) as f64).exp()).sum::<f64>() / rows.len() as f64, out.density)
+    };
+    let (rec_one, dens_one) = first_half_recall(&vs(0));
+    let (rec_seg, dens_seg) = first_half_recall(&vs(n / 2));
+    eprintln!("rows 300..n/2: one estimate recall {rec_one} (density {dens_one}); per half {rec_seg} (density {dens_seg})");
+    assert!(rec_seg >= 0.9, "segment recall {rec_seg}");
+    assert!(rec_one < rec_seg - 0.3, "one-estimate recall {rec_one} vs segments {rec_seg}");
+    assert!(dens_seg <= dens_one * 1.25, "segment density {dens_seg} vs {dens_one}");
+    // the second half, estimated from the same last queries either way, is the same index there;
+    // a segment as long as the sequence is the single estimate
+    let one = build_index(&q, &k, &shape, &opts, &vs(0)).unwrap();
+    let halves = build_index(&q, &k, &shape, &opts, &vs(n / 2)).unwrap();
+    for h in 0..2 {
+        for t in n / 2 / opts.block..one.tiles() {
+            assert_eq!(one.ranges(h, t), halves.ranges(h, t), "h{h} t{t}");
+            assert_eq!(one.columns(h, t), halves.columns(h, t), "h{h} t{t}");
+        }
+    }
+    for seg in [n, n + 1, 10 * n] {
+        assert_eq!(build_index(&q, &k, &shape, &opts, &vs(seg)).unwrap(), one, "segment {seg}");
+    }
 }
 
 #[test]
@@ -326,7 +380,7 @@ fn search_case() -> (Vec<f32>, Vec<f32>, AttnShape, AttnOptions, Vec<PrefillPatt
     let (q1, k1, _) = planted(1, n, 64, &Planted { columns: vec![0, 400, 800], slashes: vec![0, 300], strength: 10.0 }, 32);
     let cands = vec![
         PrefillPattern::AShape { sink: 64, window: 128 },
-        PrefillPattern::VerticalSlash { vertical: 64, slash: 140, last_q: 64, spread_q: 0, slash_lines: false },
+        PrefillPattern::VerticalSlash { vertical: 64, slash: 140, last_q: 64, spread_q: 0, slash_lines: false, segment: 0 },
         PrefillPattern::BlockTopK { gamma: 0.95, estimate: ScoreEstimate::Pooled },
     ];
     ([q0, q1].concat(), [k0, k1].concat(), AttnShape::prefill(2, 2, n, 64), AttnOptions::causal(), cands)

@@ -126,6 +126,7 @@ pub struct NativePrefillPattern {
     pub last_q: Option<u32>,
     pub spread_q: Option<u32>,
     pub slash_lines: Option<bool>,
+    pub segment: Option<u32>,
     pub gamma: Option<f64>,
     pub estimate: Option<String>,
 }
@@ -144,6 +145,7 @@ fn prefill_pattern(p: &NativePrefillPattern) -> Result<PrefillPattern> {
             last_q: p.last_q.unwrap_or(LAST_Q) as usize,
             spread_q: p.spread_q.unwrap_or(0) as usize,
             slash_lines: p.slash_lines.unwrap_or(false),
+            segment: p.segment.unwrap_or(0) as usize,
         },
         "block-topk" => PrefillPattern::BlockTopK {
             gamma: p.gamma.unwrap_or(GAMMA) as f32,
@@ -175,6 +177,7 @@ fn pattern_object(p: &PrefillPattern) -> NativePrefillPattern {
         last_q: None,
         spread_q: None,
         slash_lines: None,
+        segment: None,
         gamma: None,
         estimate: None,
     };
@@ -184,12 +187,13 @@ fn pattern_object(p: &PrefillPattern) -> NativePrefillPattern {
             o.sink = Some(sink as u32);
             o.window = Some(window as u32);
         }
-        PrefillPattern::VerticalSlash { vertical, slash, last_q, spread_q, slash_lines } => {
+        PrefillPattern::VerticalSlash { vertical, slash, last_q, spread_q, slash_lines, segment } => {
             o.vertical = Some(vertical as u32);
             o.slash = Some(slash as u32);
             o.last_q = Some(last_q as u32);
             o.spread_q = Some(spread_q as u32);
             o.slash_lines = Some(slash_lines);
+            o.segment = Some(segment as u32);
         }
         PrefillPattern::BlockTopK { gamma, estimate } => {
             o.gamma = Some(gamma as f64);
@@ -218,6 +222,7 @@ pub struct NativeSparseMethod {
     pub last_q: Option<u32>,
     pub spread_q: Option<u32>,
     pub slash_lines: Option<bool>,
+    pub segment: Option<u32>,
     pub gamma: Option<f64>,
     pub estimate: Option<String>,
     pub recent: Option<u32>,
@@ -263,6 +268,7 @@ fn sparse_method(m: &NativeSparseMethod, shape: &AttnShape) -> Result<SparseMeth
             last_q: m.last_q,
             spread_q: m.spread_q,
             slash_lines: m.slash_lines,
+            segment: m.segment,
             gamma: m.gamma,
             estimate: m.estimate.clone(),
         })?),
