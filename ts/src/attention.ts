@@ -304,7 +304,7 @@ export interface PatternChoice {
  * weighted by their higher cost per pair) whose attention recall reaches
  * `target` (default 0.95). Default candidates: a-shape windows 256/1024/4096,
  * vertical-slash 500×1000 / 1000×3000 / 2000×6000 (`spreadQ` 0 and 64, and
- * `slashLines` with `spreadQ` 0), block-topk γ 0.8/0.9/0.95
+ * `slashLines` with `spreadQ` 0, and `segment` 4096 with `lastQ` 32 + `spreadQ` 32), block-topk γ 0.8/0.9/0.95
  * (pooled) and γ 0.95/0.98 (mean-query). `sampleTiles`: measure recall on
  * that many query blocks spread over the sequence instead of all of them,
  * so a search at a long calibration length stays cheap.

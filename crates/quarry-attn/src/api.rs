@@ -173,7 +173,8 @@ pub fn recall<'a>(q: &[f32], k: impl Into<KvSlice<'a>>, shape: &AttnShape, opts:
 /// Candidates a per-head pattern search tries when the caller gives none:
 /// A-shape windows, vertical-slash budgets (estimated from the last 64
 /// queries, and with 64 more spread over the sequence; scattered diagonals
-/// as bands, and as lines from the last 64) and block top-k
+/// as bands, and as lines from the last 64; and per 4096-query segment from
+/// its last 32 queries and 32 spread over it) and block top-k
 /// thresholds from sparse to dense-ish, pooled and mean-query estimates
 /// (budgets clamp to short sequences).
 pub fn default_pattern_candidates() -> Vec<PrefillPattern> {
@@ -182,9 +183,9 @@ pub fn default_pattern_candidates() -> Vec<PrefillPattern> {
     for window in [256, 1024, 4096] {
         c.push(PrefillPattern::AShape { sink: 64, window });
     }
-    for (spread_q, slash_lines) in [(0, false), (64, false), (0, true)] {
+    for (last_q, spread_q, slash_lines, segment) in [(64, 0, false, 0), (64, 64, false, 0), (64, 0, true, 0), (32, 32, false, 4096)] {
         for (vertical, slash) in [(500, 1000), (1000, 3000), (2000, 6000)] {
-            c.push(PrefillPattern::VerticalSlash { vertical, slash, last_q: 64, spread_q, slash_lines, segment: 0 });
+            c.push(PrefillPattern::VerticalSlash { vertical, slash, last_q, spread_q, slash_lines, segment });
         }
     }
     for gamma in [0.8, 0.9, 0.95] {

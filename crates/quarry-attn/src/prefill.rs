@@ -586,24 +586,28 @@ fn vs_estimate(
     let rows: Vec<usize> = (0..m).map(|i| seg.start + i * (r0 - seg.start) / m).chain(r0..seg.end).collect();
     let qs: Vec<f32> = rows.iter().flat_map(|&r| q[(h * shape.q_len + r) * d..][..d].iter().map(|x| x * scale)).collect();
     let kt = &kv.kt[g * d * kv.ld..(g + 1) * d * kv.ld];
-    let mut vscore = vec![0.0f64; n];
+    // f32 sums (of at most a few hundred shares each) vectorise twice as wide as f64
+    let mut vscore = vec![0.0f32; n];
     // Offsets pos - key span -(n-1)..=(n-1); index o + n - 1.
-    let mut sscore = vec![0.0f64; 2 * n - 1];
+    let mut sscore = vec![0.0f32; 2 * n - 1];
     let pos: Vec<usize> = rows.iter().map(|&r| shape.q_pos(r)).collect();
     let ends: Vec<usize> = pos.iter().map(|&p| if opts.causal { p + 1 } else { n }).collect();
-    exp_score_rows(level, &qs, d, kt, kv.ld, &ends, 8, |i, row, _, sum| {
-        let inv = 1.0 / sum as f64;
-        for (j, &p) in row.iter().enumerate() {
-            let p = p as f64 * inv;
-            vscore[j] += p;
-            sscore[(pos[i] as i64 - j as i64 + n as i64 - 1) as usize] += p;
+    exp_score_rows(level, &qs, d, kt, kv.ld, &ends, 64, |i, row, _, sum| {
+        let inv = 1.0 / sum;
+        // key j lies on diagonal pos - j, index top - j: the row runs down the diagonals
+        let top = pos[i] + n - 1;
+        let diags = sscore[top + 1 - row.len()..=top].iter_mut().rev();
+        for ((v, s), &p) in vscore.iter_mut().zip(diags).zip(row) {
+            let p = p * inv;
+            *v += p;
+            *s += p;
         }
     });
     for v in vscore.iter_mut().take(VS_FORCED_SINKS) {
-        *v = f64::INFINITY;
+        *v = f32::INFINITY;
     }
     for o in 0..VS_FORCED_LOCAL.min(n) {
-        sscore[o + n - 1] = f64::INFINITY;
+        sscore[o + n - 1] = f32::INFINITY;
     }
     let cols = top_indices(&vscore, vertical).into_iter().map(|j| j as u32).collect();
     let offs = top_indices(&sscore, slash).into_iter().map(|i| i as i64 - (n as i64 - 1)).collect();
@@ -611,7 +615,7 @@ fn vs_estimate(
 }
 
 /// Indices of the `k` largest positive scores (ties by lower index).
-fn top_indices(score: &[f64], k: usize) -> Vec<usize> {
+fn top_indices(score: &[f32], k: usize) -> Vec<usize> {
     let mut idx: Vec<usize> = (0..score.len()).filter(|&i| score[i] > 0.0).collect();
     if k < idx.len() {
         let cmp = |a: &usize, b: &usize| score[*b].total_cmp(&score[*a]).then(a.cmp(b));
@@ -761,6 +765,9 @@ fn mean_query_block_scores(
     out
 }
 
+/// Keys per GEMM of [`exp_score_rows`]: 64 channels × 1024 keys of f32 = 256 KiB.
+const KEY_BLOCK: usize = 1024;
+
 /// Rows of `qs · Kᵀ` (`qs`: pre-scaled query rows of `d`, `kt`: transposed keys with leading
 /// dimension `ld`), `chunk` rows per GEMM over the keys the chunk's rows see; row `i` spans
 /// keys `[0, ends[i])`. `f(i, row, m, sum)` gets the row as `exp(score − m)` with `m` its
@@ -781,7 +788,12 @@ fn exp_score_rows(
     while i0 < ends.len() {
         let rows = (ends.len() - i0).min(chunk);
         let cols = ends[i0..i0 + rows].iter().copied().max().unwrap_or(0);
-        simd::gemm(level, rows, cols, d, &qs[i0 * d..], d, simd::BMatrix::Rows(kt, ld), &mut s, cols, false);
+        // in key blocks that stay in L2 while every row group of the chunk reads them (the whole
+        // width would stream K from memory once per group)
+        for j0 in (0..cols).step_by(KEY_BLOCK) {
+            let nb = (cols - j0).min(KEY_BLOCK);
+            simd::gemm(level, rows, nb, d, &qs[i0 * d..], d, simd::BMatrix::Rows(&kt[j0..], ld), &mut s[j0..], cols, false);
+        }
         for i in 0..rows {
             let row = &mut s[i * cols..i * cols + ends[i0 + i]];
             let m = simd::row_max(level, row);
