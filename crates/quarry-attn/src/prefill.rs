@@ -479,10 +479,13 @@ fn head_jobs(
             let kv = kv.expect("prepared keys");
             let n = shape.kv_len as i64;
             let seg_tiles = if segment == 0 { tiles.max(1) } else { segment.div_ceil(b) };
+            // the score rows of every segment's estimate (allocated once: fresh pages cost faults)
+            let mut scratch = Vec::new();
             for (s, seg_jobs) in jobs.chunks_mut(seg_tiles).enumerate() {
                 let t0 = s * seg_tiles;
                 let rows = t0 * b..((t0 + seg_jobs.len()) * b).min(shape.q_len);
-                let (vcols, mut offsets) = vs_estimate(q, kv, shape, opts, level, h, vertical, slash, last_q, spread_q, rows);
+                let est = VsEstimate { vertical, slash, last_q, spread_q };
+                let (vcols, mut offsets) = vs_estimate(q, kv, shape, opts, level, h, &est, rows, &mut scratch);
                 // Largest offset first: the tiles' key intervals then come in start order.
                 offsets.sort_unstable_by(|a, b| b.cmp(a));
                 for (t, job) in seg_jobs.iter_mut().enumerate().map(|(i, j)| (t0 + i, j)) {
@@ -555,6 +558,14 @@ fn slash_lines_or_bands(crossing: impl Iterator<Item = ([usize; 2], i64)>, bands
     lines.sort_unstable();
 }
 
+/// Budgets and query sample of a vertical-slash estimate.
+struct VsEstimate {
+    vertical: usize,
+    slash: usize,
+    last_q: usize,
+    spread_q: usize,
+}
+
 /// MInference's estimate for head `h` over the query rows `seg` (all rows,
 /// or one segment): softmax of its last `last_q` queries (and of `spread_q`
 /// queries spaced evenly before them in `seg`) over their visible keys,
@@ -568,12 +579,11 @@ fn vs_estimate(
     opts: &AttnOptions,
     level: Level,
     h: usize,
-    vertical: usize,
-    slash: usize,
-    last_q: usize,
-    spread_q: usize,
+    est: &VsEstimate,
     seg: std::ops::Range<usize>,
+    scratch: &mut Vec<f32>,
 ) -> (Vec<u32>, Vec<i64>) {
+    let VsEstimate { vertical, slash, last_q, spread_q } = *est;
     let d = shape.head_dim;
     let n = shape.kv_len;
     let lq = last_q.min(seg.len());
@@ -586,13 +596,13 @@ fn vs_estimate(
     let rows: Vec<usize> = (0..m).map(|i| seg.start + i * (r0 - seg.start) / m).chain(r0..seg.end).collect();
     let qs: Vec<f32> = rows.iter().flat_map(|&r| q[(h * shape.q_len + r) * d..][..d].iter().map(|x| x * scale)).collect();
     let kt = &kv.kt[g * d * kv.ld..(g + 1) * d * kv.ld];
-    // f32 sums (of at most a few hundred shares each) vectorise twice as wide as f64
+    // f32 sums: a few hundred shares of at most 1 each, well within f32's precision
     let mut vscore = vec![0.0f32; n];
     // Offsets pos - key span -(n-1)..=(n-1); index o + n - 1.
     let mut sscore = vec![0.0f32; 2 * n - 1];
     let pos: Vec<usize> = rows.iter().map(|&r| shape.q_pos(r)).collect();
     let ends: Vec<usize> = pos.iter().map(|&p| if opts.causal { p + 1 } else { n }).collect();
-    exp_score_rows(level, &qs, d, kt, kv.ld, &ends, 64, |i, row, _, sum| {
+    exp_score_rows(level, &qs, d, kt, kv.ld, &ends, 64, scratch, |i, row, _, sum| {
         let inv = 1.0 / sum;
         // key j lies on diagonal pos - j, index top - j: the row runs down the diagonals
         let top = pos[i] + n - 1;
@@ -757,7 +767,7 @@ fn mean_query_block_scores(
     let kt = &kv.kt[g * d * kv.ld..(g + 1) * d * kv.ld];
     let mut out = vec![f32::NEG_INFINITY; tiles * kblocks];
     let ends: Vec<usize> = (0..tiles).map(|t| visible_end(shape, opts.causal, b, t)).collect();
-    exp_score_rows(level, &qs, d, kt, kv.ld, &ends, 32, |t, row, m, _| {
+    exp_score_rows(level, &qs, d, kt, kv.ld, &ends, 32, &mut Vec::new(), |t, row, m, _| {
         for (kb, keys) in row.chunks(b).enumerate() {
             out[t * kblocks + kb] = m + lane_sum(keys).ln();
         }
@@ -771,7 +781,7 @@ const KEY_BLOCK: usize = 1024;
 /// Rows of `qs · Kᵀ` (`qs`: pre-scaled query rows of `d`, `kt`: transposed keys with leading
 /// dimension `ld`), `chunk` rows per GEMM over the keys the chunk's rows see; row `i` spans
 /// keys `[0, ends[i])`. `f(i, row, m, sum)` gets the row as `exp(score − m)` with `m` its
-/// maximum and `sum` their total.
+/// maximum and `sum` their total. `scratch` holds a chunk's rows (grown when short).
 #[allow(clippy::too_many_arguments)]
 fn exp_score_rows(
     level: Level,
@@ -781,9 +791,14 @@ fn exp_score_rows(
     ld: usize,
     ends: &[usize],
     chunk: usize,
+    scratch: &mut Vec<f32>,
     mut f: impl FnMut(usize, &[f32], f32, f32),
 ) {
-    let mut s = vec![0.0f32; chunk * ends.iter().copied().max().unwrap_or(0)];
+    let need = chunk * ends.iter().copied().max().unwrap_or(0);
+    if scratch.len() < need {
+        scratch.resize(need, 0.0);
+    }
+    let s = &mut scratch[..];
     let mut i0 = 0;
     while i0 < ends.len() {
         let rows = (ends.len() - i0).min(chunk);
