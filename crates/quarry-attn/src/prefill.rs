@@ -2,7 +2,7 @@
 //! build them (A-shape, MInference vertical-slash, FlexPrefill block top-k,
 //! per-head choice), computed by the same tile engine as dense attention.
 
-use crate::dense::{AttnOutput, dense_lse};
+use crate::dense::{AttnOutput, dense_attention, dense_lse};
 use crate::error::{Result, invalid, mismatch};
 use crate::kernel::{Ctx, Job, PreparedKv, dense_job, held_keys, visible_end};
 use crate::metrics::{Recall, recall_from_lse};
@@ -456,7 +456,7 @@ fn head_jobs(
     match *pattern {
         PrefillPattern::Dense => {
             for (t, job) in jobs.iter_mut().enumerate() {
-                dense_job(shape, opts.causal, b, b, t, job);
+                dense_job(shape, opts.causal, b, key_span(b), t, job);
             }
         }
         PrefillPattern::AShape { sink, window } => {
@@ -861,6 +861,11 @@ pub fn sparse_attention<'a>(
     let (k, v) = (k.into(), v.into());
     check_all(q, &k, Some(&v), shape, opts)?;
     check_index(index, shape, opts)?;
+    if index.density() >= 1.0 {
+        // every visible pair (full budgets, a per-head plan of dense heads): the dense kernel's
+        // larger tiles compute the same attention faster
+        return dense_attention(q, k, v, shape, opts);
+    }
     let kv = index.prepare(&k, Some(&v), opts);
     let (output, lse) = run_index(q, &kv, shape, opts, index, true);
     Ok(AttnOutput { output, lse, density: index.density() })
@@ -901,6 +906,9 @@ pub fn sparse_lse<'a>(q: &[f32], k: impl Into<KvSlice<'a>>, shape: &AttnShape, o
     let k = k.into();
     check_all(q, &k, None, shape, opts)?;
     check_index(index, shape, opts)?;
+    if index.density() >= 1.0 {
+        return dense_lse(q, k, shape, opts);
+    }
     let kv = index.prepare(&k, None, opts);
     Ok(run_index(q, &kv, shape, opts, index, false).1)
 }
