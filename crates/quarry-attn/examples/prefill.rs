@@ -14,7 +14,8 @@
 //! pairs any selector needs for `--target` mean recall ([`oracle_density`]),
 //! a bound on every sparse method's speedup at that recall.
 //! `--oracle-only` prints just that bound at recall 0.9, 0.95 and 0.99.
-//! `--only S` runs just the candidates whose names contain `S`, printing each
+//! `--only S` runs just the candidates whose names contain `S` (or, with `S` =
+//! `A;B;C`, one plan of the candidates named exactly `A`, `B`, `C` per head), printing each
 //! one's index and attention seconds and per-head density and cost;
 //! `--pairs N` then times dense and it back to back N times (median ratio).
 //! `--dense-only` times quarry dense alone (after a warm-up on a 256-token
@@ -212,10 +213,21 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         };
         let run_plan = |patterns: &[PrefillPattern]| -> Result<PlanRun, Box<dyn std::error::Error>> { Ok(run_indexed(patterns)?.0) };
         let cands = candidates(n);
-        // `--only S`: the candidates whose names contain S, nothing else.
+        // `--only S`: the candidates whose names contain S, nothing else; `--only "A;B;C"`: one
+        // plan of the candidates named exactly A, B, C for heads 0, 1, 2 (e.g. a search's choice).
         if let Some(sub) = &only {
-            for (name, p) in cands.iter().filter(|c| c.0.contains(sub.as_str())) {
-                let ((rec, err, dens, secs), index, build_s) = run_indexed(&vec![*p; h])?;
+            let plans: Vec<(String, Vec<PrefillPattern>)> = if sub.contains(';') {
+                let names: Vec<&str> = sub.split(';').map(str::trim).collect();
+                if names.len() != h {
+                    return Err(format!("--only with ';' needs {h} candidate names, one per head, got {}", names.len()).into());
+                }
+                let find = |nm: &&str| cands.iter().find(|c| c.0 == *nm).map(|c| c.1).ok_or_else(|| format!("no candidate named '{nm}'"));
+                vec![(format!("per-head {}", names.join(", ")), names.iter().map(find).collect::<Result<_, _>>()?)]
+            } else {
+                cands.iter().filter(|c| c.0.contains(sub.as_str())).map(|c| (c.0.clone(), vec![c.1; h])).collect()
+            };
+            for (name, plan) in &plans {
+                let ((rec, err, dens, secs), index, build_s) = run_indexed(plan)?;
                 emit(name, rec, err, dens, secs, serde_json::json!({}))?;
                 println!("       index {build_s:.3} s, attention {:.3} s", secs - build_s);
                 let per_head: Vec<String> =
@@ -229,7 +241,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
                         let t = Instant::now();
                         dense_attention(&q, &k, &v, &shape, &opts)?;
                         let dense_s = t.elapsed().as_secs_f64();
-                        ratios.push(dense_s / run_plan(&vec![*p; h])?.3);
+                        ratios.push(dense_s / run_plan(plan)?.3);
                     }
                     ratios.sort_by(f64::total_cmp);
                     let list: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
