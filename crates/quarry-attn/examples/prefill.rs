@@ -42,23 +42,13 @@ fn main() {
 
 /// Candidate patterns with budgets scaled to `n` tokens.
 fn candidates(n: usize) -> Vec<(String, PrefillPattern)> {
-    let vs = |v: usize, s: usize, spread_q: usize, slash_lines: bool| PrefillPattern::VerticalSlash {
-        vertical: v.max(64),
-        slash: s.max(128),
-        last_q: 64,
-        spread_q,
-        slash_lines,
-        segment: 0,
+    let vs_with = |v: usize, s: usize, last_q: usize, spread_q: usize, slash_lines: bool, segment: usize| {
+        PrefillPattern::VerticalSlash { vertical: v.max(64), slash: s.max(128), last_q, spread_q, slash_lines, segment }
     };
+    let vs = |v: usize, s: usize, spread_q: usize, slash_lines: bool| vs_with(v, s, 64, spread_q, slash_lines, 0);
+    // one estimate per 16th of the queries, from its last 32 queries and 32 spread over it
     let seg = (n / 16).max(64);
-    let vs_seg = |v: usize, s: usize, slash_lines: bool, segment: usize| PrefillPattern::VerticalSlash {
-        vertical: v.max(64),
-        slash: s.max(128),
-        last_q: 32,
-        spread_q: 32,
-        slash_lines,
-        segment,
-    };
+    let vs_seg = |v: usize, s: usize, slash_lines: bool| vs_with(v, s, 32, 32, slash_lines, seg);
     // MInference's 64k-scale budgets (v1024 s2048 .. v2048 s5957) and three smaller ones for heads
     // whose lines are few (the per-head searches pick per head).
     let budgets = [(n / 256, n / 128), (n / 128, n / 64), (n / 96, n / 48), (n / 64, n / 32), (n / 64, n / 16), (n / 32, n / 11)];
@@ -70,9 +60,8 @@ fn candidates(n: usize) -> Vec<(String, PrefillPattern)> {
         // scattered diagonals computed as lines instead of bands
         .chain(budgets.map(|(v, s)| (format!("vertical-slash v{v} s{s} lines"), vs(v, s, 0, true))))
         .chain(budgets.map(|(v, s)| (format!("vertical-slash v{v} s{s} +spread64 lines"), vs(v, s, 64, true))))
-        // one estimate per 16th of the queries, from its last 32 queries and 32 spread over it
-        .chain(budgets.map(|(v, s)| (format!("vertical-slash v{v} s{s} seg{seg}"), vs_seg(v, s, false, seg))))
-        .chain(budgets.map(|(v, s)| (format!("vertical-slash v{v} s{s} seg{seg} lines"), vs_seg(v, s, true, seg))))
+        .chain(budgets.map(|(v, s)| (format!("vertical-slash v{v} s{s} seg{seg}"), vs_seg(v, s, false))))
+        .chain(budgets.map(|(v, s)| (format!("vertical-slash v{v} s{s} seg{seg} lines"), vs_seg(v, s, true))))
         .chain([
             ("block-topk g0.9".into(), PrefillPattern::BlockTopK { gamma: 0.9, estimate: ScoreEstimate::Pooled }),
             ("block-topk g0.9 i4 (SALE)".into(), PrefillPattern::BlockTopK { gamma: 0.9, estimate: ScoreEstimate::PooledI4 }),

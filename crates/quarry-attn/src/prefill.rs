@@ -481,10 +481,10 @@ fn head_jobs(
             let seg_tiles = if segment == 0 { tiles.max(1) } else { segment.div_ceil(b) };
             // the score rows of every segment's estimate (allocated once: fresh pages cost faults)
             let mut scratch = Vec::new();
+            let est = VsEstimate { vertical, slash, last_q, spread_q };
             for (s, seg_jobs) in jobs.chunks_mut(seg_tiles).enumerate() {
                 let t0 = s * seg_tiles;
                 let rows = t0 * b..((t0 + seg_jobs.len()) * b).min(shape.q_len);
-                let est = VsEstimate { vertical, slash, last_q, spread_q };
                 let (vcols, mut offsets) = vs_estimate(q, kv, shape, opts, level, h, &est, rows, &mut scratch);
                 // Largest offset first: the tiles' key intervals then come in start order.
                 offsets.sort_unstable_by(|a, b| b.cmp(a));
@@ -861,14 +861,15 @@ pub fn sparse_attention<'a>(
     let (k, v) = (k.into(), v.into());
     check_all(q, &k, Some(&v), shape, opts)?;
     check_index(index, shape, opts)?;
-    if index.density() >= 1.0 {
+    let density = index.density();
+    if density >= 1.0 {
         // every visible pair (full budgets, a per-head plan of dense heads): the dense kernel's
         // larger tiles compute the same attention faster
         return dense_attention(q, k, v, shape, opts);
     }
     let kv = index.prepare(&k, Some(&v), opts);
     let (output, lse) = run_index(q, &kv, shape, opts, index, true);
-    Ok(AttnOutput { output, lse, density: index.density() })
+    Ok(AttnOutput { output, lse, density })
 }
 
 /// Builds the index of `pattern` and computes the sparse attention.
@@ -907,6 +908,7 @@ pub fn sparse_lse<'a>(q: &[f32], k: impl Into<KvSlice<'a>>, shape: &AttnShape, o
     check_all(q, &k, None, shape, opts)?;
     check_index(index, shape, opts)?;
     if index.density() >= 1.0 {
+        // as in sparse_attention
         return dense_lse(q, k, shape, opts);
     }
     let kv = index.prepare(&k, None, opts);
