@@ -280,39 +280,47 @@ impl<Bv: RankBv> WaveletTree<Bv> {
         let nl = sh.level_len.len();
         let mut cur = seq;
         let mut next = next;
-        // each level's bitvector is encoded (RRR encoding is the costly part) on the rayon pool
-        // while the next level is partitioned
-        let slots: Vec<std::sync::Mutex<Option<Bv>>> = (0..nl).map(|_| std::sync::Mutex::new(None)).collect();
+        // Each level's bitvector is encoded (RRR encoding is the costly part) while the next level
+        // is partitioned, in a fork-join pair: at most two levels' raw bits exist at a time (one
+        // being filled, one being encoded), and their buffers are reused. Queuing every level's
+        // encoding instead let the raw bits of several levels (n / 8 bytes each) pile up behind a
+        // slower encoder, beyond the suffix sort's peak memory.
+        let mut levels: Vec<Option<Bv>> = (0..nl).map(|_| None).collect();
+        let mut spare: Option<Vec<u64>> = None;
+        let mut pending: Option<(usize, Vec<u64>, usize)> = None; // (level, raw bits, length)
         let mut bit_of = vec![0u8; counts.len()];
         let mut first = 0; // first node of the current level (breadth-first order)
-        rayon::in_place_scope(|scope| -> Result<()> {
-            for (l, &len) in sh.level_len.iter().enumerate() {
-                check(l, nl)?;
-                let last_level = l + 1 == nl;
-                for (b, &(code, clen)) in bit_of.iter_mut().zip(&sh.codes) {
-                    *b = if clen as usize > l { ((code >> (clen as usize - 1 - l)) & 1) as u8 } else { 0 };
-                }
-                let mut words = vec![0u64; len.div_ceil(64) + 1];
-                let mut v = first;
-                while v < sh.nodes.len() && sh.nodes[v].level == l {
-                    v += 1;
-                }
-                let level_nodes = &sh.nodes[first..v];
-                partition_level(&cur[..len], &mut next[..n], level_nodes, &sh.nodes, &bit_of, &mut words, last_level);
-                first = v;
-                let slot = &slots[l];
-                scope.spawn(move |_| {
-                    let bv = Bv::from_words(&words, len);
-                    *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(bv);
-                });
-                std::mem::swap(&mut cur, &mut next);
+        for (l, &len) in sh.level_len.iter().enumerate() {
+            check(l, nl)?;
+            let last_level = l + 1 == nl;
+            for (b, &(code, clen)) in bit_of.iter_mut().zip(&sh.codes) {
+                *b = if clen as usize > l { ((code >> (clen as usize - 1 - l)) & 1) as u8 } else { 0 };
             }
-            Ok(())
-        })?;
-        let levels: Vec<Bv> = slots
-            .into_iter()
-            .map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner()).expect("every level encoded"))
-            .collect();
+            let mut words = spare.take().unwrap_or_default();
+            words.clear();
+            words.resize(len.div_ceil(64) + 1, 0);
+            let mut v = first;
+            while v < sh.nodes.len() && sh.nodes[v].level == l {
+                v += 1;
+            }
+            let level_nodes = &sh.nodes[first..v];
+            first = v;
+            let (cur_ref, next_ref, bits) = (&*cur, &mut *next, &mut words);
+            let (_, encoded) = rayon::join(
+                || partition_level(&cur_ref[..len], &mut next_ref[..n], level_nodes, &sh.nodes, &bit_of, bits, last_level),
+                || pending.take().map(|(pl, raw, plen)| (pl, Bv::from_words(&raw, plen), raw)),
+            );
+            if let Some((pl, bv, raw)) = encoded {
+                levels[pl] = Some(bv);
+                spare = Some(raw);
+            }
+            pending = Some((l, words, len));
+            std::mem::swap(&mut cur, &mut next);
+        }
+        if let Some((pl, raw, plen)) = pending {
+            levels[pl] = Some(Bv::from_words(&raw, plen));
+        }
+        let levels: Vec<Bv> = levels.into_iter().map(|b| b.expect("every level encoded")).collect();
         let mut wt = WaveletTree { n, levels, nodes: sh.nodes, codes: sh.codes };
         wt.fill_ones();
         Ok(wt)
