@@ -30,6 +30,11 @@ pub trait RankBv: Send + Sync + Sized {
         let ra = self.rank1(a);
         (ra, if a == b { ra } else { self.rank1(b) })
     }
+    /// Starts loading what `rank1(i)` / `get_rank1(i)` read first (a hint; never faults).
+    #[inline]
+    fn prefetch_rank(&self, i: usize) {
+        let _ = i;
+    }
     /// Bytes used.
     fn size_bytes(&self) -> usize;
     #[doc(hidden)]
@@ -201,6 +206,12 @@ impl RankBv for PlainBv {
     #[inline]
     fn get_rank1(&self, i: usize) -> (bool, usize) {
         ((self.words[i >> 6] >> (i & 63)) & 1 == 1, self.rank1(i))
+    }
+
+    #[inline]
+    fn prefetch_rank(&self, i: usize) {
+        prefetch(self.dir.as_ptr().wrapping_add(2 * (i >> 9)));
+        prefetch(self.words.as_ptr().wrapping_add(i >> 6));
     }
 
     fn size_bytes(&self) -> usize {
@@ -562,6 +573,11 @@ impl RankBv for RrrBv {
         }
         let k = self.class(blk);
         r + self.block_rank(k, p, rem, rem).1
+    }
+
+    #[inline]
+    fn prefetch_rank(&self, i: usize) {
+        self.prefetch_block(i / B);
     }
 
     #[inline]

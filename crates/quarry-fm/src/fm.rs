@@ -9,7 +9,7 @@ use crate::bits::{IntVec, RankBv, prefetch};
 use crate::buf::Buf;
 use crate::error::{FmError, Result};
 use crate::format::{SectionReader, SectionWriter};
-use crate::wm::WaveletTree;
+use crate::wm::{AccessStep, WaveletTree};
 
 pub(crate) struct FmCore<Bv> {
     n: usize,
@@ -124,6 +124,10 @@ impl<T> SyncPtr<T> {
         self.0
     }
 }
+
+/// Walks [`FmCore::lf_walks`] interleaves: enough to keep a core's outstanding cache misses
+/// busy, few enough that the lanes' state and prefetched lines stay in L1.
+const LF_LANES: usize = 16;
 
 /// Rows per round of the in-place BWT: the gather of a round runs in parallel into a buffer of
 /// this many symbols, which is then copied over suffix-array entries that are all read already.
@@ -585,13 +589,16 @@ impl<Bv: RankBv> FmCore<Bv> {
         (base + self.pairs[c1 * s + c2] as usize, base + self.pairs[(c1 + 1) * s + c2] as usize)
     }
 
-    #[inline]
+    /// One LF step from row `i`: (its BWT symbol, the row of the preceding suffix).
+    #[cfg(test)]
     fn lf(&self, i: usize) -> (u32, usize) {
         let (c, r) = self.wm.access_rank(i);
         (c, self.c[c as usize] as usize + r)
     }
 
-    /// `SA[i]`: position in `R` of the suffix of row `i`.
+    /// `SA[i]`: position in `R` of the suffix of row `i`, one LF step at a time (the reference
+    /// for [`sa_at_many`](Self::sa_at_many)).
+    #[cfg(test)]
     pub(crate) fn sa_at(&self, mut i: usize) -> usize {
         let mut steps = 0;
         // `steps <= n` only guards against crafted files whose LF cycles miss every sample.
@@ -602,26 +609,91 @@ impl<Bv: RankBv> FmCore<Bv> {
         (self.sa.get(i / self.sa_rate) as usize + steps) % self.n
     }
 
+    /// `SA[rows[k]]` into `out[k]` for every `k`.
+    pub(crate) fn sa_at_many(&self, rows: &[usize], out: &mut [usize]) {
+        debug_assert_eq!(rows.len(), out.len());
+        let sample = |row: usize, steps: usize| (self.sa.get(row / self.sa_rate) as usize + steps) % self.n;
+        for (o, &row) in out.iter_mut().zip(rows) {
+            if row.is_multiple_of(self.sa_rate) {
+                *o = sample(row, 0);
+            }
+        }
+        let walks = rows.iter().enumerate().filter(|(_, r)| !r.is_multiple_of(self.sa_rate)).map(|(k, &r)| (r, (k, 0usize)));
+        self.lf_walks(walks, |(slot, steps), _, row| {
+            // stop as `sa_at` does: at a sample, or after n steps (crafted files whose LF
+            // cycles miss every sample)
+            *steps += 1;
+            if row.is_multiple_of(self.sa_rate) || *steps > self.n {
+                out[*slot] = sample(row, *steps);
+                return false;
+            }
+            true
+        });
+    }
+
+    /// LF walks, interleaved: each of `walks` is a start row and a state; after every LF step
+    /// (from a row whose BWT symbol is `c` to row `next`) `step(state, c, next)` says whether the
+    /// walk goes on. A single walk is a chain of dependent cache misses (one or more per
+    /// wavelet-tree level of every step); here up to [`LF_LANES`] walks advance in turn, one
+    /// level each, with each one's next bitvector block prefetched, so that their misses overlap.
+    fn lf_walks<S>(&self, mut walks: impl Iterator<Item = (usize, S)>, mut step: impl FnMut(&mut S, u32, usize) -> bool) {
+        struct Lane<S> {
+            node: usize,
+            i: usize,
+            state: S,
+        }
+        let mut lanes: Vec<Lane<S>> = Vec::with_capacity(LF_LANES);
+        loop {
+            while lanes.len() < LF_LANES {
+                let Some((row, state)) = walks.next() else { break };
+                self.wm.prefetch_step(0, row);
+                lanes.push(Lane { node: 0, i: row, state });
+            }
+            if lanes.is_empty() {
+                return;
+            }
+            let mut k = 0;
+            while k < lanes.len() {
+                let l = &mut lanes[k];
+                match self.wm.access_step(l.node, l.i) {
+                    AccessStep::Node(v, i) => (l.node, l.i) = (v, i),
+                    AccessStep::Leaf(c, r) => {
+                        let row = self.c[c as usize] as usize + r;
+                        if !step(&mut l.state, c, row) {
+                            lanes.swap_remove(k);
+                            continue;
+                        }
+                        (l.node, l.i) = (0, row);
+                    }
+                }
+                self.wm.prefetch_step(l.node, l.i);
+                k += 1;
+            }
+        }
+    }
+
     /// `R[x..y)` in reverse order (that is, in text order), `x <= y <= n`.
     pub(crate) fn extract_rev(&self, x: usize, y: usize) -> Vec<u32> {
-        let mut out = Vec::with_capacity(y - x);
         if x >= y {
-            return out;
+            return Vec::new();
         }
-        let j = y.next_multiple_of(self.isa_rate);
-        let (mut pos, mut row) = if j >= self.n {
-            (self.n, self.isa.get(0) as usize)
-        } else {
-            (j, self.isa.get(j / self.isa_rate) as usize)
-        };
-        while pos > x {
-            let (c, nr) = self.lf(row);
-            pos -= 1;
-            if pos < y {
-                out.push(c);
+        let mut out = vec![0u32; y - x];
+        // one walk per stretch between ISA samples, from the sample at or after its end down to
+        // its start: the walks are independent, so they run interleaved
+        let rate = self.isa_rate;
+        let stretches = (x / rate..y.div_ceil(rate)).map(|k| {
+            let (s, e) = ((k * rate).max(x), ((k + 1) * rate).min(y));
+            let j = e.next_multiple_of(rate);
+            let (pos, row) = if j >= self.n { (self.n, self.isa.get(0) as usize) } else { (j, self.isa.get(j / rate) as usize) };
+            (row, (pos, s))
+        });
+        self.lf_walks(stretches, |(pos, stop), c, _| {
+            *pos -= 1;
+            if *pos < y {
+                out[y - 1 - *pos] = c;
             }
-            row = nr;
-        }
+            *pos > *stop
+        });
         out
     }
 
@@ -724,6 +796,18 @@ mod tests {
         for (i, &p) in sa.iter().enumerate() {
             assert_eq!(core.sa_at(i), p, "SA[{i}]");
         }
+        // the interleaved walks: all rows in a scrambled order (so lanes finish out of order and
+        // are refilled mid-batch), with repeats, in batches of several sizes
+        let rows: Vec<usize> = (0..n + n / 4).map(|k| (k * 7919 + 13) % n).collect();
+        for batch in [5, rows.len()] {
+            for ch in rows.chunks(batch) {
+                let mut out = vec![usize::MAX; ch.len()];
+                core.sa_at_many(ch, &mut out);
+                for (&i, &p) in ch.iter().zip(&out) {
+                    assert_eq!(p, sa[i], "sa_at_many SA[{i}], batch {batch}");
+                }
+            }
+        }
         for c in 0..sigma as u32 {
             let rows = core.extend(core.full(), c);
             let first = sa.partition_point(|&p| codes[p] < c);
@@ -738,7 +822,12 @@ mod tests {
                 assert!(pair == two || (pair.0 >= pair.1 && two.0 >= two.1), "pair {c1} {c2}: {pair:?} vs {two:?}");
             }
         }
-        for (x, y) in [(0, n), (0, 1), (n - 1, n), (n / 3, n / 3 + 777), (5, 5)] {
+        // windows starting and ending on and off the ISA samples, running into the end of `R`
+        let windows = (0..24).map(|k| {
+            let x = (k * 7919) % n;
+            (x, (x + (k * 131) % 300).min(n))
+        });
+        for (x, y) in [(0, n), (0, 1), (n - 1, n), (n / 3, n / 3 + 777), (5, 5)].into_iter().chain(windows) {
             let mut want = codes[x..y].to_vec();
             want.reverse();
             assert_eq!(core.extract_rev(x, y), want, "extract {x}..{y}");

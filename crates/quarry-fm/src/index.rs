@@ -129,6 +129,9 @@ struct Manifest {
 
 const ZERO_SUM: &str = "0000000000000000";
 
+/// Rows per parallel task of a locate (each task interleaves its rows' walks).
+const LOCATE_TASK: usize = 256;
+
 fn manifest_bytes(m: &Manifest) -> Result<Vec<u8>> {
     let mut m = m.clone();
     m.checksum = ZERO_SUM.into();
@@ -678,12 +681,11 @@ impl NgramIndex {
             let r = s.range(pattern);
             let take = (r.1 - r.0).min(limit - out.len());
             let base = self.doc_base[k];
-            let hits: Vec<Hit> = (r.0..r.0 + take)
-                .into_par_iter()
-                .with_min_len(64)
-                .map(|row| {
-                    let (d, off) = s.locate_row(row, pattern.len());
-                    Hit { doc: base + d as u64, offset: off }
+            let rows: Vec<usize> = (r.0..r.0 + take).collect();
+            let hits: Vec<Hit> = rows
+                .par_chunks(LOCATE_TASK)
+                .flat_map_iter(|ch| {
+                    s.locate_rows(ch, pattern.len()).into_iter().map(|(d, off)| Hit { doc: base + d as u64, offset: off })
                 })
                 .collect();
             out.extend(hits);
@@ -859,20 +861,26 @@ impl NgramIndex {
                         1.0
                     };
                     let picks = total.min(max);
-                    let mut docs: Vec<usize> = (0..picks)
+                    // the picked rows of each pattern of the clause (evenly spaced over the
+                    // clause's concatenated ranges), located pattern by pattern
+                    let mut per_pattern: Vec<Vec<usize>> = vec![Vec::new(); rs.len()];
+                    let mut p = 0;
+                    let mut before = 0; // rows of the patterns before `p`
+                    for j in 0..picks {
+                        let idx = (j as f64 * step) as usize;
+                        while idx >= before + (rs[p].0.1 - rs[p].0.0) {
+                            before += rs[p].0.1 - rs[p].0.0;
+                            p += 1;
+                        }
+                        per_pattern[p].push(rs[p].0.0 + idx - before);
+                    }
+                    let mut docs: Vec<usize> = per_pattern
+                        .iter()
+                        .zip(&rs)
+                        .flat_map(|(rows, &(_, m))| rows.chunks(LOCATE_TASK).map(move |ch| (ch, m)))
+                        .collect::<Vec<_>>()
                         .into_par_iter()
-                        .with_min_len(64)
-                        .map(|j| {
-                            let mut idx = (j as f64 * step) as usize;
-                            for &(r, m) in &rs {
-                                let len = r.1 - r.0;
-                                if idx < len {
-                                    return s.locate_row(r.0 + idx, m).0;
-                                }
-                                idx -= len;
-                            }
-                            unreachable!("sample index within clause total")
-                        })
+                        .flat_map_iter(|(ch, m)| s.locate_rows(ch, m).into_iter().map(|(d, _)| d))
                         .collect();
                     docs.sort_unstable();
                     docs.dedup();

@@ -297,9 +297,16 @@ impl Shard {
         (r.1 - r.0) as u64
     }
 
-    /// (local doc, offset) of the occurrence in row `row` of a pattern of length `m`.
-    pub(crate) fn locate_row(&self, row: usize, m: usize) -> (usize, u64) {
-        let q = core!(self, c => c.sa_at(row));
+    /// (local doc, offset) of the occurrence in each row of `rows` of a pattern of length `m`
+    /// (the rows' walks to a suffix-array sample interleaved).
+    pub(crate) fn locate_rows(&self, rows: &[usize], m: usize) -> Vec<(usize, u64)> {
+        let mut q = vec![0usize; rows.len()];
+        core!(self, c => c.sa_at_many(rows, &mut q));
+        q.into_iter().map(|q| self.doc_offset(q, m)).collect()
+    }
+
+    /// (local doc, offset) of an occurrence of a length-`m` pattern whose reversal starts at `q`.
+    fn doc_offset(&self, q: usize, m: usize) -> (usize, u64) {
         // occurrence of the reversed pattern at R[q..q+m) <=> pattern at T[tlen-q-m ..)
         let p = (self.tlen as u64).saturating_sub((q + m) as u64);
         let doc = self.starts.partition_point(|&s| s <= p).saturating_sub(1);

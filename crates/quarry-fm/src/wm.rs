@@ -247,6 +247,14 @@ fn partition_level<T: Sym>(
     });
 }
 
+/// Result of [`WaveletTree::access_step`].
+pub enum AccessStep {
+    /// Continue at internal node `.0`, position `.1` in it.
+    Node(usize, usize),
+    /// Reached the leaf of symbol `.0`; `.1` = its rank (occurrences before the position).
+    Leaf(u32, usize),
+}
+
 /// Huffman-shaped wavelet tree (see the module docs).
 pub struct WaveletTree<Bv> {
     n: usize,
@@ -337,21 +345,37 @@ impl<Bv: RankBv> WaveletTree<Bv> {
         self.levels.len()
     }
 
-    /// `(seq[i], rank_{seq[i]}(i))` for `i < len`.
-    #[inline]
+    /// `(seq[i], rank_{seq[i]}(i))` for `i < len` (the FM core runs its walks through
+    /// [`access_step`](Self::access_step); this is their reference in tests).
+    #[cfg(test)]
     pub fn access_rank(&self, mut i: usize) -> (u32, usize) {
         let mut v = 0usize;
         loop {
-            let node = &self.nodes[v];
-            let (bit, r1) = self.levels[node.level].get_rank1(node.start + i);
-            let r = r1 - node.ones;
-            i = if bit { r } else { i - r };
-            let ch = node.child[bit as usize];
-            if ch & LEAF != 0 {
-                return (ch & !LEAF, i);
+            match self.access_step(v, i) {
+                AccessStep::Node(w, j) => (v, i) = (w, j),
+                AccessStep::Leaf(c, r) => return (c, r),
             }
-            v = ch as usize;
         }
+    }
+
+    /// One level of `access_rank`: from internal node `v` (0 = the root) at
+    /// position `i` of the node, to the child the position's symbol goes to. Lets callers
+    /// interleave several walks, one level at a time.
+    #[inline]
+    pub fn access_step(&self, v: usize, i: usize) -> AccessStep {
+        let node = &self.nodes[v];
+        let (bit, r1) = self.levels[node.level].get_rank1(node.start + i);
+        let r = r1 - node.ones;
+        let i = if bit { r } else { i - r };
+        let ch = node.child[bit as usize];
+        if ch & LEAF != 0 { AccessStep::Leaf(ch & !LEAF, i) } else { AccessStep::Node(ch as usize, i) }
+    }
+
+    /// Starts loading what [`access_step`](Self::access_step)`(v, i)` reads first.
+    #[inline]
+    pub fn prefetch_step(&self, v: usize, i: usize) {
+        let node = &self.nodes[v];
+        self.levels[node.level].prefetch_rank(node.start + i);
     }
 
     /// `(rank_c(a), rank_c(b))` for `a <= b <= len` and `c < sigma`.
