@@ -68,7 +68,7 @@ export function addNgramCommands(program: Command) {
     .requiredOption('-o, --output <dir>', 'index directory')
     .option('-t, --tokenizer <tokenizer.json>', 'token mode with a Hugging Face tokenizer')
     .option('--shard-bytes <n>', 'text bytes per shard (peak build memory is about 5-6x this)', intOption)
-    .option('--sa-sample <n>', 'suffix-array sampling rate', intOption)
+    .option('--sa-sample <n>', 'suffix-array sampling rate (default 32 bytes, 8 tokens)', intOption)
     .option('--isa-sample <n>', 'inverse suffix-array sampling rate', intOption)
     .option('--plain', 'plain bitvectors: faster queries, larger index')
     .option('--paragraphs', 'split text files into documents at blank lines')

@@ -54,7 +54,7 @@ export interface NgramBuildOptions {
   tokenizer?: string;
   /** Text bytes per shard (default 256 MiB). Peak build memory is about 5× this for a byte index (the text plus its 32-bit suffix array) and about 6× for a token index, plus the process (measured on a 103.5 MB corpus). */
   shardBytes?: number;
-  /** Suffix-array sampling rate (default 32): `locate` costs about this many steps per hit. */
+  /** Suffix-array sampling rate: `locate` costs about this many steps per hit (default 32 for a byte index, 8 for a token index). */
   saSampleRate?: number;
   /** Inverse suffix-array sampling rate (default 64): extraction walks up to this many extra steps. */
   isaSampleRate?: number;

@@ -74,7 +74,8 @@
 //! (SA order) and inverse-SA samples every `isa_sample_rate` text positions, bit-packed. Byte
 //! indexes (alphabets up to 258 codes) also store a pair table, the BWT count of every symbol
 //! before each symbol's first row, so a pattern's first two symbols cost two lookups.
-//! Defaults mirror infini-gram mini's `csa_wt<wt_huff<rrr_vector<127>>, 32, 64>`.
+//! Byte-index defaults mirror infini-gram mini's `csa_wt<wt_huff<rrr_vector<127>>, 32, 64>`; token
+//! indexes sample the suffix array every 8 rows by default (faster `locate`, see [`BuildOptions`]).
 //!
 //! ## On-disk format (directory)
 //!

@@ -106,3 +106,13 @@ fn empty_corpus() {
     assert_eq!(idx.count(&sym(b"a")).unwrap(), 0);
     assert_eq!(idx.document(0, 0, None).unwrap(), Vec::<u32>::new());
 }
+
+#[test]
+fn byte_index_default_sample_rates() {
+    let dir = tempfile::tempdir().unwrap();
+    let docs = ["abracadabra", "cadabra abra"].map(|t| Ok(Document::new(t)));
+    let idx = NgramIndex::build(docs, dir.path(), &BuildOptions::default()).unwrap();
+    let s = idx.stats();
+    assert_eq!((s.sa_sample_rate, s.isa_sample_rate), (32, 64));
+    assert_eq!(idx.count(b"abra".map(u32::from).as_slice()).unwrap(), 4);
+}

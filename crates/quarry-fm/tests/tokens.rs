@@ -90,8 +90,7 @@ fn fixture(kind: BitvectorKind, shard_bytes: u64) -> Fixture {
         tokenizer: Some(tok),
         bitvector: kind,
         shard_bytes,
-        sa_sample_rate: 8,
-        isa_sample_rate: 16,
+        isa_sample_rate: 16, // the suffix array sampled at the token default (8)
         ..Default::default()
     };
     let out = dir.path().join("idx");
@@ -124,6 +123,7 @@ fn token_queries_match_naive() {
         let idx = &f.idx;
         assert_eq!(idx.mode(), Mode::Tokens);
         assert_eq!(idx.stats().tokens, Some(f.docs.iter().map(|d| d.len() as u64).sum()));
+        assert_eq!(idx.stats().sa_sample_rate, 8, "token-mode default");
         for (d, doc) in f.docs.iter().enumerate() {
             assert_eq!(&idx.document(d as u64, 0, None).unwrap(), doc);
             assert_eq!(idx.metadata(d as u64).unwrap(), Some(format!("{{\"i\":{d}}}")));

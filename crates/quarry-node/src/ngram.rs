@@ -103,7 +103,7 @@ fn build_options(o: &NativeBuildOptions) -> Result<(BuildOptions, TextSplit)> {
         opts.shard_bytes = count_arg("shardBytes", b)?;
     }
     if let Some(r) = o.sa_sample_rate {
-        opts.sa_sample_rate = r as usize;
+        opts.sa_sample_rate = Some(r as usize);
     }
     if let Some(r) = o.isa_sample_rate {
         opts.isa_sample_rate = r as usize;

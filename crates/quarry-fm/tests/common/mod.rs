@@ -27,7 +27,7 @@ pub fn build_bytes(docs: &[Vec<u8>], dir: &Path, kind: BitvectorKind, shard_byte
     let opts = BuildOptions {
         bitvector: kind,
         shard_bytes,
-        sa_sample_rate: sa,
+        sa_sample_rate: Some(sa),
         isa_sample_rate: isa,
         ..Default::default()
     };
