@@ -231,8 +231,41 @@ fn partition_level<T: Sym>(
             };
             let (mut p0, mut p1) = (dst(0, zeros), dst(1, ones));
             let (inc0, inc1) = (internal[0] as usize, internal[1] as usize);
+            let mut seg = &part[a - lo..b - lo];
+            #[cfg(target_arch = "x86_64")]
+            if std::mem::size_of::<T>() == 1 && seg.len() >= 64 && std::is_x86_feature_detected!("ssse3") {
+                // bytes: the scalar loop up to a multiple of 8 positions, then 8 at a time
+                let head = (a.next_multiple_of(8) - a).min(seg.len());
+                for &c in &seg[..head] {
+                    let bit = bit_of[c.into() as usize] as usize;
+                    // SAFETY: as in the loop below.
+                    unsafe {
+                        *(if bit == 0 { p0 } else { p1 }) = c;
+                        p0 = p0.add(inc0 & (bit ^ 1));
+                        p1 = p1.add(inc1 & bit);
+                    }
+                }
+                let ones_left = ones_before(b) - ones_before(a + head);
+                let zeros_left = (b - a - head) - ones_left;
+                let bytes: &[u8] = bytemuck::cast_slice(&seg[head..]);
+                // SAFETY: ssse3 is present; `a + head` is a multiple of 8 and `words` holds the
+                // bits of every position of `bytes`; the destinations are this task's own slots
+                // of the children (as below), and the function stores 8 bytes only where at
+                // least 8 of them remain.
+                let (n, q0, q1) = unsafe {
+                    scatter_bytes_ssse3(
+                        bytes,
+                        words,
+                        a + head,
+                        (p0 as *mut u8, internal[0], zeros_left),
+                        (p1 as *mut u8, internal[1], ones_left),
+                    )
+                };
+                (p0, p1) = (q0 as *mut T, q1 as *mut T);
+                seg = &seg[head + n..];
+            }
             // branch-free stable partition
-            for &c in &part[a - lo..b - lo] {
+            for &c in seg {
                 let bit = bit_of[c.into() as usize] as usize;
                 // SAFETY: every element of an internal child gets its own slot of the child's
                 // range (offsets from the popcounts), so tasks write disjoint elements; leaf
@@ -245,6 +278,76 @@ fn partition_level<T: Sym>(
             }
         }
     });
+}
+
+/// `SHUFFLE_PACK[m]`: the `pshufb` control that gathers the bytes of an 8-byte group whose
+/// positions are the set bits of `m`, in order, to the front.
+#[cfg(target_arch = "x86_64")]
+static SHUFFLE_PACK: [[u8; 8]; 256] = {
+    let mut t = [[0x80u8; 8]; 256];
+    let mut m = 0;
+    while m < 256 {
+        let (mut j, mut k) = (0, 0);
+        while j < 8 {
+            if m >> j & 1 == 1 {
+                t[m][k] = j as u8;
+                k += 1;
+            }
+            j += 1;
+        }
+        m += 1;
+    }
+    t
+};
+
+/// The scatter of [`partition_level`] for bytes, 8 positions at a time: each group's zeros and
+/// ones (its bits from `words`, at position `pos` onwards) are packed with one `pshufb` each and
+/// stored 8 bytes wide at the child's write pointer, which then advances by the group's count.
+/// `child0`/`child1` = (write pointer, is an internal node (else nothing is written), elements
+/// left to write there). Stops before a group when an internal child has fewer than 8 slots
+/// left, so a wide store never leaves the caller's slots (the bytes past the group's count are
+/// overwritten by the next groups). Returns (bytes consumed, the two write pointers).
+///
+/// # Safety
+/// SSSE3 must be available; `pos` is a multiple of 8; `words` covers positions
+/// `pos..pos + bytes.len()`; an internal child's pointer is valid for its `left` elements.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "ssse3,popcnt")]
+unsafe fn scatter_bytes_ssse3(
+    bytes: &[u8],
+    words: &[u64],
+    pos: usize,
+    child0: (*mut u8, bool, usize),
+    child1: (*mut u8, bool, usize),
+) -> (usize, *mut u8, *mut u8) {
+    use std::arch::x86_64::*;
+    debug_assert!(pos.is_multiple_of(8));
+    let ((mut p0, w0, mut left0), (mut p1, w1, mut left1)) = (child0, child1);
+    let mut g = 0;
+    while g + 8 <= bytes.len() && (!w0 || left0 >= 8) && (!w1 || left1 >= 8) {
+        let at = pos + g;
+        let m = ((words[at >> 6] >> (at & 63)) & 0xFF) as usize;
+        let ones = (m as u32).count_ones() as usize;
+        // SAFETY: 8 readable bytes at `g` (loop bound); 8 writable slots at each written
+        // pointer (`left >= 8`, caller).
+        unsafe {
+            let v = _mm_loadl_epi64(bytes.as_ptr().add(g) as *const __m128i);
+            if w0 {
+                let z = _mm_shuffle_epi8(v, _mm_loadl_epi64(SHUFFLE_PACK[m ^ 0xFF].as_ptr() as *const __m128i));
+                _mm_storel_epi64(p0 as *mut __m128i, z);
+                p0 = p0.add(8 - ones);
+                left0 -= 8 - ones;
+            }
+            if w1 {
+                let o = _mm_shuffle_epi8(v, _mm_loadl_epi64(SHUFFLE_PACK[m].as_ptr() as *const __m128i));
+                _mm_storel_epi64(p1 as *mut __m128i, o);
+                p1 = p1.add(ones);
+                left1 -= ones;
+            }
+        }
+        g += 8;
+    }
+    (g, p0, p1)
 }
 
 /// Result of [`WaveletTree::access_step`].
@@ -498,6 +601,14 @@ mod tests {
             all[c as usize] += 1;
         }
         let wt = WaveletTree::<Bv>::build(seq.to_vec(), &all, |_, _| Ok(())).unwrap();
+        if sigma <= 256 {
+            // the same tree from bytes (their partition runs 8 at a time where SSSE3 is there)
+            let bytes: Vec<u8> = seq.iter().map(|&c| c as u8).collect();
+            let wb = WaveletTree::<Bv>::build(bytes, &all, |_, _| Ok(())).unwrap();
+            for i in 0..seq.len() {
+                assert_eq!(wb.access_rank(i), wt.access_rank(i), "byte tree at {i}");
+            }
+        }
         let mut counts = vec![0usize; sigma];
         for (i, &c) in seq.iter().enumerate() {
             assert_eq!(wt.access_rank(i), (c, counts[c as usize]));
@@ -527,7 +638,7 @@ mod tests {
     #[test]
     fn wt_matches_naive() {
         let mut x = 99u64;
-        for &(n, sigma) in &[(2usize, 2usize), (10, 2), (1000, 3), (3000, 97), (2000, 300), (999, 50)] {
+        for &(n, sigma) in &[(2usize, 2usize), (10, 2), (1000, 3), (3000, 97), (2000, 300), (999, 50), (20_000, 200), (5000, 2)] {
             let mut seq: Vec<u32> = (0..n)
                 .map(|_| {
                     x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
