@@ -165,8 +165,25 @@ fn partition_level<T: Sym>(
     use rayon::prelude::*;
     let len = seq.len();
     let nw = len.div_ceil(64);
+    #[cfg(target_arch = "x86_64")]
+    let bitmap: Option<[u8; 32]> = (std::mem::size_of::<T>() == 1 && std::is_x86_feature_detected!("ssse3")).then(|| {
+        let mut m = [0u8; 32];
+        for (c, &b) in bit_of.iter().enumerate().take(256) {
+            m[c >> 3] |= (b & 1) << (c & 7);
+        }
+        m
+    });
     // bits gather in a register, one word per 64 positions
     words[..nw].par_chunks_mut(PART_CHUNK / 64).zip(seq.par_chunks(PART_CHUNK)).for_each(|(w, part)| {
+        #[allow(unused_mut)]
+        let (mut w, mut part) = (w, part);
+        #[cfg(target_arch = "x86_64")]
+        if let Some(bm) = &bitmap {
+            let full = part.len() / 64;
+            // SAFETY: ssse3 is present (checked with the bitmap); `full` words, 64 bytes each.
+            unsafe { bits_bytes_ssse3(bytemuck::cast_slice(&part[..full * 64]), bm, &mut w[..full]) };
+            (w, part) = (&mut w[full..], &part[full * 64..]);
+        }
         for (wd, c64) in w.iter_mut().zip(part.chunks(64)) {
             let mut acc = 0u64;
             for (j, &c) in c64.iter().enumerate() {
@@ -348,6 +365,43 @@ unsafe fn scatter_bytes_ssse3(
         g += 8;
     }
     (g, p0, p1)
+}
+
+/// The bits pass of [`partition_level`] for bytes, 16 at a time: bit `j` of `out[k]` = bit
+/// `bytes[64 k + j]` of the 256-bit `bitmap` (the level's bit of each symbol), looked up with
+/// two `pshufb`s (which of the bitmap's 32 bytes) and one more (which bit of it).
+///
+/// # Safety
+/// SSSE3 must be available; `bytes.len() == 64 * out.len()`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "ssse3")]
+unsafe fn bits_bytes_ssse3(bytes: &[u8], bitmap: &[u8; 32], out: &mut [u64]) {
+    use std::arch::x86_64::*;
+    debug_assert_eq!(bytes.len(), 64 * out.len());
+    // SAFETY: all loads are in bounds (32-byte bitmap, 16-byte groups of `bytes`).
+    unsafe {
+        let lo_tab = _mm_loadu_si128(bitmap.as_ptr() as *const __m128i);
+        let hi_tab = _mm_loadu_si128(bitmap.as_ptr().add(16) as *const __m128i);
+        let pow2 = _mm_setr_epi8(1, 2, 4, 8, 16, 32, 64, -128, 1, 2, 4, 8, 16, 32, 64, -128);
+        let (m31, m7, m15) = (_mm_set1_epi8(31), _mm_set1_epi8(7), _mm_set1_epi8(15));
+        for (k, o) in out.iter_mut().enumerate() {
+            let mut acc = 0u64;
+            for q in 0..4 {
+                let v = _mm_loadu_si128(bytes.as_ptr().add(64 * k + 16 * q) as *const __m128i);
+                // which bitmap byte (0..31): the low 16 from one table, the high from the other
+                let idx = _mm_and_si128(_mm_srli_epi16(v, 3), m31);
+                let high = _mm_cmpgt_epi8(idx, m15);
+                let byte = _mm_or_si128(
+                    _mm_andnot_si128(high, _mm_shuffle_epi8(lo_tab, idx)),
+                    _mm_and_si128(high, _mm_shuffle_epi8(hi_tab, _mm_and_si128(idx, m15))),
+                );
+                let bit = _mm_shuffle_epi8(pow2, _mm_and_si128(v, m7));
+                let zero = _mm_cmpeq_epi8(_mm_and_si128(byte, bit), _mm_setzero_si128());
+                acc |= ((!_mm_movemask_epi8(zero) as u32 & 0xFFFF) as u64) << (16 * q);
+            }
+            *o = acc;
+        }
+    }
 }
 
 /// Result of [`WaveletTree::access_step`].
