@@ -250,7 +250,11 @@ fn partition_level<T: Sym>(
             let (inc0, inc1) = (internal[0] as usize, internal[1] as usize);
             let mut seg = &part[a - lo..b - lo];
             #[cfg(target_arch = "x86_64")]
-            if std::mem::size_of::<T>() == 1 && seg.len() >= 64 && std::is_x86_feature_detected!("ssse3") {
+            if std::mem::size_of::<T>() == 1
+                && seg.len() >= 64
+                && std::is_x86_feature_detected!("ssse3")
+                && std::is_x86_feature_detected!("popcnt")
+            {
                 // bytes: the scalar loop up to a multiple of 8 positions, then 8 at a time
                 let head = (a.next_multiple_of(8) - a).min(seg.len());
                 for &c in &seg[..head] {
@@ -265,7 +269,7 @@ fn partition_level<T: Sym>(
                 let ones_left = ones_before(b) - ones_before(a + head);
                 let zeros_left = (b - a - head) - ones_left;
                 let bytes: &[u8] = bytemuck::cast_slice(&seg[head..]);
-                // SAFETY: ssse3 is present; `a + head` is a multiple of 8 and `words` holds the
+                // SAFETY: ssse3 and popcnt are present; `a + head` is a multiple of 8 and `words` holds the
                 // bits of every position of `bytes`; the destinations are this task's own slots
                 // of the children (as below), and the function stores 8 bytes only where at
                 // least 8 of them remain.
@@ -326,7 +330,7 @@ static SHUFFLE_PACK: [[u8; 8]; 256] = {
 /// overwritten by the next groups). Returns (bytes consumed, the two write pointers).
 ///
 /// # Safety
-/// SSSE3 must be available; `pos` is a multiple of 8; `words` covers positions
+/// SSSE3 and POPCNT must be available; `pos` is a multiple of 8; `words` covers positions
 /// `pos..pos + bytes.len()`; an internal child's pointer is valid for its `left` elements.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "ssse3,popcnt")]
