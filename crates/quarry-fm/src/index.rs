@@ -138,9 +138,6 @@ struct Manifest {
 
 const ZERO_SUM: &str = "0000000000000000";
 
-/// Rows per parallel task of a locate (each task interleaves its rows' walks).
-const LOCATE_TASK: usize = 256;
-
 fn manifest_bytes(m: &Manifest) -> Result<Vec<u8>> {
     let mut m = m.clone();
     m.checksum = ZERO_SUM.into();
@@ -691,13 +688,8 @@ impl NgramIndex {
             let take = (r.1 - r.0).min(limit - out.len());
             let base = self.doc_base[k];
             let rows: Vec<usize> = (r.0..r.0 + take).collect();
-            let hits: Vec<Hit> = rows
-                .par_chunks(LOCATE_TASK)
-                .flat_map_iter(|ch| {
-                    s.locate_rows(ch, pattern.len()).into_iter().map(|(d, off)| Hit { doc: base + d as u64, offset: off })
-                })
-                .collect();
-            out.extend(hits);
+            let hits = s.locate_rows(&rows, pattern.len());
+            out.extend(hits.into_iter().map(|(d, off)| Hit { doc: base + d as u64, offset: off }));
         }
         out.sort_unstable();
         Ok(out)
@@ -872,13 +864,14 @@ impl NgramIndex {
                     let picks = total.min(max);
                     // the picked rows of each pattern of the clause (evenly spaced over the
                     // clause's concatenated ranges), located pattern by pattern
+                    let rows_of = |p: usize| rs[p].0.1 - rs[p].0.0;
                     let mut per_pattern: Vec<Vec<usize>> = vec![Vec::new(); rs.len()];
                     let mut p = 0;
                     let mut before = 0; // rows of the patterns before `p`
                     for j in 0..picks {
                         let idx = (j as f64 * step) as usize;
-                        while idx >= before + (rs[p].0.1 - rs[p].0.0) {
-                            before += rs[p].0.1 - rs[p].0.0;
+                        while idx >= before + rows_of(p) {
+                            before += rows_of(p);
                             p += 1;
                         }
                         per_pattern[p].push(rs[p].0.0 + idx - before);
@@ -886,10 +879,7 @@ impl NgramIndex {
                     let mut docs: Vec<usize> = per_pattern
                         .iter()
                         .zip(&rs)
-                        .flat_map(|(rows, &(_, m))| rows.chunks(LOCATE_TASK).map(move |ch| (ch, m)))
-                        .collect::<Vec<_>>()
-                        .into_par_iter()
-                        .flat_map_iter(|(ch, m)| s.locate_rows(ch, m).into_iter().map(|(d, _)| d))
+                        .flat_map(|(rows, &(_, m))| s.locate_rows(rows, m).into_iter().map(|(d, _)| d))
                         .collect();
                     docs.sort_unstable();
                     docs.dedup();

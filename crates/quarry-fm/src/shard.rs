@@ -31,6 +31,9 @@ macro_rules! core {
     };
 }
 
+/// Rows per parallel task of a locate.
+const LOCATE_TASK: usize = 256;
+
 pub(crate) struct Shard {
     core: Core,
     tlen: usize,
@@ -297,12 +300,17 @@ impl Shard {
         (r.1 - r.0) as u64
     }
 
-    /// (local doc, offset) of the occurrence in each row of `rows` of a pattern of length `m`
-    /// (the rows' walks to a suffix-array sample interleaved).
+    /// (local doc, offset) of the occurrence in each row of `rows` of a pattern of length `m`, in
+    /// order: tasks of [`LOCATE_TASK`] rows on the pool, each interleaving its rows' walks to a
+    /// suffix-array sample.
     pub(crate) fn locate_rows(&self, rows: &[usize], m: usize) -> Vec<(usize, u64)> {
-        let mut q = vec![0usize; rows.len()];
-        core!(self, c => c.sa_at_many(rows, &mut q));
-        q.into_iter().map(|q| self.doc_offset(q, m)).collect()
+        rows.par_chunks(LOCATE_TASK)
+            .flat_map_iter(|ch| {
+                let mut q = vec![0usize; ch.len()];
+                core!(self, c => c.sa_at_many(ch, &mut q));
+                q.into_iter().map(|q| self.doc_offset(q, m))
+            })
+            .collect()
     }
 
     /// (local doc, offset) of an occurrence of a length-`m` pattern whose reversal starts at `q`.

@@ -218,6 +218,10 @@ fn partition_level<T: Sym>(
     };
     let out = crate::fm::SyncPtr(next.as_mut_ptr());
     let out_len = next.len();
+    #[cfg(target_arch = "x86_64")]
+    let simd_scatter = std::mem::size_of::<T>() == 1
+        && std::is_x86_feature_detected!("ssse3")
+        && std::is_x86_feature_detected!("popcnt");
     seq.par_chunks(PART_CHUNK).enumerate().for_each(|(k, part)| {
         let lo = k * PART_CHUNK;
         let hi = lo + part.len();
@@ -246,59 +250,61 @@ fn partition_level<T: Sym>(
                     dump_ptr
                 }
             };
-            let (mut p0, mut p1) = (dst(0, zeros), dst(1, ones));
-            let (inc0, inc1) = (internal[0] as usize, internal[1] as usize);
+            let mut ptrs = [dst(0, zeros), dst(1, ones)];
+            let inc = [internal[0] as usize, internal[1] as usize];
             let mut seg = &part[a - lo..b - lo];
             #[cfg(target_arch = "x86_64")]
-            if std::mem::size_of::<T>() == 1
-                && seg.len() >= 64
-                && std::is_x86_feature_detected!("ssse3")
-                && std::is_x86_feature_detected!("popcnt")
-            {
+            if simd_scatter && seg.len() >= 64 {
                 // bytes: the scalar loop up to a multiple of 8 positions, then 8 at a time
                 let head = (a.next_multiple_of(8) - a).min(seg.len());
-                for &c in &seg[..head] {
-                    let bit = bit_of[c.into() as usize] as usize;
-                    // SAFETY: as in the loop below.
-                    unsafe {
-                        *(if bit == 0 { p0 } else { p1 }) = c;
-                        p0 = p0.add(inc0 & (bit ^ 1));
-                        p1 = p1.add(inc1 & bit);
-                    }
-                }
+                // SAFETY: as for the scalar loop below.
+                unsafe { scatter_scalar(&seg[..head], bit_of, &mut ptrs, inc) };
                 let ones_left = ones_before(b) - ones_before(a + head);
                 let zeros_left = (b - a - head) - ones_left;
                 let bytes: &[u8] = bytemuck::cast_slice(&seg[head..]);
-                // SAFETY: ssse3 and popcnt are present; `a + head` is a multiple of 8 and `words` holds the
-                // bits of every position of `bytes`; the destinations are this task's own slots
-                // of the children (as below), and the function stores 8 bytes only where at
+                // SAFETY: ssse3 and popcnt are present; `a + head` is a multiple of 8 and `words`
+                // holds the bits of every position of `bytes`; the destinations are this task's own
+                // slots of the children (as below), and the function stores 8 bytes only where at
                 // least 8 of them remain.
                 let (n, q0, q1) = unsafe {
                     scatter_bytes_ssse3(
                         bytes,
                         words,
                         a + head,
-                        (p0 as *mut u8, internal[0], zeros_left),
-                        (p1 as *mut u8, internal[1], ones_left),
+                        (ptrs[0] as *mut u8, internal[0], zeros_left),
+                        (ptrs[1] as *mut u8, internal[1], ones_left),
                     )
                 };
-                (p0, p1) = (q0 as *mut T, q1 as *mut T);
+                ptrs = [q0 as *mut T, q1 as *mut T];
                 seg = &seg[head + n..];
             }
-            // branch-free stable partition
-            for &c in seg {
-                let bit = bit_of[c.into() as usize] as usize;
-                // SAFETY: every element of an internal child gets its own slot of the child's
-                // range (offsets from the popcounts), so tasks write disjoint elements; leaf
-                // children write the task's own dump slot.
-                unsafe {
-                    *(if bit == 0 { p0 } else { p1 }) = c;
-                    p0 = p0.add(inc0 & (bit ^ 1));
-                    p1 = p1.add(inc1 & bit);
-                }
-            }
+            // SAFETY: every element of an internal child gets its own slot of the child's range
+            // (offsets from the popcounts), so tasks write disjoint elements; leaf children write
+            // the task's own dump slot.
+            unsafe { scatter_scalar(seg, bit_of, &mut ptrs, inc) };
         }
     });
+}
+
+/// The branch-free stable scatter of `elems` to the children: an element whose level bit is `b`
+/// goes to `ptrs[b]`, which then advances by `inc[b]` (0 for a leaf child's dump slot).
+///
+/// # Safety
+/// `ptrs[b]` is valid for as many writes as `elems` has elements with bit `b` (one, for a
+/// pointer that does not advance).
+#[inline]
+unsafe fn scatter_scalar<T: Sym>(elems: &[T], bit_of: &[u8], ptrs: &mut [*mut T; 2], inc: [usize; 2]) {
+    let [mut p0, mut p1] = *ptrs;
+    for &c in elems {
+        let bit = bit_of[c.into() as usize] as usize;
+        // SAFETY: caller.
+        unsafe {
+            *(if bit == 0 { p0 } else { p1 }) = c;
+            p0 = p0.add(inc[0] & (bit ^ 1));
+            p1 = p1.add(inc[1] & bit);
+        }
+    }
+    *ptrs = [p0, p1];
 }
 
 /// `SHUFFLE_PACK[m]`: the `pshufb` control that gathers the bytes of an 8-byte group whose
