@@ -8,6 +8,7 @@
 use crate::bits::{IntVec, RankBv, prefetch};
 use crate::buf::Buf;
 use crate::error::{FmError, Result};
+use crate::sabuf::SaBuf;
 use crate::format::{SectionReader, SectionWriter};
 use crate::wm::{AccessStep, WaveletTree};
 
@@ -53,27 +54,39 @@ fn pair_table<Bv: RankBv>(wm: &WaveletTree<Bv>, c: &[u64], sigma: usize) -> Vec<
 
 /// Suffix array via libsais, using the narrowest text type the alphabet allows.
 pub(crate) enum Sa {
-    I32(Vec<i32>),
+    I32(SaBuf),
     I64(Vec<i64>),
 }
 
-/// A zeroed vector for the text being indexed. On Linux its pages are marked for transparent
-/// huge pages (`madvise`) before first touch: the suffix sort and the BWT pass read it at random,
-/// and with 4 KiB pages much of that time goes to TLB misses. The suffix array itself is left on
-/// 4 KiB pages: it is 4x larger, and first-touch faults of huge pages (the kernel zeroes 2 MiB at
-/// a time) cost more there than its TLB misses do (measured: 1.2 s vs 0.25 s to fault 400 MB on
-/// the 2-core benchmark VM, and ~0.35 s faster builds of the 100 MB bench corpus).
+/// A zeroed vector for the text being indexed, on transparent huge pages (see [`advise_huge`]).
 pub(crate) fn big_vec<T: bytemuck::Zeroable + Clone>(n: usize) -> Vec<T> {
     let v = vec![T::zeroed(); n]; // calloc: fresh, untouched zero pages for large sizes
+    advise_huge(v.as_ptr() as usize, n * std::mem::size_of::<T>());
+    v
+}
+
+/// An empty vector with room for `cap` elements, on transparent huge pages (see [`advise_huge`]).
+pub(crate) fn huge_capacity_vec<T>(cap: usize) -> Vec<T> {
+    let v = Vec::with_capacity(cap);
+    advise_huge(v.as_ptr() as usize, v.capacity() * std::mem::size_of::<T>());
+    v
+}
+
+/// On Linux, marks the pages of a large buffer for transparent huge pages (`madvise`) before first
+/// touch: the suffix sort and the BWT pass read the text at random, and with 4 KiB pages much of
+/// that time goes to TLB misses. The suffix array itself is left on 4 KiB pages: it is 4x larger,
+/// and first-touch faults of huge pages (the kernel zeroes 2 MiB at a time) cost more there than
+/// its TLB misses do (measured: 1.2 s vs 0.25 s to fault 400 MB on the 2-core benchmark VM, and
+/// ~0.35 s faster builds of the 100 MB bench corpus).
+fn advise_huge(addr: usize, bytes: usize) {
     #[cfg(target_os = "linux")]
     {
-        let bytes = n * std::mem::size_of::<T>();
         if bytes >= 4 << 20 {
             let page = 4096usize;
-            let start = (v.as_ptr() as usize).next_multiple_of(page);
-            let end = (v.as_ptr() as usize + bytes) & !(page - 1);
+            let start = addr.next_multiple_of(page);
+            let end = (addr + bytes) & !(page - 1);
             if end > start {
-                // SAFETY: [start, end) lies inside the vector's allocation; MADV_HUGEPAGE is
+                // SAFETY: [start, end) lies inside the caller's allocation; MADV_HUGEPAGE is
                 // advisory and does not change the contents.
                 unsafe {
                     libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE);
@@ -81,7 +94,8 @@ pub(crate) fn big_vec<T: bytemuck::Zeroable + Clone>(n: usize) -> Vec<T> {
             }
         }
     }
-    v
+    #[cfg(not(target_os = "linux"))]
+    let _ = (addr, bytes);
 }
 
 /// Division of 32-bit values by a fixed divisor without a hardware divide (Lemire, Kaser and
@@ -326,8 +340,17 @@ macro_rules! sais_run {
 /// (text + 32-bit suffix array) for byte and 16-bit token corpora.
 pub(crate) trait Sym: bytemuck::Pod + Default + Send + Sync + Into<u32> + 'static {
     fn from_u32(x: u32) -> Self;
-    /// Suffix array of `t` (values `< sigma`); `t` is restored before returning.
-    fn suffix_array(t: &mut [Self], sigma: usize) -> Result<Sa>;
+    /// Suffix array of `t` (values `< sigma`); `t` is restored before returning. `buf`: a zeroed
+    /// buffer of `t.len()` entries to sort into (one is allocated when `None`).
+    fn suffix_array(t: &mut [Self], sigma: usize, buf: Option<SaBuf>) -> Result<Sa>;
+}
+
+/// `buf` when it holds exactly `n` entries, else a new zeroed heap array.
+fn sa_buf(buf: Option<SaBuf>, n: usize) -> SaBuf {
+    match buf {
+        Some(b) if b.len() == n => b,
+        _ => SaBuf::Heap(vec![0i32; n]),
+    }
 }
 
 /// `Sym::suffix_array` for the 8- and 16-bit texts libsais sorts directly.
@@ -338,14 +361,14 @@ macro_rules! small_alphabet_sa {
             fn from_u32(x: u32) -> Self {
                 x as $t
             }
-            fn suffix_array(t: &mut [$t], _sigma: usize) -> Result<Sa> {
+            fn suffix_array(t: &mut [$t], _sigma: usize, buf: Option<SaBuf>) -> Result<Sa> {
                 use libsais::SuffixArrayConstruction as S;
                 if t.len() >= i32::MAX as usize {
                     let sa = sais_run!(S::for_text(t).in_owned_buffer64(), b => b.run());
                     Ok(Sa::I64(sa.map_err(sais_err)?.into_vec()))
                 } else {
-                    let mut sa = vec![0i32; t.len()];
-                    sais_run!(S::for_text(t).in_borrowed_buffer(&mut sa), b => b.run().map(|_| ())).map_err(sais_err)?;
+                    let mut sa = sa_buf(buf, t.len());
+                    sais_run!(S::for_text(t).in_borrowed_buffer(&mut sa[..]), b => b.run().map(|_| ())).map_err(sais_err)?;
                     Ok(Sa::I32(sa))
                 }
             }
@@ -360,14 +383,14 @@ impl Sym for u32 {
     fn from_u32(x: u32) -> Self {
         x
     }
-    fn suffix_array(t: &mut [u32], sigma: usize) -> Result<Sa> {
+    fn suffix_array(t: &mut [u32], sigma: usize, buf: Option<SaBuf>) -> Result<Sa> {
         use libsais::SuffixArrayConstruction as S;
         use libsais::suffix_array::AlphabetSize;
         if t.len() < i32::MAX as usize && sigma <= i32::MAX as usize {
             // dense codes are < sigma <= i32::MAX: the same bits read as non-negative i32
-            let mut sa = vec![0i32; t.len()];
+            let mut sa = sa_buf(buf, t.len());
             let ti: &mut [i32] = bytemuck::cast_slice_mut(t);
-            sais_run!(S::for_text_mut(ti).in_borrowed_buffer(&mut sa), b => {
+            sais_run!(S::for_text_mut(ti).in_borrowed_buffer(&mut sa[..]), b => {
                 // SAFETY: all values are in [0, sigma) by construction (dense codes).
                 let b = unsafe { b.with_alphabet_size(AlphabetSize::new(sigma as i32)) };
                 b.run().map(|_| ())
@@ -400,12 +423,13 @@ impl<Bv: RankBv> FmCore<Bv> {
         sigma: usize,
         sa_rate: usize,
         isa_rate: usize,
+        sa_buf: Option<SaBuf>,
         check: &mut dyn FnMut(&'static str, usize, usize) -> Result<()>,
     ) -> Result<Self> {
         let n = r.len();
         debug_assert!(n >= 1 && r[n - 1].into() == 0);
         check("suffix array", 0, 1)?;
-        let sa = T::suffix_array(&mut r, sigma)?;
+        let sa = T::suffix_array(&mut r, sigma, sa_buf)?;
         check("bwt", 0, 1)?;
         let width = crate::bits::bits_for(n as u64);
         let s = std::mem::size_of::<T>();
@@ -790,7 +814,7 @@ mod tests {
     fn check_core_rates<T: Sym, Bv: RankBv>(codes: &[u32], sigma: usize, sa_rate: usize, isa_rate: usize) {
         let n = codes.len();
         let r: Vec<T> = codes.iter().map(|&c| T::from_u32(c)).collect();
-        let core = FmCore::<Bv>::build(r, sigma, sa_rate, isa_rate, &mut |_, _, _| Ok(())).unwrap();
+        let core = FmCore::<Bv>::build(r, sigma, sa_rate, isa_rate, None, &mut |_, _, _| Ok(())).unwrap();
         let mut sa: Vec<usize> = (0..n).collect();
         sa.sort_by(|&a, &b| codes[a..].cmp(&codes[b..]));
         for (i, &p) in sa.iter().enumerate() {

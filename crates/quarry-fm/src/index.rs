@@ -11,6 +11,7 @@ use tokenizers::Tokenizer;
 
 use crate::error::{FmError, Result};
 use crate::input::Document;
+use crate::sabuf::SaPrefault;
 use crate::shard::Shard;
 
 /// One shard's answer to `next_tokens`: (symbol, count) pairs, end-of-document count, prefix count.
@@ -306,15 +307,16 @@ fn load_tokenizer(path: &Path, err: impl Fn(String) -> FmError) -> Result<Tokeni
     Tokenizer::from_file(path).map_err(|e| err(format!("{}: {e}", path.display())))
 }
 
-/// Token ids of the documents given back to back in `text` (lengths `lens`), tokenized in
-/// parallel without special tokens, as one buffer of `T` plus per-document token counts. The
-/// text is dropped once tokenized, and each document's ids as soon as they are copied.
-fn tokenize<T: TryFrom<u32> + Copy + Send>(tok: &Tokenizer, text: Vec<u8>, lens: &[usize]) -> Result<(Vec<T>, Vec<usize>)> {
+/// Token ids of the documents in `text` (laid out as in [`Batch::text`], lengths `lens`),
+/// tokenized in parallel without special tokens, laid out the same way (one zero slot after each
+/// document's ids and one at the end), plus per-document token counts. The text is dropped once
+/// tokenized, and each document's ids as soon as they are copied.
+fn tokenize<T: TryFrom<u32> + Copy + Send + Default>(tok: &Tokenizer, text: Vec<u8>, lens: &[usize]) -> Result<(Vec<T>, Vec<usize>)> {
     let mut ranges = Vec::with_capacity(lens.len());
     let mut at = 0usize;
     for &l in lens {
         ranges.push(at..at + l);
-        at += l;
+        at += l + 1;
     }
     let toks: Vec<Vec<T>> = ranges
         .into_par_iter()
@@ -329,19 +331,58 @@ fn tokenize<T: TryFrom<u32> + Copy + Send>(tok: &Tokenizer, text: Vec<u8>, lens:
         .collect::<Result<_>>()?;
     drop(text);
     let tlens: Vec<usize> = toks.iter().map(Vec::len).collect();
-    let mut ids = Vec::with_capacity(tlens.iter().sum());
+    let mut ids = Vec::with_capacity(tlens.iter().sum::<usize>() + tlens.len() + 1);
     for t in toks {
         ids.extend_from_slice(&t);
+        ids.push(T::default());
     }
+    ids.push(T::default());
     Ok((ids, tlens))
 }
 
-/// Documents of the shard being collected: their bytes back to back, lengths, metadata.
+/// Documents of the shard being collected.
 #[derive(Default)]
 struct Batch {
+    /// Their bytes back to back, each document followed by a zero slot for its separator (the
+    /// layout [`Shard::build`] takes, which reverses it in place).
     text: Vec<u8>,
     lens: Vec<usize>,
     metas: Vec<Option<String>>,
+    /// Byte mode, once the text is large enough: the suffix array's pages, faulted in as the text
+    /// grows.
+    prefault: Option<SaPrefault>,
+}
+
+/// Text bytes from which a byte-mode shard's suffix array is faulted in while reading (below it
+/// the array is small and the helper thread not worth starting).
+#[cfg(not(test))]
+const PREFAULT_FROM: usize = 8 << 20;
+/// A shard's text may exceed `shard_bytes` by its last document: the suffix array is reserved
+/// for this much more (beyond it, it is allocated when the sort starts).
+#[cfg(not(test))]
+const PREFAULT_SLACK: u64 = 64 << 20;
+// small in unit tests, so that small corpora take every path
+#[cfg(test)]
+const PREFAULT_FROM: usize = 4 << 10;
+#[cfg(test)]
+const PREFAULT_SLACK: u64 = 8 << 10;
+
+impl Batch {
+    /// Byte mode, on each document: once the text reaches [`PREFAULT_FROM`], move it to a buffer
+    /// on huge pages with room for a whole shard and start faulting the suffix array in; then
+    /// keep the helper up to date with the array's length (text + the final slot).
+    fn grow_prefault(&mut self, shard_bytes: u64) {
+        if self.prefault.is_none() && self.text.len() >= PREFAULT_FROM {
+            let max_len = shard_bytes.saturating_add(PREFAULT_SLACK).min(i32::MAX as u64) as usize;
+            let mut text = crate::fm::huge_capacity_vec(max_len.max(self.text.len()));
+            text.extend_from_slice(&self.text);
+            self.text = text;
+            self.prefault = SaPrefault::start(max_len);
+        }
+        if let Some(p) = &self.prefault {
+            p.grow_to(self.text.len() + 1);
+        }
+    }
 }
 
 struct Builder<'o> {
@@ -371,10 +412,15 @@ impl Builder<'_> {
         if batch.lens.is_empty() {
             return Ok(());
         }
-        let text_bytes = batch.text.len() as u64;
+        let text_bytes = (batch.text.len() - batch.lens.len()) as u64; // without the slots
         let metas = std::mem::take(&mut batch.metas);
         let lens = std::mem::take(&mut batch.lens);
-        let text = std::mem::take(&mut batch.text);
+        let mut text = std::mem::take(&mut batch.text);
+        text.push(0); // the final slot
+        // a buffer on huge pages has its last 2 MiB page faulted in whole: give back the part
+        // past the text (glibc shrinks a large block in place)
+        text.shrink_to_fit();
+        let sa_buf = batch.prefault.take().and_then(|p| p.finish(text.len()));
         let opts = self.opts;
         let k = self.shards.len();
         let mut shard = {
@@ -400,13 +446,13 @@ impl Builder<'_> {
                     // suffix array, whose peak is then the dense-coded ids plus the array
                     if tok.get_vocab_size(true) <= 1 << 16 {
                         let (ids, tlens) = tokenize::<u16>(tok, text, &lens)?;
-                        Shard::build(ids, tlens, metas, bv, sa, isa, &mut check)?
+                        Shard::build(ids, tlens, metas, bv, sa, isa, None, &mut check)?
                     } else {
                         let (ids, tlens) = tokenize::<u32>(tok, text, &lens)?;
-                        Shard::build(ids, tlens, metas, bv, sa, isa, &mut check)?
+                        Shard::build(ids, tlens, metas, bv, sa, isa, None, &mut check)?
                     }
                 }
-                None => Shard::build(text, lens, metas, bv, sa, isa, &mut check)?,
+                None => Shard::build(text, lens, metas, bv, sa, isa, sa_buf, &mut check)?,
             }
         };
         self.cancelled()?;
@@ -487,23 +533,25 @@ impl NgramIndex {
         let dir = b.dir.clone();
         let dir = dir.as_path();
         let mut batch = Batch::default();
-        let mut batch_bytes = 0u64;
+        let bytes_mode = b.tokenizer.is_none();
         for d in docs {
             let d = d?;
             b.docs += 1;
-            batch_bytes += d.text.len() as u64 + 1;
             // one contiguous buffer: no per-document allocations left behind (fragmented heap)
             // when the shard's large build buffers are allocated
             batch.text.extend_from_slice(&d.text);
+            batch.text.push(0);
             batch.lens.push(d.text.len());
             batch.metas.push(d.metadata);
+            if bytes_mode {
+                batch.grow_prefault(opts.shard_bytes);
+            }
             if b.docs.is_multiple_of(4096) {
                 b.cancelled()?;
                 b.progress("read", 0, 0);
             }
-            if batch_bytes >= opts.shard_bytes {
+            if batch.text.len() as u64 >= opts.shard_bytes {
                 b.flush(&mut batch)?;
-                batch_bytes = 0;
             }
         }
         b.flush(&mut batch)?;
@@ -957,4 +1005,82 @@ fn intersect(a: &[usize], b: &[usize]) -> Vec<usize> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lcg(seed: &mut u64) -> u64 {
+        *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        *seed >> 33
+    }
+
+    fn naive(docs: &[Vec<u8>], pat: &[u8]) -> Vec<Hit> {
+        let mut out = vec![];
+        for (d, doc) in docs.iter().enumerate() {
+            for i in 0..(doc.len() + 1).saturating_sub(pat.len()) {
+                if &doc[i..i + pat.len()] == pat {
+                    out.push(Hit { doc: d as u64, offset: i as u64 });
+                }
+            }
+        }
+        out
+    }
+
+    /// With the unit-test sizes of `PREFAULT_FROM`, `PREFAULT_SLACK` and the shard's task sizes:
+    /// byte shards whose text is reversed in place into a prefaulted suffix array, one whose
+    /// last document outgrows the reservation, and one whose alphabet needs 16-bit codes (a
+    /// second buffer, the prefaulted pages given back), all checked against the raw documents.
+    #[test]
+    fn byte_shards_built_in_place_with_prefaulted_suffix_arrays() {
+        let mut seed = 11u64;
+        let mut docs: Vec<Vec<u8>> = Vec::new();
+        let mut random_docs = |docs: &mut Vec<Vec<u8>>, k: usize| {
+            for _ in 0..k {
+                let len = (lcg(&mut seed) % 150) as usize;
+                docs.push((0..len).map(|_| b"abcd \n"[(lcg(&mut seed) % 6) as usize]).collect());
+            }
+        };
+        random_docs(&mut docs, 400);
+        docs.push(vec![b'x'; 30_000]); // beyond shard_bytes + PREFAULT_SLACK
+        random_docs(&mut docs, 200);
+        docs.push((0..=255u8).cycle().take(9000).collect()); // every byte value
+        random_docs(&mut docs, 100);
+        let dir = tempfile::tempdir().unwrap();
+        for kind in [BitvectorKind::Compressed, BitvectorKind::Plain] {
+            let opts = BuildOptions { shard_bytes: 20_000, sa_sample_rate: Some(3), isa_sample_rate: 5, bitvector: kind, ..Default::default() };
+            let idx = NgramIndex::build(docs.iter().map(|d| Ok(Document::new(d.clone()))), dir.path(), &opts).unwrap();
+            assert!(idx.stats().shards >= 4);
+            assert_eq!(idx.stats().bytes, docs.iter().map(|d| d.len() as u64).sum::<u64>());
+            assert_eq!(idx.stats().symbols, idx.stats().bytes);
+            for (d, doc) in docs.iter().enumerate() {
+                let got = idx.document(d as u64, 0, None).unwrap();
+                assert!(got.iter().map(|&x| x as u8).eq(doc.iter().copied()), "doc {d}");
+            }
+            let mut pats: Vec<Vec<u8>> = vec![b"x".to_vec(), vec![b'x'; 500], vec![0, 1, 2], vec![255, 0], b"\n".to_vec()];
+            for _ in 0..300 {
+                let d = (lcg(&mut seed) as usize) % docs.len();
+                let (a, l) = (lcg(&mut seed) as usize, 1 + (lcg(&mut seed) % 8) as usize);
+                if !docs[d].is_empty() {
+                    let a = a % docs[d].len();
+                    pats.push(docs[d][a..(a + l).min(docs[d].len())].to_vec());
+                }
+                // the end of one document and the start of the next: never a match across them
+                if d + 1 < docs.len() && !docs[d].is_empty() && !docs[d + 1].is_empty() {
+                    let mut p = docs[d][docs[d].len() - 1..].to_vec();
+                    p.extend_from_slice(&docs[d + 1][..1]);
+                    pats.push(p);
+                }
+            }
+            for p in &pats {
+                let want = naive(&docs, p);
+                let sym: Vec<u32> = p.iter().map(|&b| b as u32).collect();
+                assert_eq!(idx.count(&sym).unwrap(), want.len() as u64, "{p:?}");
+                let mut got = idx.locate(&sym, usize::MAX).unwrap();
+                got.sort_by_key(|h| (h.doc, h.offset));
+                assert_eq!(got, want, "{p:?}");
+            }
+        }
+    }
 }

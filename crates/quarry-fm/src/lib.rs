@@ -113,6 +113,7 @@ mod fm;
 mod format;
 mod index;
 mod input;
+mod sabuf;
 mod shard;
 mod wm;
 

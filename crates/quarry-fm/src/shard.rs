@@ -15,6 +15,7 @@ use crate::buf::Buf;
 use crate::error::{FmError, Result};
 use crate::fm::{FmCore, Range, Sym};
 use crate::format::{SectionReader, SectionWriter};
+use crate::sabuf::SaBuf;
 use crate::BitvectorKind;
 
 pub(crate) enum Core {
@@ -46,42 +47,117 @@ pub(crate) struct Shard {
 
 pub(crate) type Check<'a> = dyn FnMut(&'static str, usize, usize) -> Result<()> + 'a;
 
+/// Text symbols per parallel task of the passes over a shard's text before the suffix sort.
+#[cfg(not(test))]
+const TEXT_TASK: usize = 1 << 16;
+// small and odd in unit tests, so that tasks split documents at many places
+#[cfg(test)]
+const TEXT_TASK: usize = 777;
+
+/// Folds the document symbols of `text` (laid out as for [`Shard::build`]: separator slots
+/// skipped) in parallel chunks, whatever the document sizes, and reduces the chunks' results.
+fn par_doc_chunks<S: Sym, A: Send + Sync + Clone>(
+    text: &[S],
+    starts: &[u64],
+    lens: &[usize],
+    init: A,
+    fold: impl Fn(A, &[S]) -> A + Sync + Send,
+    reduce: impl Fn(A, A) -> A + Sync + Send,
+) -> A {
+    const CHUNK: usize = TEXT_TASK * 16;
+    let ndocs = lens.len();
+    (0..text.len().div_ceil(CHUNK))
+        .into_par_iter()
+        .fold(
+            || init.clone(),
+            |mut acc, k| {
+                let (a, b) = (k * CHUNK, ((k + 1) * CHUNK).min(text.len()));
+                // first document ending after a
+                let mut d = starts[..ndocs].partition_point(|&p| p as usize + 1 <= a).saturating_sub(1);
+                while d < ndocs && (starts[d] as usize) < b {
+                    let (s, e) = ((starts[d] as usize).max(a), (starts[d] as usize + lens[d]).min(b));
+                    if s < e {
+                        acc = fold(acc, &text[s..e]);
+                    }
+                    d += 1;
+                }
+                acc
+            },
+        )
+        .reduce(|| init.clone(), reduce)
+}
+
+/// `r[i], r[len - 1 - i] = lut[r[len - 1 - i]], lut[r[i]]`: the text reversed and dense-coded
+/// in its own buffer, in parallel.
+fn reverse_map_in_place<T: Sym>(r: &mut [T], lut: &[u32]) {
+    const CHUNK: usize = TEXT_TASK;
+    let map = |x: T| T::from_u32(lut[x.into() as usize]);
+    let h = r.len() / 2;
+    let (lo, rest) = r.split_at_mut(h);
+    let (mid, hi) = rest.split_at_mut(rest.len() - h);
+    for m in mid {
+        *m = map(*m);
+    }
+    // chunk k of `lo` from the start mirrors chunk k of `hi` from the end
+    lo.par_chunks_mut(CHUNK).zip(hi.par_rchunks_mut(CHUNK)).for_each(|(a, b)| {
+        debug_assert_eq!(a.len(), b.len());
+        let k = b.len();
+        for j in 0..k {
+            let (x, y) = (a[j], b[k - 1 - j]);
+            a[j] = map(y);
+            b[k - 1 - j] = map(x);
+        }
+    });
+}
+
 impl Shard {
-    /// Build over documents given back to back in `text` with lengths `lens` (symbols).
-    pub(crate) fn build<S: Copy + Into<u32> + Send + Sync>(
+    /// Build over the documents in `text`: back to back, each followed by one zero slot for its
+    /// separator, and one more zero slot at the end, so that `text` has the length of the indexed
+    /// sequence; `lens` are the documents' lengths (symbols). `sa_buf`: a buffer for the suffix
+    /// array, if one is ready (see [`crate::sabuf`]).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn build<S: Sym>(
         text: Vec<S>,
         lens: Vec<usize>,
         metas: Vec<Option<String>>,
         kind: BitvectorKind,
         sa_rate: usize,
         isa_rate: usize,
+        sa_buf: Option<SaBuf>,
         check: &mut Check<'_>,
     ) -> Result<Shard> {
-        let max = text.par_iter().map(|&s| s.into()).max().unwrap_or(0) as usize;
-        let present = text
-            .par_chunks(1 << 20)
-            .fold(
-                || vec![false; max + 1],
-                |mut p, ch| {
-                    for &s in ch {
-                        p[s.into() as usize] = true;
-                    }
-                    p
-                },
-            )
-            .reduce(
-                || vec![false; max + 1],
-                |mut a, b| {
-                    for (x, y) in a.iter_mut().zip(b) {
-                        *x |= y;
-                    }
-                    a
-                },
-            );
+        let ndocs = lens.len();
+        // document d occupies text[starts[d] .. starts[d] + lens[d]], then its separator slot
+        let mut starts = Vec::with_capacity(ndocs + 1);
+        let mut p = 0u64;
+        for &len in &lens {
+            starts.push(p);
+            p += len as u64 + 1;
+        }
+        starts.push(p);
+        debug_assert_eq!(text.len() as u64, p + 1);
+        let max = par_doc_chunks(&text, &starts, &lens, 0u32, |m, seg| seg.iter().fold(m, |m, &s| m.max(s.into())), u32::max) as usize;
+        let present = par_doc_chunks(
+            &text,
+            &starts,
+            &lens,
+            vec![false; max + 1],
+            |mut p, seg| {
+                for &s in seg {
+                    p[s.into() as usize] = true;
+                }
+                p
+            },
+            |mut a, b| {
+                for (x, y) in a.iter_mut().zip(b) {
+                    *x |= y;
+                }
+                a
+            },
+        );
         let alphabet: Vec<u32> = (0..=max as u32).filter(|&s| present[s as usize]).collect();
         drop(present);
         let sigma = alphabet.len() + 2;
-        let ndocs = lens.len();
         // the metadata in its stored form now, and the per-document vectors dropped as soon as
         // possible: everything still held when the suffix array is sorted adds to the peak
         let mut meta_off = Vec::with_capacity(ndocs + 1);
@@ -94,15 +170,13 @@ impl Shard {
             meta_off.push(meta.len() as u64);
         }
         let core = if sigma <= 1 << 8 {
-            Self::build_core::<S, u8>(text, lens, &alphabet, max, kind, sa_rate, isa_rate, check)?
+            Self::build_core::<S, u8>(text, &starts, lens, &alphabet, max, kind, sa_rate, isa_rate, sa_buf, check)?
         } else if sigma <= 1 << 16 {
-            Self::build_core::<S, u16>(text, lens, &alphabet, max, kind, sa_rate, isa_rate, check)?
+            Self::build_core::<S, u16>(text, &starts, lens, &alphabet, max, kind, sa_rate, isa_rate, sa_buf, check)?
         } else {
-            Self::build_core::<S, u32>(text, lens, &alphabet, max, kind, sa_rate, isa_rate, check)?
+            Self::build_core::<S, u32>(text, &starts, lens, &alphabet, max, kind, sa_rate, isa_rate, sa_buf, check)?
         };
-        let (core, starts) = core;
         let tlen = *starts.last().unwrap_or(&0) as usize;
-        debug_assert_eq!(starts.len(), ndocs + 1);
         Ok(Shard {
             core,
             tlen,
@@ -114,49 +188,52 @@ impl Shard {
         })
     }
 
-    /// The dense-coded reversed text `R` in the narrowest integer type, then the FM core.
+    /// The dense-coded reversed text `R` in the narrowest integer type (in `text`'s own buffer
+    /// when the types have the same width), then the FM core.
     #[allow(clippy::too_many_arguments)]
-    fn build_core<S: Copy + Into<u32> + Send + Sync, T: Sym>(
+    fn build_core<S: Sym, T: Sym>(
         text: Vec<S>,
+        starts: &[u64],
         lens: Vec<usize>,
         alphabet: &[u32],
         max: usize,
         kind: BitvectorKind,
         sa_rate: usize,
         isa_rate: usize,
+        mut sa_buf: Option<SaBuf>,
         check: &mut Check<'_>,
-    ) -> Result<(Core, Vec<u64>)> {
+    ) -> Result<Core> {
         let mut lut = vec![0u32; max + 1];
         for (i, &s) in alphabet.iter().enumerate() {
             lut[s as usize] = i as u32 + 2;
         }
         let sigma = alphabet.len() + 2;
-        let tlen = text.len() + lens.len();
-        let n = tlen + 1;
-        let mut r: Vec<T> = crate::fm::big_vec(n);
-        // document d occupies text[at_d .. at_d + len_d] and T[at_d + d .. at_d + d + len_d], then
-        // its separator
-        let mut starts = Vec::with_capacity(lens.len() + 1);
-        let mut p = 0u64;
-        for &len in &lens {
-            starts.push(p);
-            p += len as u64 + 1;
-        }
-        starts.push(tlen as u64);
-        let rp = crate::fm::SyncPtr(r.as_mut_ptr());
-        let (text_ref, lut_ref, starts_ref) = (&text[..], &lut[..], &starts[..]);
-        lens.par_iter().enumerate().with_min_len(64).for_each(|(d, &len)| {
-            let p = starts_ref[d] as usize;
-            let at = p - d;
-            // SAFETY: positions tlen-1-(p..=p+len) belong to document d alone (disjoint writes).
-            unsafe {
-                for (k, &s) in text_ref[at..at + len].iter().enumerate() {
-                    *rp.get().add(tlen - 1 - (p + k)) = T::from_u32(lut_ref[s.into() as usize]);
-                }
-                *rp.get().add(tlen - 1 - (p + len)) = T::from_u32(1);
+        let n = text.len();
+        let tlen = n - 1;
+        let mut r: Vec<T> = match bytemuck::allocation::try_cast_vec::<S, T>(text) {
+            Ok(mut r) => {
+                reverse_map_in_place(&mut r[..tlen], &lut);
+                r
             }
-        });
-        drop(text);
+            Err((_, text)) => {
+                // a second buffer while the text is alive: the suffix array's pages, faulted in
+                // already, would add to this peak, so they are given back and faulted in again
+                // by the sort
+                sa_buf = None;
+                let mut r: Vec<T> = crate::fm::big_vec(n);
+                r[..tlen].par_chunks_mut(TEXT_TASK).enumerate().for_each(|(k, out)| {
+                    let q = tlen - k * TEXT_TASK; // out[j] = lut[text[q - 1 - j]]
+                    for (j, o) in out.iter_mut().enumerate() {
+                        *o = T::from_u32(lut[text[q - 1 - j].into() as usize]);
+                    }
+                });
+                r
+            }
+        };
+        for (&p, &len) in starts.iter().zip(&lens) {
+            r[tlen - 1 - (p as usize + len)] = T::from_u32(1);
+        }
+        r[tlen] = T::from_u32(0);
         drop(lut);
         drop(lens);
         // the documents read so far were many small allocations, freed by now but kept by
@@ -166,11 +243,10 @@ impl Shard {
         unsafe {
             libc::malloc_trim(0);
         }
-        let core = match kind {
-            BitvectorKind::Plain => Core::Plain(FmCore::build(r, sigma, sa_rate, isa_rate, check)?),
-            BitvectorKind::Compressed => Core::Rrr(FmCore::build(r, sigma, sa_rate, isa_rate, check)?),
-        };
-        Ok((core, starts))
+        Ok(match kind {
+            BitvectorKind::Plain => Core::Plain(FmCore::build(r, sigma, sa_rate, isa_rate, sa_buf, check)?),
+            BitvectorKind::Compressed => Core::Rrr(FmCore::build(r, sigma, sa_rate, isa_rate, sa_buf, check)?),
+        })
     }
 
     pub(crate) fn save(&mut self, path: &Path) -> Result<()> {
