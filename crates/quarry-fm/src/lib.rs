@@ -65,8 +65,10 @@
 //!
 //! Per shard: libsais suffix array (8/16-bit or 32-bit-integer input chosen by alphabet size,
 //! 32/64-bit output by length, sorted on the build's threads with the default `parallel-sa`
-//! feature; the build keeps the text in the narrowest integer type and then works inside the
-//! suffix array's buffer, so its peak is the sort's, about 5 bytes per symbol for bytes) →
+//! feature; the build keeps the text in the narrowest integer type — a byte text is read into
+//! the buffer it is then reversed and dense-coded in, while a helper thread faults the suffix
+//! array's pages in on the other core — and then works inside the suffix array's buffer, so its
+//! peak is the sort's, about 5 bytes per symbol for bytes) →
 //! BWT → C array + a Huffman-shaped wavelet tree over a dense alphabet (levelwise, pointerless;
 //! its shape is a function of the symbol counts, so only the level bitvectors are stored), whose
 //! levels are either [`BitvectorKind::Plain`] (rank9-style directory) or
