@@ -65,11 +65,13 @@ pub(crate) fn big_vec<T: bytemuck::Zeroable + Clone>(n: usize) -> Vec<T> {
     v
 }
 
-/// An empty vector with room for `cap` elements, on transparent huge pages (see [`advise_huge`]).
-pub(crate) fn huge_capacity_vec<T>(cap: usize) -> Vec<T> {
-    let v = Vec::with_capacity(cap);
+/// An empty vector with room for `cap` elements, on transparent huge pages (see [`advise_huge`]);
+/// `None` when the allocator refuses that much address space.
+pub(crate) fn huge_capacity_vec<T>(cap: usize) -> Option<Vec<T>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(cap).ok()?;
     advise_huge(v.as_ptr() as usize, v.capacity() * std::mem::size_of::<T>());
-    v
+    Some(v)
 }
 
 /// On Linux, marks the pages of a large buffer for transparent huge pages (`madvise`) before first
@@ -897,6 +899,13 @@ mod tests {
         check_core_rates::<u8, PlainBv>(&t, 200, 1, 1); // samples of every row: unpacked
         check_core_rates::<u8, RrrBv>(&t, 200, 3, 5); // packed, a small round buffer
         check_core_rates::<u8, RrrBv>(&t, 200, 5, 1);
+    }
+
+    #[test]
+    fn huge_capacity_vec_reserves_or_declines() {
+        let v = huge_capacity_vec::<u8>(5 << 20).unwrap();
+        assert!(v.is_empty() && v.capacity() >= 5 << 20);
+        assert!(huge_capacity_vec::<u64>(usize::MAX / 8).is_none());
     }
 
     #[test]

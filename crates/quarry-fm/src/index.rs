@@ -351,6 +351,8 @@ struct Batch {
     /// Byte mode, once the text is large enough: the suffix array's pages, faulted in as the text
     /// grows.
     prefault: Option<SaPrefault>,
+    /// Whether this shard's text reached [`PREFAULT_FROM`] (the buffers are set up once).
+    prefault_tried: bool,
 }
 
 /// Text bytes from which a byte-mode shard's suffix array is faulted in while reading (below it
@@ -372,12 +374,16 @@ impl Batch {
     /// on huge pages with room for a whole shard and start faulting the suffix array in; then
     /// keep the helper up to date with the array's length (text + the final slot).
     fn grow_prefault(&mut self, shard_bytes: u64) {
-        if self.prefault.is_none() && self.text.len() >= PREFAULT_FROM {
+        if !self.prefault_tried && self.text.len() >= PREFAULT_FROM {
+            self.prefault_tried = true;
             let max_len = shard_bytes.saturating_add(PREFAULT_SLACK).min(i32::MAX as u64) as usize;
-            let mut text = crate::fm::huge_capacity_vec(max_len.max(self.text.len()));
-            text.extend_from_slice(&self.text);
-            self.text = text;
-            self.prefault = SaPrefault::start(max_len);
+            // neither is needed: without the room (strict overcommit, say) the text stays where it
+            // is and the suffix array is allocated when the sort starts
+            if let Some(mut text) = crate::fm::huge_capacity_vec(max_len.max(self.text.len())) {
+                text.extend_from_slice(&self.text);
+                self.text = text;
+                self.prefault = SaPrefault::start(max_len);
+            }
         }
         if let Some(p) = &self.prefault {
             p.grow_to(self.text.len() + 1);
@@ -421,6 +427,7 @@ impl Builder<'_> {
         // past the text (glibc shrinks a large block in place)
         text.shrink_to_fit();
         let sa_buf = batch.prefault.take().and_then(|p| p.finish(text.len()));
+        batch.prefault_tried = false;
         let opts = self.opts;
         let k = self.shards.len();
         let mut shard = {
