@@ -8,8 +8,8 @@
 use crate::bits::{IntVec, RankBv, prefetch};
 use crate::buf::Buf;
 use crate::error::{FmError, Result};
-use crate::sabuf::SaBuf;
 use crate::format::{SectionReader, SectionWriter};
+use crate::sabuf::SaBuf;
 use crate::wm::{AccessStep, WaveletTree};
 
 pub(crate) struct FmCore<Bv> {

@@ -134,10 +134,12 @@ mod tests {
 
     #[test]
     fn prefaulted_buffer_is_zeroed_and_sized() {
-        let Some(p) = SaPrefault::start(1 << 20) else {
-            assert!(!cfg!(target_os = "linux"), "the reservation works on Linux");
+        let p = SaPrefault::start(1 << 20);
+        if !cfg!(target_os = "linux") {
+            assert!(p.is_none());
             return;
-        };
+        }
+        let p = p.expect("the reservation works on Linux");
         p.grow_to(300_000);
         std::thread::sleep(Duration::from_millis(20));
         p.grow_to(700_001);

@@ -72,8 +72,8 @@ fn par_doc_chunks<S: Sym, A: Send + Sync + Clone>(
             || init.clone(),
             |mut acc, k| {
                 let (a, b) = (k * CHUNK, ((k + 1) * CHUNK).min(text.len()));
-                // first document ending after a
-                let mut d = starts[..ndocs].partition_point(|&p| p as usize + 1 <= a).saturating_sub(1);
+                // the last document starting before a, which may reach into the chunk
+                let mut d = starts[..ndocs].partition_point(|&p| (p as usize) < a).saturating_sub(1);
                 while d < ndocs && (starts[d] as usize) < b {
                     let (s, e) = ((starts[d] as usize).max(a), (starts[d] as usize + lens[d]).min(b));
                     if s < e {
