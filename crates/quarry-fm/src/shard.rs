@@ -54,18 +54,18 @@ const TEXT_TASK: usize = 1 << 16;
 #[cfg(test)]
 const TEXT_TASK: usize = 777;
 
-/// Folds the document symbols of `text` (laid out as for [`Shard::build`]: separator slots
-/// skipped) in parallel chunks, whatever the document sizes, and reduces the chunks' results.
+/// Folds the document symbols of `text` (laid out as for [`Shard::build`], document `d` at
+/// `starts[d] .. starts[d + 1] - 1`: separator slots skipped) in parallel chunks, whatever the
+/// document sizes, and reduces the chunks' results.
 fn par_doc_chunks<S: Sym, A: Send + Sync + Clone>(
     text: &[S],
     starts: &[u64],
-    lens: &[usize],
     init: A,
     fold: impl Fn(A, &[S]) -> A + Sync + Send,
     reduce: impl Fn(A, A) -> A + Sync + Send,
 ) -> A {
     const CHUNK: usize = TEXT_TASK * 16;
-    let ndocs = lens.len();
+    let ndocs = starts.len() - 1;
     (0..text.len().div_ceil(CHUNK))
         .into_par_iter()
         .fold(
@@ -75,7 +75,7 @@ fn par_doc_chunks<S: Sym, A: Send + Sync + Clone>(
                 // the last document starting before a, which may reach into the chunk
                 let mut d = starts[..ndocs].partition_point(|&p| (p as usize) < a).saturating_sub(1);
                 while d < ndocs && (starts[d] as usize) < b {
-                    let (s, e) = ((starts[d] as usize).max(a), (starts[d] as usize + lens[d]).min(b));
+                    let (s, e) = ((starts[d] as usize).max(a), (starts[d + 1] as usize - 1).min(b));
                     if s < e {
                         acc = fold(acc, &text[s..e]);
                     }
@@ -136,11 +136,11 @@ impl Shard {
         }
         starts.push(p);
         debug_assert_eq!(text.len() as u64, p + 1);
-        let max = par_doc_chunks(&text, &starts, &lens, 0u32, |m, seg| seg.iter().fold(m, |m, &s| m.max(s.into())), u32::max) as usize;
+        drop(lens);
+        let max = par_doc_chunks(&text, &starts, 0u32, |m, seg| seg.iter().fold(m, |m, &s| m.max(s.into())), u32::max) as usize;
         let present = par_doc_chunks(
             &text,
             &starts,
-            &lens,
             vec![false; max + 1],
             |mut p, seg| {
                 for &s in seg {
@@ -170,11 +170,11 @@ impl Shard {
             meta_off.push(meta.len() as u64);
         }
         let core = if sigma <= 1 << 8 {
-            Self::build_core::<S, u8>(text, &starts, lens, &alphabet, max, kind, sa_rate, isa_rate, sa_buf, check)?
+            Self::build_core::<S, u8>(text, &starts, &alphabet, max, kind, sa_rate, isa_rate, sa_buf, check)?
         } else if sigma <= 1 << 16 {
-            Self::build_core::<S, u16>(text, &starts, lens, &alphabet, max, kind, sa_rate, isa_rate, sa_buf, check)?
+            Self::build_core::<S, u16>(text, &starts, &alphabet, max, kind, sa_rate, isa_rate, sa_buf, check)?
         } else {
-            Self::build_core::<S, u32>(text, &starts, lens, &alphabet, max, kind, sa_rate, isa_rate, sa_buf, check)?
+            Self::build_core::<S, u32>(text, &starts, &alphabet, max, kind, sa_rate, isa_rate, sa_buf, check)?
         };
         let tlen = *starts.last().unwrap_or(&0) as usize;
         Ok(Shard {
@@ -194,7 +194,6 @@ impl Shard {
     fn build_core<S: Sym, T: Sym>(
         text: Vec<S>,
         starts: &[u64],
-        lens: Vec<usize>,
         alphabet: &[u32],
         max: usize,
         kind: BitvectorKind,
@@ -230,12 +229,12 @@ impl Shard {
                 r
             }
         };
-        for (&p, &len) in starts.iter().zip(&lens) {
-            r[tlen - 1 - (p as usize + len)] = T::from_u32(1);
+        // the separator slot before each document's successor is at text position end - 1
+        for &end in &starts[1..] {
+            r[tlen - end as usize] = T::from_u32(1);
         }
         r[tlen] = T::from_u32(0);
         drop(lut);
-        drop(lens);
         // the documents read so far were many small allocations, freed by now but kept by
         // malloc in its heap; give them back before the peak (text + suffix array)
         #[cfg(all(target_os = "linux", target_env = "gnu"))]

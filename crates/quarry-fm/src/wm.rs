@@ -165,8 +165,13 @@ fn partition_level<T: Sym>(
     use rayon::prelude::*;
     let len = seq.len();
     let nw = len.div_ceil(64);
+    // bytes, 8 or 16 at a time (both passes), where the CPU has SSSE3 and POPCNT
     #[cfg(target_arch = "x86_64")]
-    let bitmap: Option<[u8; 32]> = (std::mem::size_of::<T>() == 1 && std::is_x86_feature_detected!("ssse3")).then(|| {
+    let simd_bytes = std::mem::size_of::<T>() == 1
+        && std::is_x86_feature_detected!("ssse3")
+        && std::is_x86_feature_detected!("popcnt");
+    #[cfg(target_arch = "x86_64")]
+    let bitmap: Option<[u8; 32]> = simd_bytes.then(|| {
         let mut m = [0u8; 32];
         for (c, &b) in bit_of.iter().enumerate().take(256) {
             m[c >> 3] |= (b & 1) << (c & 7);
@@ -218,10 +223,6 @@ fn partition_level<T: Sym>(
     };
     let out = crate::fm::SyncPtr(next.as_mut_ptr());
     let out_len = next.len();
-    #[cfg(target_arch = "x86_64")]
-    let simd_scatter = std::mem::size_of::<T>() == 1
-        && std::is_x86_feature_detected!("ssse3")
-        && std::is_x86_feature_detected!("popcnt");
     seq.par_chunks(PART_CHUNK).enumerate().for_each(|(k, part)| {
         let lo = k * PART_CHUNK;
         let hi = lo + part.len();
@@ -254,7 +255,7 @@ fn partition_level<T: Sym>(
             let inc = [internal[0] as usize, internal[1] as usize];
             let mut seg = &part[a - lo..b - lo];
             #[cfg(target_arch = "x86_64")]
-            if simd_scatter && seg.len() >= 64 {
+            if simd_bytes && seg.len() >= 64 {
                 // bytes: the scalar loop up to a multiple of 8 positions, then 8 at a time
                 let head = (a.next_multiple_of(8) - a).min(seg.len());
                 // SAFETY: as for the scalar loop below.
